@@ -1,0 +1,45 @@
+"""The device's error hierarchy: one root per party at fault.
+
+`InputError` is bad input from the operator (config, bundle, images); `RemoteError` is the
+server or the network; `StateError` is local state that is missing or inconsistent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TinyLCMError(Exception):
+    """Root of every error raised on purpose by the device package."""
+
+
+class InputError(TinyLCMError):
+    """Something the operator supplied is wrong; `path` names the file when there is one."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class ConfigError(InputError):
+    """The JSON configuration has an unknown key, a wrong type or a bad value."""
+
+
+class BundleError(InputError):
+    """A model bundle is missing a file, is corrupt, or does not match its model."""
+
+
+class FrameError(InputError):
+    """One frame cannot be used (wrong size, mode, or undecodable); the stream goes on."""
+
+
+class SourceError(InputError):
+    """A capture source cannot start (empty folder, unknown spec, camera missing)."""
+
+
+class RemoteError(TinyLCMError):
+    """The server or the network failed; the operation may be retried."""
+
+
+class StateError(TinyLCMError):
+    """Local state on disk is missing, corrupt or of another shape than expected."""

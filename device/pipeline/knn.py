@@ -1,0 +1,215 @@
+"""Adaptive kNN over a bounded, labelled reference set: one vectorised search per frame.
+
+The search result (`Neighbours`) is shared by the classifier's vote and by every drift
+detector, so a frame costs exactly one pass over the reference set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import StateError
+from device.state import save_npz_atomic
+
+METRICS = ("euclidean", "manhattan", "cosine")
+POLICIES = ("class_balanced", "fifo", "random")
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """The k nearest reference samples of one query, nearest first."""
+
+    distances: np.ndarray  # (k,) float32
+    indices: np.ndarray  # (k,) positions in the reference set
+    labels: tuple[str, ...]  # (k,) their labels
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A copy of the reference set, to roll an adaptation back."""
+
+    vectors: np.ndarray
+    labels: np.ndarray
+
+
+class KNNClassifier:
+    """k-nearest-neighbour classifier with distance-weighted votes and a bounded memory."""
+
+    def __init__(
+        self,
+        k: int = 5,
+        metric: str = "euclidean",
+        max_samples: int = 200,
+        policy: str = "class_balanced",
+        seed: int = 0,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if max_samples < k:
+            raise ValueError(f"max_samples must be >= k ({k}), got {max_samples}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self.k = k
+        self.metric = metric
+        self.max_samples = max_samples
+        self.policy = policy
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._classes: list[str] = []
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        self._codes = np.zeros(0, dtype=np.int64)
+        self._age = np.zeros(0, dtype=np.int64)  # insertion order, for fifo
+        self._aux = np.zeros(0, dtype=np.float32)  # squared norms (euclidean) or norms (cosine)
+        self._clock = 0
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self._vectors.shape[1])
+
+    def __len__(self) -> int:
+        return int(self._vectors.shape[0])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the reference set, in storage order."""
+        return np.asarray(self._classes, dtype=str)[self._codes] if len(self) else np.zeros(0, dtype=str)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self._vectors
+
+    def fit(self, vectors: np.ndarray, labels: np.ndarray) -> KNNClassifier:
+        """Replace the reference set; keeps at most `max_samples`, balanced across classes."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        labels = np.asarray(labels).astype(str)
+        if vectors.ndim != 2 or len(vectors) != len(labels):
+            raise ValueError(f"need (n, d) vectors and n labels, got {vectors.shape} and {labels.shape}")
+        if len(vectors) < self.k:
+            raise ValueError(f"need at least k={self.k} reference samples, got {len(vectors)}")
+        self._classes = sorted(set(labels.tolist()))
+        codes = np.searchsorted(np.asarray(self._classes), labels)
+        self._set(np.ascontiguousarray(vectors), codes)
+        while len(self) > self.max_samples:
+            self._evict()
+        return self
+
+    def _set(self, vectors: np.ndarray, codes: np.ndarray) -> None:
+        self._vectors = vectors
+        self._codes = codes.astype(np.int64)
+        self._age = np.arange(self._clock, self._clock + len(codes), dtype=np.int64)
+        self._clock += len(codes)
+        self._refresh_aux()
+
+    def _refresh_aux(self) -> None:
+        if self.metric == "euclidean":
+            self._aux = np.einsum("ij,ij->i", self._vectors, self._vectors)
+        elif self.metric == "cosine":
+            self._aux = np.maximum(np.linalg.norm(self._vectors, axis=1), 1e-12).astype(np.float32)
+
+    # -- search and vote -----------------------------------------------------------------
+    def distances(self, x: np.ndarray) -> np.ndarray:
+        """Distances from one query (d,) to every reference sample."""
+        if self.metric == "euclidean":
+            d2 = self._aux - 2.0 * (self._vectors @ x) + float(x @ x)
+            return np.sqrt(np.maximum(d2, 0.0))
+        if self.metric == "manhattan":
+            return np.abs(self._vectors - x).sum(axis=1)
+        sims = (self._vectors @ x) / (self._aux * max(float(np.linalg.norm(x)), 1e-12))
+        return 1.0 - sims
+
+    def search(self, x: np.ndarray) -> Neighbours:
+        """The k nearest reference samples of `x` (one pass over the reference set)."""
+        if x.shape != (self.dim,):
+            raise ValueError(f"query has shape {x.shape}, the reference set has dimension {self.dim}")
+        dist = self.distances(x)
+        k = min(self.k, len(dist))
+        idx = np.argpartition(dist, k - 1)[:k] if k < len(dist) else np.arange(len(dist))
+        idx = idx[np.argsort(dist[idx], kind="stable")]
+        names = tuple(self._classes[c] for c in self._codes[idx])
+        return Neighbours(distances=dist[idx].astype(np.float32), indices=idx, labels=names)
+
+    def vote(self, neighbours: Neighbours) -> tuple[str, float]:
+        """Distance-weighted majority vote: (label, share of the vote it won)."""
+        weights = 1.0 / (neighbours.distances.astype(np.float64) + 1e-6)
+        scores = np.bincount(self._codes[neighbours.indices], weights=weights, minlength=len(self._classes))
+        best = int(np.argmax(scores))
+        return self._classes[best], float(scores[best] / scores.sum())
+
+    def predict(self, x: np.ndarray) -> tuple[str, float]:
+        return self.vote(self.search(x))
+
+    # -- adaptation ----------------------------------------------------------------------
+    def add(self, vector: np.ndarray, label: str) -> None:
+        """Add one labelled sample; when full, evict one by the replacement policy."""
+        vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if vector.shape[1] != self.dim:
+            raise ValueError(f"sample has dimension {vector.shape[1]}, the reference set has {self.dim}")
+        if label not in self._classes:
+            self._classes.append(label)
+        code = self._classes.index(label)
+        self._vectors = np.concatenate([self._vectors, vector])
+        self._codes = np.append(self._codes, code)
+        self._age = np.append(self._age, self._clock)
+        self._clock += 1
+        self._refresh_aux()
+        if len(self) > self.max_samples:
+            self._evict(protect=len(self) - 1)
+
+    def _evict(self, protect: int = -1) -> None:
+        """Drop one sample: the oldest (fifo), a random one, or the most redundant of the largest class."""
+        n = len(self)
+        if self.policy == "fifo":
+            order = np.argsort(self._age)
+            victim = int(order[0] if order[0] != protect else order[1])
+        elif self.policy == "random":
+            victim = int(self._rng.integers(n - 1 if protect == n - 1 else n))
+        else:
+            victim = self._most_redundant(protect)
+        keep = np.ones(n, dtype=bool)
+        keep[victim] = False
+        self._vectors = np.ascontiguousarray(self._vectors[keep])
+        self._codes, self._age = self._codes[keep], self._age[keep]
+        self._refresh_aux()
+
+    def _most_redundant(self, protect: int) -> int:
+        """In the largest class, the sample closest to another member of its class (condensing)."""
+        counts = np.bincount(self._codes, minlength=len(self._classes))
+        members = np.flatnonzero(self._codes == int(np.argmax(counts)))
+        members = members[members != protect]
+        x = self._vectors[members]
+        d2 = np.einsum("ij,ij->i", x, x)[:, None] - 2 * x @ x.T + np.einsum("ij,ij->i", x, x)[None, :]
+        np.fill_diagonal(d2, np.inf)
+        return int(members[int(np.argmin(d2.min(axis=1)))])
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(vectors=self._vectors.copy(), labels=self.labels.copy())
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self.fit(snapshot.vectors, snapshot.labels)
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the reference set atomically as `.npz` (vectors, labels)."""
+        save_npz_atomic(path, vectors=self._vectors, labels=self.labels.astype("<U64"))
+
+    def load(self, path: str | Path, dim: int | None = None) -> KNNClassifier:
+        """Read a reference set; `dim` is the dimension the transform produces."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                vectors, labels = npz["vectors"], npz["labels"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise StateError(f"cannot read kNN state: {exc}") from exc
+        if vectors.ndim != 2:
+            raise StateError(f"{path}: kNN vectors must be 2-D, got shape {vectors.shape}")
+        if dim is not None and vectors.shape[1] != dim:
+            raise StateError(f"{path}: kNN state has dimension {vectors.shape[1]}, the transform gives {dim}")
+        try:
+            return self.fit(vectors, labels)
+        except ValueError as exc:
+            raise StateError(f"{path}: {exc}") from exc

@@ -1,0 +1,56 @@
+"""Standardize + PCA from plain numpy arrays (`transform.npz`), fused into one affine map.
+
+z = (x - mean) / scale; y = (z - pca_mean) @ components.T  ==  x @ W + b, precomputed once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import BundleError
+
+_KEYS = ("mean", "scale", "components", "pca_mean")
+
+
+class FeatureTransform:
+    """Maps raw feature vectors (d,) or (n, d) to PCA space (k,) or (n, k), float32."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, components: np.ndarray, pca_mean: np.ndarray):
+        d = mean.shape[0]
+        if scale.shape != (d,) or pca_mean.shape != (d,) or components.ndim != 2 or components.shape[1] != d:
+            raise ValueError(
+                f"inconsistent shapes: mean {mean.shape}, scale {scale.shape}, "
+                f"components {components.shape}, pca_mean {pca_mean.shape}"
+            )
+        if not np.all(np.isfinite(scale)) or np.any(scale == 0):
+            raise ValueError("scale must be finite and non-zero")
+        self.input_dim = d
+        self.output_dim = components.shape[0]
+        weight = components.T / scale[:, None]
+        self._weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self._bias = (-(mean / scale + pca_mean) @ components.T).astype(np.float32)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureTransform:
+        """Read `transform.npz`; a missing key or a shape mismatch is a `BundleError`."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = [k for k in _KEYS if k not in npz]
+                if missing:
+                    raise BundleError(f"missing arrays {missing}", path)
+                arrays = {k: npz[k].astype(np.float64) for k in _KEYS}
+        except BundleError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"cannot read transform: {exc}", path) from exc
+        try:
+            return cls(**arrays)
+        except ValueError as exc:
+            raise BundleError(str(exc), path) from exc
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        out: np.ndarray = features.astype(np.float32, copy=False) @ self._weight
+        out += self._bias
+        return out
