@@ -47,4 +47,4 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
     """Write arrays as an uncompressed .npz atomically (loadable with allow_pickle=False)."""
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+    write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]

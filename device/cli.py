@@ -1,0 +1,157 @@
+"""`tinylcm`: replay a stream through the pipeline, or run the appliance's service loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from device.capture import open_source
+from device.config import Config, load_config
+from device.errors import TinyLCMError
+from device.health import HealthServer
+from device.outbox import Outbox
+from device.pipeline.pipeline import Pipeline
+from device.pipeline.result import Result
+from device.service import Runner
+
+log = logging.getLogger("tinylcm")
+
+
+def factory_bundle() -> Path:
+    """The bundle baked into the package (and the image): digits 0-5."""
+    return Path(str(resources.files("device") / "models" / "digits"))
+
+
+def _sample_json(result: Result) -> str:
+    return json.dumps(
+        {
+            "seq": result.seq,
+            "label": result.label,
+            "confidence": round(result.confidence, 4),
+            "model_confidence": round(result.model_confidence, 4),
+            "true_label": result.true_label,
+            "latency_ms": round(result.latency_ms, 3),
+            "drift": result.drift,
+        }
+    )
+
+
+def _progress(runner: Runner, result: Result, total: int | None) -> None:
+    s = runner.stats
+    acc = f" acc {s.correct / s.labelled:.3f}" if s.labelled else ""
+    of = f"/{total}" if total else ""
+    sys.stderr.write(f"\r  frame {s.frames}{of}{acc}  drift events {s.drift_events}  skipped {s.skipped}   ")
+    if result.drift:
+        sys.stderr.write(f"\n  ! drift at frame {result.seq}: {', '.join(result.drift)}\n")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else Config()
+    pipeline = Pipeline.from_bundle(args.bundle, config)
+    source = open_source(
+        args.source, drift=args.drift, seed=args.seed, limit=args.limit, size=pipeline.bundle.frame_size
+    )
+    outbox = Outbox(args.outbox) if args.outbox else None
+    runner = Runner(pipeline, outbox, config.outbox)
+    runner.stop_on_signals()
+    try:
+        for result in runner.run(source):
+            if args.jsonl:
+                print(_sample_json(result), flush=False)
+            else:
+                _progress(runner, result, args.limit)
+    finally:
+        source.close()
+        if outbox:
+            outbox.close()
+    if not args.jsonl:
+        sys.stderr.write("\n")
+    print(json.dumps({"summary": runner.stats.summary()}), flush=True)
+    return 0
+
+
+def _bundle_path(config: Config) -> Path:
+    configured = config.under_data_dir(config.feature_extractor.bundle)
+    if configured.exists():
+        return configured
+    log.warning("bundle %s does not exist; starting on the factory bundle", configured)
+    return factory_bundle()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logging.getLogger().setLevel(config.device.log_level)
+    pipeline = Pipeline.from_bundle(_bundle_path(config), config)
+    source = open_source(
+        config.camera.source, drift=config.camera.drift, seed=config.camera.seed,
+        size=pipeline.bundle.frame_size, fps=config.camera.fps,
+    )
+    outbox = Outbox(config.under_data_dir(config.outbox.path))
+    runner = Runner(pipeline, outbox, config.outbox)
+    runner.stop_on_signals()
+    last_frame = [time.monotonic()]
+
+    def snapshot() -> dict[str, Any]:
+        age = time.monotonic() - last_frame[0]
+        return {
+            "status": "ok" if age < max(10.0, 5 / config.camera.fps) else "stalled",
+            "model_version": pipeline.bundle.version, "frames": runner.stats.frames,
+            "skipped": runner.stats.skipped, "drift_events": runner.stats.drift_events,
+            "last_frame_age_s": round(age, 3), "outbox_depth": outbox.depth(),
+        }
+
+    health = HealthServer(snapshot, config.device.health_port).start()
+    log.info("running %s %s on %s; health on 127.0.0.1:%d", pipeline.bundle.name, pipeline.bundle.version,
+             config.camera.source, health.port)
+    try:
+        for _ in runner.run(source):
+            last_frame[0] = time.monotonic()
+    finally:
+        source.close()
+        health.close()
+        outbox.close()
+    log.info("stopped after %d frames", runner.stats.frames)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinylcm", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    replay = sub.add_parser("replay", help="run a stream through the pipeline and report what it sees")
+    replay.add_argument("--bundle", type=Path, default=factory_bundle(), help="model bundle directory")
+    replay.add_argument("--source", default="digits", help="camera | dir:PATH | digits")
+    replay.add_argument("--drift", help="inject a drift, e.g. unseen@300, noise@200, gradual-unseen@300:200")
+    replay.add_argument("--limit", type=int, help="stop after N frames")
+    replay.add_argument("--seed", type=int, default=0, help="seed of synthetic sources and drift")
+    replay.add_argument("--config", type=Path, help="JSON configuration (detectors, classifier, ...)")
+    replay.add_argument("--outbox", type=Path, help="also record into this outbox database")
+    replay.add_argument("--jsonl", action="store_true", help="one JSON object per sample on stdout")
+    replay.set_defaults(func=cmd_replay)
+    run = sub.add_parser("run", help="run the appliance: capture -> pipeline -> outbox, until SIGTERM")
+    run.add_argument("--config", type=Path, required=True, help="JSON configuration file")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except TinyLCMError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

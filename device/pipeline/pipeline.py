@@ -1,0 +1,116 @@
+"""The per-frame pipeline: frame -> TFLite -> standardize+PCA -> one kNN search -> detectors -> adapter.
+
+Everything downstream of the interpreter reuses the single neighbour search held in `Result`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from device.bundle import Bundle, load_bundle
+from device.capture.base import Frame
+from device.config import AdaptiveClassifierConfig, Config
+from device.errors import BundleError, FrameError, StateError
+from device.pipeline.extract import Extractor
+from device.pipeline.knn import KNNClassifier
+from device.pipeline.result import Result
+from device.pipeline.transform import FeatureTransform
+
+log = logging.getLogger(__name__)
+
+
+class Monitor(Protocol):
+    drifting: bool
+
+    def update(self, result: Result) -> list[Any]: ...
+
+
+class Adapter(Protocol):
+    def observe(self, result: Result, drifting: bool) -> list[dict[str, Any]]: ...
+
+
+def load_classifier(bundle: Bundle, dim: int, cfg: AdaptiveClassifierConfig) -> KNNClassifier:
+    """The bundle's kNN reference set, under the configured k, metric and bound."""
+    knn = KNNClassifier(k=cfg.k, metric=cfg.metric, max_samples=cfg.max_samples, policy=cfg.policy)
+    try:
+        return knn.load(bundle.file("knn_state.npz"), dim=dim)
+    except StateError as exc:
+        raise BundleError(str(exc), bundle.file("knn_state.npz")) from exc
+
+
+class Pipeline:
+    """Turns frames into `Result`s; `monitor` and `adapter` are optional stages."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        extractor: Extractor,
+        transform: FeatureTransform,
+        classifier: KNNClassifier,
+        monitor: Monitor | None = None,
+        adapter: Adapter | None = None,
+    ) -> None:
+        if transform.input_dim != extractor.feature_dim:
+            raise BundleError(
+                f"transform.npz expects {transform.input_dim}-d features, the model gives {extractor.feature_dim}",
+                bundle.path,
+            )
+        self.bundle = bundle
+        self.extractor = extractor
+        self.transform = transform
+        self.classifier = classifier
+        self.monitor = monitor
+        self.adapter = adapter
+        self.skipped = 0  # frames refused (wrong shape, non-finite features)
+        self.events: list[dict[str, Any]] = []  # adaptation events of the last frame
+        self._labels = bundle.labels
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, config: Config | None = None, *, detect: bool = True) -> Pipeline:
+        """Load a bundle with the configured classifier, detectors and adapter."""
+        config = config or Config()
+        bundle = load_bundle(path)
+        extractor = Extractor(bundle, num_threads=config.feature_extractor.num_threads)
+        transform = FeatureTransform.load(bundle.file("transform.npz"))
+        classifier = load_classifier(bundle, transform.output_dim, config.adaptive_classifier)
+        monitor = adapter = None
+        if detect:
+            from device.pipeline.stages import build_adapter, build_monitor
+
+            monitor = build_monitor(bundle, config, transform.output_dim)
+            adapter = build_adapter(classifier, config)
+        return cls(bundle, extractor, transform, classifier, monitor, adapter)
+
+    def process(self, frame: Frame, seq: int) -> Result:
+        """Run one frame through every stage; raises `FrameError` for a frame that cannot be used."""
+        started = time.perf_counter()
+        probs, features = self.extractor(frame.image)
+        if not np.all(np.isfinite(features)):
+            raise FrameError(f"frame {frame.origin or seq}: the model gave non-finite features")
+        vector = self.transform(features)
+        neighbours = self.classifier.search(vector)
+        label, confidence = self.classifier.vote(neighbours)
+        top = int(np.argmax(probs))
+        result = Result(
+            seq=seq,
+            label=label,
+            confidence=confidence,
+            model_label=self._labels[top],
+            model_confidence=float(probs[top]),
+            probabilities=probs,
+            features=features,
+            vector=vector,
+            neighbours=neighbours,
+            latency_ms=0.0,
+            true_label=frame.label,
+        )
+        if self.monitor is not None:
+            result.drift = [s.detector for s in self.monitor.update(result)]
+        self.events = self.adapter.observe(result, bool(self.monitor and self.monitor.drifting)) if self.adapter else []
+        result.latency_ms = (time.perf_counter() - started) * 1e3
+        return result

@@ -1,0 +1,151 @@
+"""The appliance's main loop: capture -> pipeline -> outbox, with skipped frames counted, never fatal."""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from device.capture.base import Frame
+from device.config import OutboxConfig
+from device.errors import FrameError
+from device.outbox import Outbox
+from device.pipeline.pipeline import Pipeline
+from device.pipeline.result import Result
+
+log = logging.getLogger(__name__)
+MAX_EVENT_JPEG = 32 * 1024  # bytes; a drift event's frame is re-encoded smaller until it fits
+
+
+def encode_jpeg(image: np.ndarray, max_side: int, quality: int) -> bytes:
+    """Downscale to `max_side` and JPEG-encode, lowering quality until under `MAX_EVENT_JPEG`."""
+    img = Image.fromarray(image)
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side))
+    while True:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality)
+        if buf.tell() <= MAX_EVENT_JPEG or quality <= 20:
+            return buf.getvalue()
+        quality -= 15
+
+
+@dataclass
+class Stats:
+    """Counters of one run, reported in the summary and the heartbeat."""
+
+    frames: int = 0
+    skipped: int = 0
+    drift_events: int = 0
+    adaptations: int = 0
+    latencies: list[float] = field(default_factory=list)
+    correct: int = 0
+    labelled: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies) if self.latencies else np.zeros(1)
+        out: dict[str, Any] = {
+            "samples": self.frames,
+            "skipped": self.skipped,
+            "drift_events": self.drift_events,
+            "adaptations": self.adaptations,
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 3),
+            "latency_ms_p95": round(float(np.percentile(lat, 95)), 3),
+        }
+        if self.labelled:
+            out["accuracy"] = round(self.correct / self.labelled, 4)
+        return out
+
+
+class Runner:
+    """Processes frames and records what they produced; bad frames are logged and counted."""
+
+    def __init__(self, pipeline: Pipeline, outbox: Outbox | None = None, outbox_cfg: OutboxConfig | None = None):
+        self.pipeline = pipeline
+        self.outbox = outbox
+        self.outbox_cfg = outbox_cfg or OutboxConfig()
+        self.stats = Stats()
+        self.stop = threading.Event()
+
+    def step(self, frame: Frame, seq: int) -> Result | None:
+        try:
+            result = self.pipeline.process(frame, seq)
+        except FrameError as exc:
+            self.stats.skipped += 1
+            log.warning("skipping frame %d: %s", seq, exc)
+            return None
+        self._count(result)
+        if self.outbox is not None:
+            self._record(frame, result)
+        return result
+
+    def _count(self, result: Result) -> None:
+        s = self.stats
+        s.frames += 1
+        s.latencies.append(result.latency_ms)
+        s.drift_events += len(result.drift)
+        s.adaptations += len(self.pipeline.events)
+        if result.true_label is not None:
+            s.labelled += 1
+            s.correct += int(result.true_label == result.label)
+
+    def _record(self, frame: Frame, result: Result) -> None:
+        assert self.outbox is not None
+        version = self.pipeline.bundle.version
+        self.outbox.append("prediction", prediction_record(result, version))
+        if result.drift:
+            jpeg = encode_jpeg(frame.image, self.outbox_cfg.image_max_side, self.outbox_cfg.jpeg_quality)
+            for signal_ in self._signals(result):
+                self.outbox.append("drift_event", {**signal_, **drift_context(result, version)}, blob=jpeg)
+        for event in self.pipeline.events:
+            self.outbox.append("adaptation", {**event, "frame_seq": result.seq, "model_version": version})
+
+    def _signals(self, result: Result) -> list[dict[str, Any]]:
+        last = getattr(self.pipeline.monitor, "last_signals", None)
+        if last:
+            return [{"detector": s.detector, "statistic": s.statistic, "threshold": s.threshold} for s in last]
+        return [{"detector": name} for name in result.drift]
+
+    def run(self, frames: Iterable[Frame], start_seq: int = 0) -> Iterator[Result]:
+        """Process frames until the source ends or `stop` is set; yields each result."""
+        for seq, frame in enumerate(frames, start=start_seq):
+            if self.stop.is_set():
+                return
+            result = self.step(frame, seq)
+            if result is not None:
+                yield result
+
+    def stop_on_signals(self) -> None:
+        """SIGTERM/SIGINT end the loop after the frame in progress."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+
+
+def prediction_record(result: Result, model_version: str) -> dict[str, Any]:
+    return {
+        "frame_seq": result.seq,
+        "label": result.label,
+        "confidence": round(result.confidence, 4),
+        "model_label": result.model_label,
+        "model_confidence": round(result.model_confidence, 4),
+        "latency_ms": round(result.latency_ms, 3),
+        "drift": result.drift,
+        "model_version": model_version,
+    }
+
+
+def drift_context(result: Result, model_version: str) -> dict[str, Any]:
+    return {
+        "frame_seq": result.seq,
+        "label": result.label,
+        "confidence": round(result.confidence, 4),
+        "model_version": model_version,
+        "vector": [round(float(v), 5) for v in result.vector],
+    }

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from device.config import load_config, parse_config
+from device.errors import ConfigError
+
+
+def test_empty_config_has_defaults() -> None:
+    cfg = parse_config({})
+    assert cfg.adaptive_classifier.k == 5
+    assert cfg.camera.source == "camera"
+
+
+def test_ints_accepted_for_floats(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"camera": {"fps": 10}, "adaptive_classifier": {"k": 3, "metric": "cosine"}}))
+    cfg = load_config(path)
+    assert cfg.camera.fps == 10.0 and cfg.adaptive_classifier.metric == "cosine"
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        ({"classifier": {}}, r"unknown key\(s\) \['classifier'\]"),
+        ({"adaptive_classifier": {"kk": 3}}, r"unknown key\(s\) \['kk'\]; allowed: adaptive_classifier: type, k"),
+        ({"adaptive_classifier": {"k": "five"}}, r"key 'adaptive_classifier.k' must be int, got 'five'"),
+        ({"camera": {"fps": "fast"}}, r"key 'camera.fps' must be float"),
+        ({"camera": {"fps": 0}}, r"camera.fps must be > 0"),
+        ({"adaptive_classifier": {"metric": "l3"}}, r"metric must be one of"),
+        ({"outbox": {"jpeg_quality": 100}}, r"jpeg_quality must be within"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_bad_config_names_key_and_file(tmp_path, doc, match) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "nope.json")
+
+
+def test_invalid_json(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text("{ not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(path)
