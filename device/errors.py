@@ -10,15 +10,16 @@ from pathlib import Path
 
 
 class TinyLCMError(Exception):
-    """Root of every error raised on purpose by the device package."""
+    """Root of every error raised on purpose by the device package; `path` names the file at fault."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.message = message
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{self.path}: {message}" if self.path else message)
 
 
 class InputError(TinyLCMError):
-    """Something the operator supplied is wrong; `path` names the file when there is one."""
-
-    def __init__(self, message: str, path: str | Path | None = None) -> None:
-        self.path = str(path) if path is not None else None
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+    """Something the operator supplied is wrong."""
 
 
 class ConfigError(InputError):

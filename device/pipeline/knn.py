@@ -204,12 +204,12 @@ class KNNClassifier:
             with np.load(path, allow_pickle=False) as npz:
                 vectors, labels = npz["vectors"], npz["labels"]
         except (OSError, KeyError, ValueError) as exc:
-            raise StateError(f"cannot read kNN state: {exc}") from exc
+            raise StateError(f"cannot read kNN state: {exc}", path) from exc
         if vectors.ndim != 2:
-            raise StateError(f"{path}: kNN vectors must be 2-D, got shape {vectors.shape}")
+            raise StateError(f"kNN vectors must be 2-D, got shape {vectors.shape}", path)
         if dim is not None and vectors.shape[1] != dim:
-            raise StateError(f"{path}: kNN state has dimension {vectors.shape[1]}, the transform gives {dim}")
+            raise StateError(f"kNN state has dimension {vectors.shape[1]}, the transform gives {dim}", path)
         try:
             return self.fit(vectors, labels)
         except ValueError as exc:
-            raise StateError(f"{path}: {exc}") from exc
+            raise StateError(str(exc), path) from exc

@@ -40,7 +40,15 @@ def load_classifier(bundle: Bundle, dim: int, cfg: AdaptiveClassifierConfig) -> 
     try:
         return knn.load(bundle.file("knn_state.npz"), dim=dim)
     except StateError as exc:
-        raise BundleError(str(exc), bundle.file("knn_state.npz")) from exc
+        raise BundleError(exc.message, bundle.file("knn_state.npz")) from exc
+
+
+def check_dimensions(bundle: Bundle, extractor: Extractor, transform: FeatureTransform) -> None:
+    if transform.input_dim != extractor.feature_dim:
+        raise BundleError(
+            f"transform.npz expects {transform.input_dim}-d features, the model gives {extractor.feature_dim}",
+            bundle.path,
+        )
 
 
 class Pipeline:
@@ -55,11 +63,7 @@ class Pipeline:
         monitor: Monitor | None = None,
         adapter: Adapter | None = None,
     ) -> None:
-        if transform.input_dim != extractor.feature_dim:
-            raise BundleError(
-                f"transform.npz expects {transform.input_dim}-d features, the model gives {extractor.feature_dim}",
-                bundle.path,
-            )
+        check_dimensions(bundle, extractor, transform)
         self.bundle = bundle
         self.extractor = extractor
         self.transform = transform
@@ -77,12 +81,13 @@ class Pipeline:
         bundle = load_bundle(path)
         extractor = Extractor(bundle, num_threads=config.feature_extractor.num_threads)
         transform = FeatureTransform.load(bundle.file("transform.npz"))
+        check_dimensions(bundle, extractor, transform)
         classifier = load_classifier(bundle, transform.output_dim, config.adaptive_classifier)
         monitor = adapter = None
         if detect:
-            from device.pipeline.stages import build_adapter, build_monitor
+            from device.pipeline.stages import build_adapter, build_detectors
 
-            monitor = build_monitor(bundle, config, transform.output_dim)
+            monitor = build_detectors(bundle, config, transform.output_dim)
             adapter = build_adapter(classifier, config)
         return cls(bundle, extractor, transform, classifier, monitor, adapter)
 

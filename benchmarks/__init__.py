@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; each module prints JSON (`python -m benchmarks.<name> --json`)."""

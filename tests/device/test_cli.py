@@ -1,0 +1,124 @@
+"""`tinylcm` as a user runs it: a real process, real TFLite, the factory bundle."""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from device.capture.digits import DigitsSource
+from tests.utils.bundles import FACTORY
+
+TINYLCM = [sys.executable, "-m", "device.cli"]
+
+
+def tinylcm(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TINYLCM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def jsonl(stdout: str) -> tuple[list[dict], dict]:
+    rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return rows[:-1], rows[-1]["summary"]
+
+
+def test_replay_digits_accuracy_and_schema() -> None:
+    out = tinylcm("replay", "--bundle", str(FACTORY), "--source", "digits", "--limit", "400", "--jsonl")
+    assert out.returncode == 0, out.stderr
+    rows, summary = jsonl(out.stdout)
+    assert len(rows) == 400 and [r["seq"] for r in rows] == list(range(400))
+    assert {"seq", "label", "confidence", "latency_ms", "drift"} <= set(rows[0])
+    assert summary["samples"] == 400
+    assert summary["accuracy"] >= 0.9
+    assert {"drift_events", "latency_ms_p50", "latency_ms_p95"} <= set(summary)
+
+
+def test_replay_directory_skips_bad_frames(tmp_path) -> None:
+    for i, frame in enumerate(DigitsSource(seed=5, limit=6)):
+        (tmp_path / frame.label).mkdir(exist_ok=True)
+        Image.fromarray(frame.image).save(tmp_path / frame.label / f"{i}.png")
+    Image.new("RGB", (40, 40)).save(tmp_path / "wrong-size.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tinylcm("replay", "--bundle", str(FACTORY), "--source", f"dir:{tmp_path}", "--jsonl")
+    assert out.returncode == 0, out.stderr
+    rows, summary = jsonl(out.stdout)
+    assert len(rows) == 6 and summary["samples"] == 6
+    assert "wrong-size.png: image is 40x40, expected 32x32" in out.stderr
+    assert "broken.jpg: cannot decode image" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "dir:/nonexistent"], "/nonexistent: not a directory"),
+        (["--source", "webcam"], "unknown source 'webcam'"),
+        (["--drift", "sideways@10"], "bad drift spec 'sideways@10'"),
+        (["--bundle", "/nonexistent"], "/nonexistent: bundle directory does not exist"),
+    ],
+)
+def test_replay_bad_input_exits_non_zero_with_one_clear_error(args: list[str], message: str) -> None:
+    out = tinylcm("replay", "--limit", "3", *args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_replay_empty_folder(tmp_path) -> None:
+    out = tinylcm("replay", "--source", f"dir:{tmp_path}")
+    assert out.returncode == 2 and "no images" in out.stderr
+
+
+def test_run_config_errors_before_start(tmp_path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"camera": {"source": "digits", "fsp": 3}}))
+    out = tinylcm("run", "--config", str(cfg))
+    assert out.returncode == 2
+    assert f"{cfg}: unknown key(s) ['fsp']" in out.stderr
+
+
+def _wait_for(pattern: str, proc: subprocess.Popen, timeout: float = 60) -> re.Match[str]:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if m := re.search(pattern, line):
+            return m
+    raise AssertionError(f"{pattern!r} not in:\n{seen}")
+
+
+def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({
+        "device": {"data_dir": str(tmp_path / "data"), "health_port": 0},
+        "camera": {"source": "digits", "fps": 50},
+        "feature_extractor": {"bundle": str(FACTORY)},
+    }))
+    proc = subprocess.Popen([*TINYLCM, "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        port = int(_wait_for(r"health on 127\.0\.0\.1:(\d+)", proc).group(1))
+        deadline = time.monotonic() + 30
+        health = {"frames": 0}
+        while health["frames"] < 20 and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+                health = json.load(resp)
+            time.sleep(0.2)
+        assert health["status"] == "ok" and health["frames"] >= 20
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert "tinylcm_frames " in resp.read().decode()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    db = sqlite3.connect(tmp_path / "data" / "outbox.db")
+    (n,) = db.execute("SELECT count(*) FROM records WHERE kind = 'prediction'").fetchone()
+    assert n >= 20
