@@ -16,11 +16,13 @@ from device.config import Config, load_config
 from device.errors import TinyLCMError
 from device.health import HealthServer
 from device.outbox import Outbox
+from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
 from device.pipeline.result import Result
 from device.service import Runner
 
 log = logging.getLogger("tinylcm")
+SAVE_EVERY = 200  # frames between two saves of the detectors' and adapter's state
 
 
 def factory_bundle() -> Path:
@@ -95,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outbox = Outbox(config.under_data_dir(config.outbox.path))
     runner = Runner(pipeline, outbox, config.outbox)
     runner.stop_on_signals()
+    state_root = config.under_data_dir("state")
+    seq = load_state(state_root, pipeline)
     last_frame = [time.monotonic()]
 
     def snapshot() -> dict[str, Any]:
@@ -110,9 +114,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info("running %s %s on %s; health on 127.0.0.1:%d", pipeline.bundle.name, pipeline.bundle.version,
              config.camera.source, health.port)
     try:
-        for _ in runner.run(source):
+        for result in runner.run(source, start_seq=seq):
             last_frame[0] = time.monotonic()
+            seq = result.seq + 1
+            if seq % SAVE_EVERY == 0:
+                save_state(state_root, pipeline, seq)
     finally:
+        save_state(state_root, pipeline, seq)
         source.close()
         health.close()
         outbox.close()

@@ -25,13 +25,22 @@ log = logging.getLogger(__name__)
 
 
 class Monitor(Protocol):
-    drifting: bool
+    @property
+    def drifting(self) -> bool: ...
 
     def update(self, result: Result) -> list[Any]: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    def load(self, path: str | Path) -> None: ...
 
 
 class Adapter(Protocol):
     def observe(self, result: Result, drifting: bool) -> list[dict[str, Any]]: ...
+
+    def save(self, directory: str | Path) -> None: ...
+
+    def load(self, directory: str | Path) -> bool: ...
 
 
 def load_classifier(bundle: Bundle, dim: int, cfg: AdaptiveClassifierConfig) -> KNNClassifier:

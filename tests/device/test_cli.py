@@ -122,3 +122,6 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "data" / "outbox.db")
     (n,) = db.execute("SELECT count(*) FROM records WHERE kind = 'prediction'").fetchone()
     assert n >= 20
+    state = tmp_path / "data" / "state" / "digits-1.0.0"
+    assert json.loads((state / "frames.json").read_text())["next_seq"] == n
+    assert {"monitor.json", "adapt_state.npz"} <= {p.name for p in state.iterdir()}
