@@ -1,0 +1,83 @@
+import numpy as np
+
+from device.adapt import AdaptConfig, PseudoLabeler, find_cluster, reference_scale
+from device.pipeline.knn import KNNClassifier
+
+
+def blob(rng: np.random.Generator, centre: float, n: int, spread: float = 0.1) -> np.ndarray:
+    return (centre + rng.normal(0.0, spread, size=(n, 2))).astype(np.float32)
+
+
+def test_find_cluster_takes_the_densest_group_nearest_first():
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([blob(rng, 0.0, 4), blob(rng, 5.0, 6), blob(rng, 10.0, 1)])
+    seqs = np.arange(100, 111)
+    cluster = find_cluster(seqs, vectors, radius=1.0, min_size=5)
+    assert cluster is not None
+    assert sorted(cluster.seqs.tolist()) == [104, 105, 106, 107, 108, 109]
+    assert cluster.seqs.tolist() == [108, 105, 107, 104, 109, 106]  # the medoid, then nearest first
+    gaps = np.linalg.norm(vectors[cluster.seqs - 100] - vectors[8], axis=1)
+    assert np.all(np.diff(gaps) >= 0)
+    assert 0 < cluster.spread < 0.3
+
+
+def test_find_cluster_needs_min_size_within_the_radius():
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([blob(rng, 0.0, 4), blob(rng, 5.0, 4)])
+    assert find_cluster(np.arange(8), vectors, radius=1.0, min_size=5) is None
+    assert find_cluster(np.arange(3), vectors[:3], radius=1.0, min_size=5) is None
+
+
+def test_reference_scale_is_a_nearest_neighbour_quantile():
+    knn = KNNClassifier(k=1).fit(np.array([[0.0], [1.0], [3.0], [7.0]]), np.array(["a", "a", "b", "b"]))
+    assert reference_scale(knn, 0.5) == 1.5  # nearest distances 1, 1, 2, 4
+    assert reference_scale(knn, 1.0) == 4.0
+
+
+def test_a_cluster_is_proposed_only_after_consecutive_stable_searches():
+    labeller = PseudoLabeler(AdaptConfig(min_cluster=4, join_size=2, stable_checks=2, cluster_radius=1.0))
+    rng = np.random.default_rng(1)
+    vectors = blob(rng, 3.0, 6)
+    assert labeller.propose(np.arange(6), vectors, 1.0, "euclidean") is None
+    cluster = labeller.propose(np.arange(6), vectors, 1.0, "euclidean")
+    assert cluster is not None and len(cluster.seqs) == 6
+    assert labeller.propose(np.arange(6), vectors, 1.0, "euclidean") is None  # the streak starts again
+
+
+def test_a_cluster_that_moves_is_not_stable():
+    labeller = PseudoLabeler(AdaptConfig(min_cluster=4, join_size=2, stable_checks=2, stable_overlap=0.5))
+    rng = np.random.default_rng(2)
+    assert labeller.propose(np.arange(6), blob(rng, 3.0, 6), 1.0, "euclidean") is None
+    assert labeller.propose(np.arange(10, 16), blob(rng, 3.0, 6), 1.0, "euclidean") is None  # other members
+
+
+def test_naming_new_known_and_ambiguous_clusters():
+    rng = np.random.default_rng(3)
+    knn = KNNClassifier(k=3).fit(np.concatenate([blob(rng, 0.0, 10), blob(rng, 1.0, 10)]), np.repeat(["a", "b"], 10))
+    labeller = PseudoLabeler(AdaptConfig(new_class_distance=1.0, agreement=0.8))
+    far = find_cluster(np.arange(8), blob(rng, 6.0, 8), radius=1.0, min_size=4)
+    near_a = find_cluster(np.arange(8), blob(rng, 0.05, 8), radius=1.0, min_size=4)
+    between = find_cluster(np.arange(8), blob(rng, 0.5, 8, spread=0.3), radius=2.0, min_size=4)
+    assert far is not None and near_a is not None and between is not None
+    assert labeller.name(far, knn, scale=0.5) == ("unknown-1", "new_class")
+    assert labeller.name(far, knn, scale=0.5) == ("unknown-2", "new_class")
+    assert labeller.name(near_a, knn, scale=0.5) == ("a", "known_class")
+    assert labeller.name(between, knn, scale=0.5) is None
+
+
+def test_records_are_bounded_and_follow_a_rename():
+    labeller = PseudoLabeler(AdaptConfig(max_clusters=2, quarantine_size=16, min_cluster=4, join_size=2))
+    labeller.remember("unknown-1", np.array([1, 2]))
+    labeller.remember("7", np.array([3]))  # a known class: nothing to rename later
+    labeller.remember("unknown-2", np.array([4]))
+    labeller.remember("unknown-3", np.array([5]))
+    assert list(labeller.clusters) == ["unknown-2", "unknown-3"]
+    assert labeller.owner(4) == "unknown-2" and labeller.owner(1) is None
+    labeller.remember("unknown-2", np.arange(100, 120))
+    assert len(labeller.clusters["unknown-2"]) == 16 and min(labeller.clusters["unknown-2"]) == 104
+    assert labeller.rename("unknown-3", "8") == [5]
+    assert labeller.owner(5) == "8"
+    state = labeller.to_state()
+    other = PseudoLabeler(labeller.config)
+    other.load_state(state)
+    assert other.clusters == labeller.clusters and other.next_id == labeller.next_id
