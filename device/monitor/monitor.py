@@ -1,0 +1,173 @@
+"""The monitor: feeds every configured detector its input from one `Result` and collects alarms.
+
+Each detector is wrapped in a `Watch` that adds warm-up, cooldown and hysteresis on exit;
+the monitor's whole state is saved atomically so alarms and baselines survive a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from device.errors import StateError
+from device.monitor.base import DriftDetector
+from device.state import write_json_atomic
+
+if TYPE_CHECKING:
+    from device.pipeline.result import Result
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+EXIT_RATIO = 0.5  # a drifting detector calms down while its statistic stays below this share of threshold
+INPUTS = ("knn", "features", "confidence", "label", "correct")
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSignal:
+    """One alarm: which detector, its statistic and threshold (in the configured units), on which frame."""
+
+    detector: str
+    statistic: float
+    threshold: float
+    seq: int
+
+
+@dataclass(slots=True)
+class Watch:
+    """One detector, the `Result` input it reads, and its alarm discipline."""
+
+    name: str
+    detector: DriftDetector
+    input: str  # one of INPUTS
+    scale: float = 1.0  # reference σ when configured in absolute units, to report in those units
+    warmup: int = 0  # updates before the first alarm may be raised
+    cooldown: int = 0  # updates after an alarm during which repeated alarms are swallowed
+    hysteresis: int = 50  # calm updates (statistic < EXIT_RATIO * threshold) that end `drifting`
+    seen: int = 0
+    last_alarm: int = -1  # `seen` at the last emitted alarm
+    calm: int = 0
+    drifting: bool = False
+
+    def observe(self, value: Any, seq: int) -> DriftSignal | None:
+        """Update the detector; a `DriftSignal` when it fires outside warm-up and cooldown."""
+        detector = self.detector
+        detector.update(value)
+        self.seen += 1
+        statistic = detector.statistic
+        if self.drifting:
+            self.calm = self.calm + 1 if statistic < EXIT_RATIO * detector.threshold else 0
+            self.drifting = self.calm < self.hysteresis
+        if not detector.drift_detected or self.seen <= self.warmup:
+            return None
+        self.drifting, self.calm = True, 0
+        if self.last_alarm >= 0 and self.seen - self.last_alarm <= self.cooldown:
+            return None
+        self.last_alarm = self.seen
+        return DriftSignal(self.name, statistic * self.scale, detector.threshold * self.scale, seq)
+
+    def state(self) -> dict[str, Any]:
+        counters = {"seen": self.seen, "last_alarm": self.last_alarm, "calm": self.calm}
+        return {**counters, "drifting": self.drifting, "detector": self.detector.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.detector.restore(state["detector"])
+        self.seen, self.last_alarm, self.calm = int(state["seen"]), int(state["last_alarm"]), int(state["calm"])
+        self.drifting = bool(state["drifting"])
+
+
+class Monitor:
+    """Label-free drift detection over the classifier's `Result`s; build it with `build_monitor`."""
+
+    def __init__(self, watches: list[Watch], reference: dict[str, Any], fingerprint: str = "") -> None:
+        self.watches = watches
+        self.fingerprint = fingerprint  # identifies config + reference, so stale state is refused
+        self.skipped = 0  # updates skipped for a non-finite input
+        self._knn_mean = float(reference["knn_distance"]["mean"])
+        self._knn_scale = 1.0 / float(reference["knn_distance"]["std"])
+        self._conf_mean = float(reference["confidence"]["mean"])
+        self._conf_scale = 1.0 / float(reference["confidence"]["std"])
+        self._feat_mean = np.asarray(reference["features"]["mean"], dtype=np.float64)
+        self._feat_scale = 1.0 / np.asarray(reference["features"]["std"], dtype=np.float64)
+        self._frame_watches = [w for w in watches if w.input != "correct"]
+        self._label_watches = [w for w in watches if w.input == "correct"]
+        self._uses = {w.input for w in self._frame_watches}
+
+    @property
+    def drifting(self) -> bool:
+        """True from an alarm until every detector has been calm for its hysteresis."""
+        return any(w.drifting for w in self.watches)
+
+    def _inputs(self, result: Result) -> dict[str, Any] | None:
+        """Each detector input of one frame (z-scored by the reference), or None if one is not finite."""
+        values: dict[str, Any] = {"label": result.label}
+        if "knn" in self._uses:
+            distances = result.neighbours.distances
+            values["knn"] = (float(distances.sum()) / distances.shape[0] - self._knn_mean) * self._knn_scale
+        if "confidence" in self._uses:
+            values["confidence"] = (float(result.model_confidence) - self._conf_mean) * self._conf_scale
+        if "features" in self._uses:
+            vector = result.vector
+            if vector.shape != self._feat_mean.shape or not math.isfinite(float(vector @ vector)):
+                return None
+            values["features"] = (vector - self._feat_mean) * self._feat_scale
+        if not all(math.isfinite(values[k]) for k in ("knn", "confidence") if k in values):
+            return None
+        return values
+
+    def update(self, result: Result) -> list[DriftSignal]:
+        """Feed one frame to every label-free detector; a bad frame is skipped and counted."""
+        values = self._inputs(result)
+        if values is None:
+            self.skipped += 1
+            if self.skipped == 1 or self.skipped % 100 == 0:  # a broken camera must not flood the log
+                log.warning("frame %d: non-finite detector input, %d frames skipped", result.seq, self.skipped)
+            return []
+        signals = []
+        for watch in self._frame_watches:
+            signal = watch.observe(values[watch.input], result.seq)
+            if signal is not None:
+                signals.append(signal)
+        return signals
+
+    def update_label(self, correct: bool, seq: int = -1) -> list[DriftSignal]:
+        """Feed one validated label (was the prediction right?) to the label-based detectors."""
+        signals = [watch.observe(bool(correct), seq) for watch in self._label_watches]
+        return [s for s in signals if s is not None]
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write every detector's state atomically as JSON."""
+        watches = {w.name: w.state() for w in self.watches}
+        state = {"version": STATE_VERSION, "fingerprint": self.fingerprint, "skipped": self.skipped}
+        write_json_atomic(path, {**state, "watches": watches})
+
+    def load(self, path: str | Path) -> None:
+        """Resume from `save`; `StateError` if the file is corrupt or was written for another config."""
+        try:
+            state = json.loads(Path(path).read_text())
+            if state.get("version") != STATE_VERSION or state.get("fingerprint") != self.fingerprint:
+                raise StateError(f"{path}: detector state belongs to another configuration or bundle")
+            saved = state["watches"]
+            if set(saved) != {w.name for w in self.watches}:
+                raise StateError(f"{path}: detector state holds {sorted(saved)}")
+            for watch in self.watches:
+                watch.restore(saved[watch.name])
+            self.skipped = int(state["skipped"])
+        except StateError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StateError(f"{path}: cannot read detector state: {exc!r}") from exc
+
+
+def fingerprint(configs: list[dict[str, Any]], reference: dict[str, Any]) -> str:
+    """A short hash of the detector configuration and the reference they were built on."""
+    blob = json.dumps([configs, reference], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

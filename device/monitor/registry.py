@@ -1,0 +1,144 @@
+"""Detector configuration: the kinds a config may name, the shipped defaults, and `build_monitor`.
+
+A config entry is `{"type": KIND, ...constructor arguments..., "name", "units", "warmup",
+"cooldown", "hysteresis"}`; scalar thresholds are in reference σ unless `"units": "absolute"`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from device.errors import ConfigError
+from device.monitor.accuracy import AccuracyCUSUM
+from device.monitor.base import DriftDetector
+from device.monitor.cusum import CUSUM
+from device.monitor.ewma import EWMA
+from device.monitor.feature_stats import FeatureStats
+from device.monitor.jensen_shannon import JensenShannon
+from device.monitor.monitor import Monitor, Watch, fingerprint
+from device.monitor.page_hinkley import PageHinkley
+from device.monitor.reference import check_reference
+
+WATCH_KEYS = ("warmup", "cooldown", "hysteresis")
+UNITS = ("sigma", "absolute")
+
+
+def _no_injection(reference: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a config `type` builds: a detector class, the `Result` input it reads, how units map."""
+
+    detector: type[DriftDetector]
+    input: str
+    signal: str | None = None  # reference entry that z-scores the input; None: no units
+    levels: tuple[str, ...] = ()  # parameters that are levels: absolute x -> (x - mean) / σ
+    spreads: tuple[str, ...] = ()  # parameters that are differences: absolute x -> x / σ
+    inject: Callable[[dict[str, Any]], dict[str, Any]] = field(default=_no_injection)
+
+
+KINDS: dict[str, Kind] = {
+    "knn_distance": Kind(PageHinkley, "knn", "knn_distance", spreads=("threshold", "delta")),
+    "knn_cusum": Kind(CUSUM, "knn", "knn_distance", levels=("target",), spreads=("threshold", "drift")),
+    "confidence": Kind(EWMA, "confidence", "confidence", levels=("target",), spreads=("threshold",)),
+    "feature_stats": Kind(FeatureStats, "features", inject=lambda ref: {"dim": int(ref["dim"])}),
+    "prediction_distribution": Kind(
+        JensenShannon,
+        "label",
+        inject=lambda ref: {
+            "classes": list(ref["predictions"]["classes"]),
+            "distribution": list(ref["predictions"]["distribution"]),
+        },
+    ),
+    "accuracy": Kind(AccuracyCUSUM, "correct"),
+}
+
+# Tuned on the benchmark's tuning seeds (python -m benchmarks.drift --first-seed 1000); thresholds in σ.
+DEFAULT_DETECTORS: list[dict[str, Any]] = [
+    {"type": "knn_distance", "threshold": 12.0, "delta": 0.5, "min_instances": 30, "cooldown": 100},
+    {"type": "knn_cusum", "drift": 0.5, "threshold": 11.0, "cooldown": 100},
+    {"type": "feature_stats", "lam": 0.05, "threshold": 8.0, "min_instances": 20, "cooldown": 100},
+    {"type": "confidence", "lam": 0.05, "threshold": 3.0, "mode": "down", "cooldown": 100},
+    {"type": "prediction_distribution", "window": 100, "threshold": 0.1, "cooldown": 100},
+    {"type": "accuracy", "p0": 0.05, "p1": 0.3, "threshold": 5.0, "cooldown": 20},
+]
+
+
+def _convert(kind: Kind, params: dict[str, Any], reference: dict[str, Any], units: str) -> float:
+    """Rescale absolute parameters to reference σ in place; returns the σ used (1.0 for sigma units)."""
+    if units == "sigma" or kind.signal is None:
+        return 1.0
+    mean, std = float(reference[kind.signal]["mean"]), float(reference[kind.signal]["std"])
+    for name in kind.levels:
+        if name in params:
+            params[name] = (float(params[name]) - mean) / std
+    for name in kind.spreads:
+        if name in params:
+            params[name] = float(params[name]) / std
+    return std
+
+
+def build_watch(config: dict[str, Any], reference: dict[str, Any]) -> Watch:
+    """One configured detector; `ConfigError` names the entry and what is wrong with it."""
+    params = copy.deepcopy(dict(config))
+    type_ = params.pop("type", None)
+    name = str(params.pop("name", type_))
+    if type_ not in KINDS:
+        raise ConfigError(f"drift detector {name!r}: unknown type {type_!r}, expected one of {sorted(KINDS)}")
+    kind = KINDS[type_]
+    units = params.pop("units", "sigma")
+    if units not in UNITS or (units == "absolute" and kind.signal is None):
+        allowed = UNITS if kind.signal else ("sigma",)
+        raise ConfigError(f"drift detector {name!r}: units must be one of {allowed}, got {units!r}")
+    watch_args = {key: params.pop(key) for key in WATCH_KEYS if key in params}
+    if not all(isinstance(v, int) and v >= 0 for v in watch_args.values()):
+        raise ConfigError(f"drift detector {name!r}: {', '.join(WATCH_KEYS)} must be integers >= 0")
+    injected = kind.inject(reference)
+    allowed_params = set(inspect.signature(kind.detector).parameters) - set(injected)
+    unknown = sorted(set(params) - allowed_params)
+    if unknown:
+        raise ConfigError(
+            f"drift detector {name!r}: unknown parameters {unknown}, "
+            f"allowed: {sorted(allowed_params | set(WATCH_KEYS) | {'name', 'units'})}"
+        )
+    scale = _convert(kind, params, reference, units)
+    try:
+        detector = kind.detector(**params, **injected)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"drift detector {name!r}: {exc}") from exc
+    watch = Watch(name, detector, kind.input, scale=scale)
+    for key, value in watch_args.items():
+        setattr(watch, key, value)
+    return watch
+
+
+def build_monitor(
+    configs: list[dict[str, Any]] | None,
+    reference: dict[str, Any],
+    *,
+    dim: int | None = None,
+    k: int | None = None,
+) -> Monitor:
+    """The monitor for `configs` (None: `DEFAULT_DETECTORS`) over a bundle's drift reference.
+
+    `dim` and `k` are the pipeline's vector dimension and neighbour count, checked against the
+    reference; every problem is a `ConfigError` raised here, before the first frame.
+    """
+    configs = DEFAULT_DETECTORS if configs is None else configs
+    check_reference(reference, dim)
+    if k is not None and int(reference.get("k", k)) != k:
+        raise ConfigError(f"drift reference was computed with k={reference['k']}, the classifier uses k={k}")
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+        raise ConfigError("drift_detectors must be a list of objects")
+    watches = [build_watch(config, reference) for config in configs]
+    names = [w.name for w in watches]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"drift detectors {duplicates} appear twice: give each a distinct 'name'")
+    return Monitor(watches, reference, fingerprint(configs, reference))

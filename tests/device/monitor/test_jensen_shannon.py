@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+
+from device.monitor.jensen_shannon import JensenShannon, js_divergence
+
+
+def alarms(detector: JensenShannon, stream: list[str]) -> list[int]:
+    found = []
+    for i, x in enumerate(stream):
+        detector.update(x)
+        if detector.drift_detected:
+            found.append(i)
+    return found
+
+
+def test_divergence_bounds() -> None:
+    assert js_divergence([0.5, 0.5], [0.5, 0.5]) == 0.0
+    assert math.isclose(js_divergence([1.0, 0.0], [0.0, 1.0]), 1.0)
+
+
+def test_exact_alarms_when_a_new_class_appears() -> None:
+    rng = np.random.default_rng(3)
+    stream = [*rng.choice(list("abc"), 500), *rng.choice(list("abcd"), 300, p=[0.2, 0.2, 0.2, 0.4])]
+    assert alarms(JensenShannon(list("abc"), [1 / 3] * 3), [str(s) for s in stream]) == [543, 643, 743]
+
+
+def test_silent_until_the_window_is_full() -> None:
+    detector = JensenShannon(["a", "b"], [0.5, 0.5], window=10, threshold=0.01)
+    assert alarms(detector, ["a"] * 9) == []
+    detector.update("a")
+    assert detector.drift_detected and math.isclose(detector.statistic, js_divergence([1, 0, 0], [0.5, 0.5, 0]))
+
+
+def test_state_round_trips() -> None:
+    detector = JensenShannon(["a", "b"], [0.5, 0.5], window=4)
+    for label in "abbz":
+        detector.update(label)
+    clone = JensenShannon(["a", "b"], [0.5, 0.5], window=4)
+    clone.restore(detector.state())
+    detector.update("a")
+    clone.update("a")
+    assert clone.statistic == detector.statistic and clone.state() == detector.state()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((["a", "a"], [0.5, 0.5]), "distinct"),
+        ((["a", "b"], [0.5]), "one per distribution entry"),
+        ((["a", "b"], [0.7, 0.7]), "summing to 1"),
+        ((["a"], [1.0], 0), "window must be >= 1"),
+        ((["a"], [1.0], 10, 0.0), "threshold must be > 0"),
+    ],
+)
+def test_bad_hyperparameters_rejected(args: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        JensenShannon(*args)
