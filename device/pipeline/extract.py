@@ -80,11 +80,13 @@ class Extractor:
         return np.clip(q, info.min, info.max).astype(self._in["dtype"])[None]
 
     def _output(self, detail: dict[str, Any]) -> np.ndarray:
+        """Read one output and dequantize it to float32 (two in-place numpy ops)."""
         raw = self._interp.get_tensor(detail["index"])[0]
         scale, zero = detail["quantization"]
+        out = np.subtract(raw, zero, dtype=np.float32)
         if scale:
-            return (raw.astype(np.float32) - zero) * np.float32(scale)
-        return raw.astype(np.float32)
+            out *= np.float32(scale)
+        return out
 
     def invoke(self, tensor: np.ndarray) -> None:
         self._interp.set_tensor(self._in["index"], tensor)

@@ -113,33 +113,35 @@ class KNNClassifier:
             self._aux = np.maximum(np.linalg.norm(self._vectors, axis=1), 1e-12).astype(np.float32)
 
     # -- search and vote -----------------------------------------------------------------
-    def distances(self, x: np.ndarray) -> np.ndarray:
-        """Distances from one query (d,) to every reference sample."""
-        if self.metric == "euclidean":
-            d2 = self._aux - 2.0 * (self._vectors @ x) + float(x @ x)
-            return np.sqrt(np.maximum(d2, 0.0))
-        if self.metric == "manhattan":
-            return np.abs(self._vectors - x).sum(axis=1)
-        sims = (self._vectors @ x) / (self._aux * max(float(np.linalg.norm(x)), 1e-12))
-        return 1.0 - sims
-
     def search(self, x: np.ndarray) -> Neighbours:
         """The k nearest reference samples of `x` (one pass over the reference set)."""
         if x.shape != (self.dim,):
             raise ValueError(f"query has shape {x.shape}, the reference set has dimension {self.dim}")
-        dist = self.distances(x)
-        k = min(self.k, len(dist))
-        idx = np.argpartition(dist, k - 1)[:k] if k < len(dist) else np.arange(len(dist))
-        idx = idx[np.argsort(dist[idx], kind="stable")]
-        names = tuple(self._classes[c] for c in self._codes[idx])
-        return Neighbours(distances=dist[idx].astype(np.float32), indices=idx, labels=names)
+        # Rank by a key monotone in the distance; finish the distance for the k winners only.
+        if self.metric == "euclidean":
+            key = self._aux - 2.0 * (self._vectors @ x)
+        elif self.metric == "manhattan":
+            key = np.abs(self._vectors - x).sum(axis=1)
+        else:
+            key = -(self._vectors @ x) / self._aux
+        k = min(self.k, len(key))
+        idx = np.argpartition(key, k - 1)[:k] if k < len(key) else np.arange(len(key))
+        idx = idx[np.argsort(key[idx], kind="stable")]
+        top = key[idx]
+        if self.metric == "euclidean":
+            top = np.sqrt(np.maximum(top + float(x @ x), 0.0))
+        elif self.metric == "cosine":
+            top = 1.0 + top / max(float(np.linalg.norm(x)), 1e-12)
+        names = tuple(self._classes[c] for c in self._codes[idx].tolist())
+        return Neighbours(distances=top.astype(np.float32), indices=idx, labels=names)
 
     def vote(self, neighbours: Neighbours) -> tuple[str, float]:
-        """Distance-weighted majority vote: (label, share of the vote it won)."""
-        weights = 1.0 / (neighbours.distances.astype(np.float64) + 1e-6)
-        scores = np.bincount(self._codes[neighbours.indices], weights=weights, minlength=len(self._classes))
-        best = int(np.argmax(scores))
-        return self._classes[best], float(scores[best] / scores.sum())
+        """Distance-weighted majority vote: (label, share of the vote it won); ties go to the nearer class."""
+        scores: dict[str, float] = {}
+        for label, dist in zip(neighbours.labels, neighbours.distances.tolist(), strict=True):
+            scores[label] = scores.get(label, 0.0) + 1.0 / (dist + 1e-6)
+        best = max(scores, key=scores.__getitem__)
+        return best, scores[best] / sum(scores.values())
 
     def predict(self, x: np.ndarray) -> tuple[str, float]:
         return self.vote(self.search(x))
