@@ -45,12 +45,21 @@ def _sample_json(result: Result) -> str:
 
 
 def _progress(runner: Runner, result: Result, total: int | None) -> None:
+    """One updating line on a terminal (a line per 100 frames otherwise), plus a line per event."""
     s = runner.stats
-    acc = f" acc {s.correct / s.labelled:.3f}" if s.labelled else ""
-    of = f"/{total}" if total else ""
-    sys.stderr.write(f"\r  frame {s.frames}{of}{acc}  drift events {s.drift_events}  skipped {s.skipped}   ")
-    if result.drift:
-        sys.stderr.write(f"\n  ! drift at frame {result.seq}: {', '.join(result.drift)}\n")
+    acc = f"  accuracy {s.correct / s.labelled:.3f}" if s.labelled else ""
+    line = f"  frame {s.frames}{f'/{total}' if total else ''}{acc}  drift events {s.drift_events}"
+    line += f"  adaptations {s.adaptations}  skipped {s.skipped}"
+    tty = sys.stderr.isatty()
+    if tty:
+        sys.stderr.write("\r" + line + "   ")
+    elif s.frames % 100 == 0:
+        sys.stderr.write(line + "\n")
+    events = [f"! drift at frame {result.seq}: {', '.join(result.drift)}"] if result.drift else []
+    events += [f"~ adaptation at frame {result.seq}: {e.get('action')} {e.get('label')} ({e.get('reason')})"
+               for e in runner.pipeline.events]
+    for event in events:
+        sys.stderr.write(f"\r{event:<{len(line) + 3}}\n" if tty else event + "\n")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -150,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet = args.command == "replay" and not args.verbose  # the progress display says it all
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
     )
     try:

@@ -48,6 +48,7 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     correct: int = 0
     labelled: int = 0
+    first_drift_seq: int | None = None
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) if self.latencies else np.zeros(1)
@@ -61,6 +62,7 @@ class Stats:
         }
         if self.labelled:
             out["accuracy"] = round(self.correct / self.labelled, 4)
+        out["first_drift_seq"] = self.first_drift_seq
         return out
 
 
@@ -91,6 +93,8 @@ class Runner:
         s.frames += 1
         s.latencies.append(result.latency_ms)
         s.drift_events += len(result.drift)
+        if result.drift and s.first_drift_seq is None:
+            s.first_drift_seq = result.seq
         s.adaptations += len(self.pipeline.events)
         if result.true_label is not None:
             s.labelled += 1
