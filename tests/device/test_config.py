@@ -50,3 +50,18 @@ def test_invalid_json(tmp_path) -> None:
     path.write_text("{ not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(path)
+
+
+def test_shipped_config_spells_out_every_default() -> None:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from device.adapt import AdaptConfig
+    from device.config import Config
+    from device.monitor import DEFAULT_DETECTORS
+
+    shipped = load_config(Path(__file__).parents[2] / "device" / "configs" / "device.json")
+    assert shipped.drift_detectors == DEFAULT_DETECTORS
+    assert shipped.adaptation == AdaptConfig().to_dict()
+    assert asdict(shipped) == {**asdict(Config()), "drift_detectors": DEFAULT_DETECTORS,
+                               "adaptation": AdaptConfig().to_dict()}
