@@ -125,3 +125,14 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "data" / "state" / "digits-1.0.0"
     assert json.loads((state / "frames.json").read_text())["next_seq"] == n
     assert {"monitor.json", "adapt_state.npz"} <= {p.name for p in state.iterdir()}
+
+
+def test_replay_catches_unseen_classes_within_30_frames_and_not_before() -> None:
+    out = tinylcm("replay", "--bundle", str(FACTORY), "--source", "digits", "--drift", "unseen@300",
+                  "--limit", "600", "--jsonl")
+    assert out.returncode == 0, out.stderr
+    rows, summary = jsonl(out.stdout)
+    fired = [r["seq"] for r in rows if r["drift"]]
+    assert fired and 300 <= fired[0] < 330
+    assert summary["first_drift_seq"] == fired[0] == 309  # seeded: the exact frame
+    assert summary["drift_events"] >= 1
