@@ -106,16 +106,11 @@ class Runner:
         self.outbox.append("prediction", prediction_record(result, version))
         if result.drift:
             jpeg = encode_jpeg(frame.image, self.outbox_cfg.image_max_side, self.outbox_cfg.jpeg_quality)
-            for signal_ in self._signals(result):
-                self.outbox.append("drift_event", {**signal_, **drift_context(result, version)}, blob=jpeg)
+            for signal_ in self.pipeline.signals:
+                event = {"detector": signal_.detector, "statistic": signal_.statistic, "threshold": signal_.threshold}
+                self.outbox.append("drift_event", {**event, **drift_context(result, version)}, blob=jpeg)
         for event in self.pipeline.events:
             self.outbox.append("adaptation", {**event, "frame_seq": result.seq, "model_version": version})
-
-    def _signals(self, result: Result) -> list[dict[str, Any]]:
-        last = getattr(self.pipeline.monitor, "last_signals", None)
-        if last:
-            return [{"detector": s.detector, "statistic": s.statistic, "threshold": s.threshold} for s in last]
-        return [{"detector": name} for name in result.drift]
 
     def run(self, frames: Iterable[Frame], start_seq: int = 0) -> Iterator[Result]:
         """Process frames until the source ends or `stop` is set; yields each result."""

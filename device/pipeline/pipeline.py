@@ -80,6 +80,7 @@ class Pipeline:
         self.monitor = monitor
         self.adapter = adapter
         self.skipped = 0  # frames refused (wrong shape, non-finite features)
+        self.signals: list[Any] = []  # drift signals (detector, statistic, threshold, seq) of the last frame
         self.events: list[dict[str, Any]] = []  # adaptation events of the last frame
         self._labels = bundle.labels
 
@@ -124,7 +125,8 @@ class Pipeline:
             true_label=frame.label,
         )
         if self.monitor is not None:
-            result.drift = [s.detector for s in self.monitor.update(result)]
+            self.signals = self.monitor.update(result)
+            result.drift = [s.detector for s in self.signals]
         self.events = self.adapter.observe(result, bool(self.monitor and self.monitor.drifting)) if self.adapter else []
         result.latency_ms = (time.perf_counter() - started) * 1e3
         return result
