@@ -1,6 +1,7 @@
 """The factory model gives the same answers under ai-edge-litert (numpy 2) and tflite-runtime 2.14 (numpy<2).
 
-tflite-runtime 2.14 is what 32-bit Raspberry Pi OS gets; it lives in its own cached venv under `.venvs/`.
+tflite-runtime 2.14 is what 32-bit Raspberry Pi OS gets; it lives in its own cached venv under `.venvs/`,
+installed from the device image's constraints file.
 """
 
 import json
@@ -16,16 +17,18 @@ ROOT = Path(__file__).resolve().parents[3]
 PROBE = Path(__file__).with_name("probe_runtime.py")
 BUNDLE = ROOT / "device" / "models" / "digits"
 TFLITE_VENV = ROOT / ".venvs" / "tflite-runtime-2.14"
-PINS = ["numpy<2", "tflite-runtime==2.14.0", "pillow"]
+CONSTRAINTS = ROOT / "device" / "constraints-armv7.txt"  # the armv7 image's exact versions
 
 
 def _tflite_python() -> Path:
     python = TFLITE_VENV / "bin" / "python"
     stamp = TFLITE_VENV / ".pins"
-    if not python.exists() or not stamp.exists() or stamp.read_text() != "\n".join(PINS):
+    pins = CONSTRAINTS.read_text()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != pins:
         venv.create(TFLITE_VENV, with_pip=True, clear=True)
-        subprocess.run([python, "-m", "pip", "install", "--quiet", *PINS], check=True)
-        stamp.write_text("\n".join(PINS))
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "-c", CONSTRAINTS, "numpy", "tflite-runtime",
+                        "pillow"], check=True)
+        stamp.write_text(pins)
     return python
 
 
