@@ -1,0 +1,125 @@
+"""The fleet: enrollment, list, summary, detail, update, decommission, desired state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import update
+
+from server import fleet
+from server.api.deps import (
+    DeviceOrViewerDep,
+    OperatorDep,
+    SessionDep,
+    SettingsDep,
+    TokenDep,
+    ViewerDep,
+    forbidden,
+    unauthorized,
+)
+from server.api.schemas import Page
+from server.api.schemas.devices import (
+    DesiredStateUpdate,
+    DeviceOut,
+    DeviceUpdate,
+    EnrollRequest,
+    EnrollResponse,
+    FleetSummary,
+)
+from server.db.models import Device, DeviceStatus
+from server.errors import NotFoundError
+from server.identity import ENROLLMENT_PREFIX, enroll_device
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+
+
+@router.post("/enroll", status_code=status.HTTP_201_CREATED)
+def enroll(body: EnrollRequest, session: SessionDep, token: TokenDep) -> EnrollResponse:
+    """Exchange a one-time enrollment token (as bearer) for a device id and secret."""
+    if not token.startswith(ENROLLMENT_PREFIX):
+        raise forbidden("enrollment needs an enrollment token")
+    enrolled = enroll_device(session, token, dict(body.hardware), body.name)
+    if enrolled is None:
+        raise unauthorized("enrollment token is unknown, expired or already used")
+    session.commit()
+    return EnrollResponse(device_id=enrolled[0], device_secret=enrolled[1])
+
+
+@router.get("")
+def list_devices(
+    session: SessionDep,
+    _: ViewerDep,
+    status_: Annotated[DeviceStatus | None, Query(alias="status")] = None,
+    tag: Annotated[list[str] | None, Query(max_length=32)] = None,
+    model_version: str | None = None,
+    seen_after: datetime | None = None,
+    seen_before: datetime | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[DeviceOut]:
+    """Devices matching every given filter (`tag` may repeat: all must be present)."""
+    where = fleet.DeviceFilter(status_.value if status_ else None, tuple(tag or ()), model_version,
+                               seen_after, seen_before)
+    devices, count = fleet.list_devices(session, where, limit, offset)
+    return Page(items=[DeviceOut.model_validate(d) for d in devices], count=count, limit=limit, offset=offset)
+
+
+@router.get("/summary")
+def fleet_summary(
+    session: SessionDep, settings: SettingsDep, _: ViewerDep,
+    offline_after_s: Annotated[int | None, Query(ge=1, le=10**8)] = None,
+) -> FleetSummary:
+    """Counts by status and model version, and how many active devices are silent."""
+    return FleetSummary(**fleet.summary(session, offline_after_s or settings.offline_after_s))
+
+
+def _device(session: SessionDep, device_id: str) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFoundError(f"no device {device_id}")
+    return device
+
+
+@router.get("/{device_id}")
+def get_device(device_id: str, session: SessionDep, _: DeviceOrViewerDep) -> DeviceOut:
+    """One device (any operator, or the device itself)."""
+    return DeviceOut.model_validate(_device(session, device_id))
+
+
+@router.patch("/{device_id}")
+def update_device(device_id: str, body: DeviceUpdate, session: SessionDep, _: OperatorDep) -> DeviceOut:
+    """Change name, location or tags (only the fields sent)."""
+    device = _device(session, device_id)
+    for name, value in body.model_dump(exclude_unset=True).items():
+        setattr(device, name, value if name != "tags" else sorted(set(value or [])))
+    session.commit()
+    return DeviceOut.model_validate(device)
+
+
+@router.post("/{device_id}/decommission")
+def decommission(device_id: str, session: SessionDep, _: OperatorDep) -> DeviceOut:
+    """Retire a device: its secret stops working at once; its data stays."""
+    device = _device(session, device_id)
+    if device.status != DeviceStatus.decommissioned:
+        device.status = DeviceStatus.decommissioned.value
+        device.secret_hash = None
+        device.decommissioned_at = datetime.now(UTC)
+    session.commit()
+    return DeviceOut.model_validate(device)
+
+
+@router.put("/{device_id}/desired")
+def set_desired(device_id: str, body: DesiredStateUpdate, session: SessionDep, _: OperatorDep) -> DeviceOut:
+    """Assign the bundle version the device should run (delivered with its next heartbeat)."""
+    done = session.execute(
+        update(Device).where(Device.id == device_id).values(desired_bundle_version=body.bundle_version)
+        .returning(Device.id)
+    ).first()
+    if done is None:
+        raise NotFoundError(f"no device {device_id}")
+    session.commit()
+    return DeviceOut.model_validate(_device(session, device_id))

@@ -1,0 +1,35 @@
+"""`POST /devices/{id}/heartbeat`: the device reports its state and gets its desired state back.
+
+Authentication is folded into the heartbeat's single UPDATE; the lookups that tell 401 from 403
+run only when that UPDATE matched nothing.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from server import fleet
+from server.api.deps import SessionDep, TokenDep, forbidden, unauthorized
+from server.api.schemas.devices import DesiredState, Heartbeat, HeartbeatResponse, PendingLabel
+from server.identity import DEVICE_PREFIX, authenticate_device, authenticate_operator, token_hash
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+@router.post("/{device_id}/heartbeat")
+def heartbeat(device_id: str, body: Heartbeat, session: SessionDep, token: TokenDep) -> HeartbeatResponse:
+    """Record the device's report, acknowledge delivered labels, return desired state and new labels."""
+    report = body.model_dump(exclude={"acked_labels"})
+    result = None
+    if token.startswith(DEVICE_PREFIX):
+        result = fleet.heartbeat(session, device_id, token_hash(token), report, body.acked_labels)
+    if result is None:
+        session.rollback()
+        if authenticate_device(session, token) or authenticate_operator(session, token):
+            raise forbidden("a device may only send its own heartbeat")
+        raise unauthorized()
+    session.commit()
+    desired, labels = result
+    return HeartbeatResponse(
+        desired=DesiredState(bundle_version=desired), labels=[PendingLabel(**label) for label in labels]
+    )

@@ -1,0 +1,59 @@
+"""Operator API tokens (admin) and one-time enrollment tokens (operator)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+from sqlalchemy import select, update
+
+from server.api.deps import AdminDep, OperatorDep, SessionDep
+from server.api.schemas.tokens import (
+    ApiTokenCreate,
+    ApiTokenCreated,
+    ApiTokenOut,
+    EnrollmentTokenCreate,
+    EnrollmentTokenCreated,
+)
+from server.db.models import ApiToken
+from server.errors import NotFoundError
+from server.identity import create_api_token, create_enrollment_token, token_hash
+
+router = APIRouter(tags=["tokens"])
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED)
+def create_token(body: ApiTokenCreate, session: SessionDep, _: AdminDep) -> ApiTokenCreated:
+    """Create an operator token; the token is in this response only."""
+    token = create_api_token(session, body.name, body.role)
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one()
+    session.commit()
+    return ApiTokenCreated(token=token, **ApiTokenOut.model_validate(row).model_dump())
+
+
+@router.get("/tokens")
+def list_tokens(session: SessionDep, _: AdminDep) -> list[ApiTokenOut]:
+    """Every operator token (never the token itself)."""
+    rows = session.scalars(select(ApiToken).order_by(ApiToken.id))
+    return [ApiTokenOut.model_validate(row) for row in rows]
+
+
+@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_token(token_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, _: AdminDep) -> None:
+    """Revoke an operator token; it stops working at once."""
+    done = session.execute(
+        update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC)).returning(ApiToken.id)
+    ).first()
+    if done is None:
+        raise NotFoundError(f"no active token {token_id}")
+    session.commit()
+
+
+@router.post("/enrollment-tokens", status_code=status.HTTP_201_CREATED)
+def create_enrollment(body: EnrollmentTokenCreate, session: SessionDep, _: OperatorDep) -> EnrollmentTokenCreated:
+    """Create a one-time token a device exchanges for its identity."""
+    token = create_enrollment_token(session, timedelta(seconds=body.ttl_s), body.tags)
+    session.commit()
+    return EnrollmentTokenCreated(token=token, expires_at=datetime.now(UTC) + timedelta(seconds=body.ttl_s))

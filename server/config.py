@@ -1,0 +1,77 @@
+"""The server's one settings object, read from `TINYSPHERE_*` environment variables.
+
+Unset connection settings mean "embedded": `tinysphere serve` then starts what is missing itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "secret", "password", "minioadmin", "postgres"})
+
+
+class Settings(BaseSettings):
+    """Every knob of the API, the worker and the CLI; units are in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="TINYSPHERE_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "production"] = "production"
+    data_dir: Path = Path("tinysphere-data")  # embedded PostgreSQL, objects and MLflow store live here
+
+    database_url: str | None = None  # postgresql://...; None = embedded PostgreSQL under data_dir
+    db_pool_size: int = Field(default=10, ge=1)
+    db_connect_timeout_s: int = Field(default=5, ge=1)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    s3_endpoint: str | None = None  # http(s)://host:port; None = local-directory object store
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_region: str = "us-east-1"
+    s3_timeout_s: float = Field(default=10.0, gt=0)
+    s3_public_endpoint: str | None = None  # host named in presigned URLs, if clients see another one
+    bucket_prefix: str = ""  # prepended to every bucket name (one S3 account, several stacks)
+    presign_expiry_s: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+
+    mlflow_tracking_uri: str | None = None  # None = MLflow tables in a second embedded database
+    mlflow_timeout_s: int = Field(default=10, ge=1)
+    mlflow_max_retries: int = Field(default=2, ge=0)
+
+    max_request_bytes: int = Field(default=2**20, ge=1024)  # any body but a package upload
+    max_package_bytes: int = Field(default=64 * 2**20, ge=1024)  # compressed upload
+    max_unpacked_bytes: int = Field(default=256 * 2**20, ge=1024)  # sum of member sizes
+    max_package_members: int = Field(default=5000, ge=2)
+
+    job_max_attempts: int = Field(default=8, ge=1)
+    job_backoff_base_s: float = Field(default=2.0, ge=0)
+    job_backoff_max_s: float = Field(default=300.0, ge=0)
+    job_lease_s: int = Field(default=600, ge=1)  # a running job older than this was abandoned
+    worker_poll_s: float = Field(default=1.0, gt=0)
+
+    expose_docs: bool = True  # /openapi.json, /docs and /redoc without a token (the API shape is not secret)
+    offline_after_s: int = Field(default=900, ge=1)  # fleet summary: no heartbeat for this long
+    retry_after_s: int = Field(default=5, ge=1)  # Retry-After on 503 answers
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "development":
+            return self
+        if self.s3_endpoint is not None:
+            if self.s3_access_key in PLACEHOLDER_SECRETS:
+                raise ValueError("TINYSPHERE_S3_ACCESS_KEY is empty or a placeholder")
+            if self.s3_secret_key.get_secret_value() in PLACEHOLDER_SECRETS:
+                raise ValueError("TINYSPHERE_S3_SECRET_KEY is empty or a placeholder")
+        if self.database_url is not None:
+            password = urlsplit(self.database_url).password  # none at all is fine: socket/trust/cert auth
+            if password and password in PLACEHOLDER_SECRETS:
+                raise ValueError("the password in TINYSPHERE_DATABASE_URL is a placeholder")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when some engine has to be started by the server itself."""
+        return self.database_url is None

@@ -1,0 +1,1 @@
+"""PostgreSQL access: the ORM models, engine and sessions, and the Alembic migrations."""

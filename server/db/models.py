@@ -1,0 +1,216 @@
+"""The tables: identity (tokens, devices), sync (packages, jobs, records) and what records become."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Timestamp = TIMESTAMP(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every table."""
+
+
+class Role(enum.StrEnum):
+    """Operator roles, each including the rights of the ones before it."""
+
+    viewer = "viewer"
+    operator = "operator"
+    admin = "admin"
+
+
+class DeviceStatus(enum.StrEnum):
+    active = "active"
+    decommissioned = "decommissioned"
+
+
+class PackageStatus(enum.StrEnum):
+    queued = "queued"  # stored, import job pending
+    imported = "imported"
+    rejected = "rejected"  # the package itself is bad; retrying cannot help
+    parked = "parked"  # import failed too often; an operator can requeue it
+
+
+class JobState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    parked = "parked"
+
+
+class ApiToken(Base):
+    """An operator credential (hashed) with its role."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class EnrollmentToken(Base):
+    """A one-time credential a new device exchanges for its identity."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    device_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class Device(Base):
+    """An enrolled device and the state its last heartbeat reported."""
+
+    __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_tags", "tags", postgresql_using="gin"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    location: Mapped[str | None] = mapped_column(String(256))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    status: Mapped[str] = mapped_column(String(16), server_default=DeviceStatus.active.value, index=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    enrolled_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    decommissioned_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_seen: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    model_version: Mapped[str | None] = mapped_column(String(64), index=True)
+    update_state: Mapped[str | None] = mapped_column(String(32))
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    evictions: Mapped[int | None] = mapped_column(BigInteger)
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    desired_bundle_version: Mapped[str | None] = mapped_column(String(64))
+    pending_labels: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Package(Base):
+    """An uploaded sync package; its bytes are in the `packages` bucket under `object_key`."""
+
+    __tablename__ = "packages"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), server_default=PackageStatus.queued.value)
+    received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    imported_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    seq_first: Mapped[int | None] = mapped_column(BigInteger)
+    seq_last: Mapped[int | None] = mapped_column(BigInteger)
+    record_count: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Job(Base):
+    """A queued unit of worker work (today: importing one package)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "state", "run_after"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), server_default=JobState.queued.value)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    run_after: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    locked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Record(Base):
+    """The ledger of every imported record: `(device_id, seq)` is unique, so imports are idempotent."""
+
+    __tablename__ = "records"
+    __table_args__ = (Index("ix_records_device_kind_seq", "device_id", "kind", "seq"),)
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[datetime | None] = mapped_column(Timestamp)
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    object_key: Mapped[str | None] = mapped_column(String(300))
+
+
+class DriftEvent(Base):
+    """A drift alarm a device reported, with its sample image in `drift-samples`."""
+
+    __tablename__ = "drift_events"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        Index("ix_drift_events_device_ts", "device_id", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"))
+    ts: Mapped[datetime | None] = mapped_column(Timestamp)
+    received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    detector: Mapped[str] = mapped_column(String(64), index=True)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(128))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    vector: Mapped[list[float | None] | None] = mapped_column(ARRAY(Float))
+    sample_key: Mapped[str | None] = mapped_column(String(300))
+
+
+class DriftLabel(Base):
+    """An operator's label for a drift sample; delivered with the device's next heartbeat."""
+
+    __tablename__ = "drift_labels"
+    __table_args__ = (
+        Index("ix_drift_labels_pending", "device_id", postgresql_where=text("delivered_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    drift_event_id: Mapped[int] = mapped_column(ForeignKey("drift_events.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Metric(Base):
+    """One metric value of one record; the time series API reads these."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_device_name_ts", "device_id", "name", "ts"),)
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    ts: Mapped[datetime | None] = mapped_column(Timestamp)

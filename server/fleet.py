@@ -1,0 +1,103 @@
+"""The fleet: device queries, fleet summary, and the heartbeat that reports and returns state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select, text
+from sqlalchemy.orm import Session
+
+from server.db.models import Device, DeviceStatus
+
+# Authenticates, records and acknowledges in one statement: the heartbeat is the hottest path.
+_HEARTBEAT = text(
+    """
+    WITH acked AS (
+        UPDATE drift_labels SET delivered_at = now()
+        WHERE device_id = :device_id AND id = ANY(CAST(:acked AS bigint[])) AND delivered_at IS NULL
+          AND EXISTS (SELECT 1 FROM devices
+                      WHERE id = :device_id AND secret_hash = :secret_hash AND status = 'active')
+        RETURNING 1
+    )
+    UPDATE devices SET
+        last_seen = now(),
+        model_version = COALESCE(:model_version, model_version),
+        update_state = COALESCE(:update_state, update_state),
+        outbox_depth = COALESCE(:outbox_depth, outbox_depth),
+        evictions = COALESCE(:evictions, evictions),
+        health = COALESCE(CAST(:health AS jsonb), health),
+        pending_labels = GREATEST(pending_labels - (SELECT count(*) FROM acked), 0)
+    WHERE id = :device_id AND secret_hash = :secret_hash AND status = 'active'
+    RETURNING desired_bundle_version, pending_labels
+    """
+)
+_PENDING_LABELS = text(
+    "SELECT id, drift_event_id, seq, label FROM drift_labels "
+    "WHERE device_id = :device_id AND delivered_at IS NULL ORDER BY id LIMIT 100"
+)
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """Fleet list filters; None means "any"."""
+
+    status: str | None = None
+    tags: tuple[str, ...] = ()
+    model_version: str | None = None
+    seen_after: datetime | None = None
+    seen_before: datetime | None = None
+
+
+def filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
+    """Apply a `DeviceFilter` to a query over `Device`."""
+    if where.status is not None:
+        query = query.where(Device.status == where.status)
+    if where.tags:
+        query = query.where(Device.tags.contains(list(where.tags)))
+    if where.model_version is not None:
+        query = query.where(Device.model_version == where.model_version)
+    if where.seen_after is not None:
+        query = query.where(Device.last_seen >= where.seen_after)
+    if where.seen_before is not None:
+        query = query.where(Device.last_seen < where.seen_before)
+    return query
+
+
+def list_devices(session: Session, where: DeviceFilter, limit: int, offset: int) -> tuple[list[Device], int]:
+    """One page of devices (oldest enrollment first) and the total count."""
+    count = session.scalar(filtered(select(func.count()).select_from(Device), where)) or 0
+    query = filtered(select(Device), where).order_by(Device.enrolled_at, Device.id).limit(limit).offset(offset)
+    return list(session.scalars(query)), count
+
+
+def summary(session: Session, offline_after_s: int) -> dict[str, Any]:
+    """Counts by status and model version, and active devices silent for `offline_after_s`."""
+    statuses = session.execute(select(Device.status, func.count()).group_by(Device.status))
+    by_status = {status: count for status, count in statuses}
+    active = Device.status == DeviceStatus.active.value
+    version = func.coalesce(Device.model_version, "unknown")
+    versions = session.execute(select(version, func.count()).where(active).group_by(version))
+    cutoff = datetime.now(UTC) - timedelta(seconds=offline_after_s)
+    offline = session.scalar(
+        select(func.count()).select_from(Device).where(active, (Device.last_seen < cutoff) | Device.last_seen.is_(None))
+    )
+    return {"total": sum(by_status.values()), "by_status": by_status,
+            "by_model_version": {name: count for name, count in versions},
+            "offline": offline or 0, "offline_after_s": offline_after_s}
+
+
+def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[str, Any],
+              acked: list[int]) -> tuple[str | None, list[dict[str, Any]]] | None:
+    """Record a heartbeat; returns (desired bundle version, pending labels), or None if not authentic."""
+    params = {**report, "device_id": device_id, "secret_hash": secret_hash, "acked": acked,
+              "health": json.dumps(report["health"]) if report.get("health") is not None else None}
+    row = session.execute(_HEARTBEAT, params).first()
+    if row is None:
+        return None
+    labels: list[dict[str, Any]] = []
+    if row.pending_labels > 0:
+        labels = [dict(r._mapping) for r in session.execute(_PENDING_LABELS, {"device_id": device_id})]
+    return row.desired_bundle_version, labels

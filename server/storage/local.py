@@ -1,0 +1,107 @@
+"""Local-directory object store for the embedded default: one folder per bucket, atomic writes.
+
+Presigned URLs point at the API's `/api/v1/objects/...` route and carry an HMAC signature made
+with a key kept next to the objects, so they work like S3's without a second server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import IO
+from urllib.parse import quote
+
+from server.errors import InputError, NotFoundError
+from server.storage import BUCKETS
+
+OBJECTS_ROUTE = "/api/v1/objects"
+
+
+def _atomic_write(path: Path, source: IO[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalStore:
+    """An `ObjectStore` in a directory; `root/<bucket>/<key>`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._key = self._signing_key()
+
+    def _signing_key(self) -> bytes:
+        path = self.root / ".signing-key"
+        if not path.exists():
+            data = secrets.token_bytes(32)
+            _atomic_write(path, io.BytesIO(data))
+            path.chmod(0o600)
+        return path.read_bytes()
+
+    def path(self, bucket: str, key: str) -> Path:
+        """The file behind an object; refuses keys that would leave the bucket."""
+        parts = PurePosixPath(key).parts
+        if bucket not in BUCKETS or not parts or key.startswith("/") or ".." in parts or "." in parts:
+            raise InputError(f"invalid object name {bucket}/{key}")
+        if any(part.startswith(".tmp-") for part in parts):
+            raise InputError(f"invalid object name {bucket}/{key}")
+        return self.root.joinpath(bucket, *parts)
+
+    def ensure_buckets(self) -> None:
+        for bucket in BUCKETS:
+            (self.root / bucket).mkdir(mode=0o700, exist_ok=True)
+
+    def ping(self) -> None:
+        return None
+
+    def put_file(self, bucket: str, key: str, source: IO[bytes], length: int, content_type: str) -> None:
+        _atomic_write(self.path(bucket, key), source)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        _atomic_write(self.path(bucket, key), io.BytesIO(data))
+
+    def download(self, bucket: str, key: str, target: IO[bytes]) -> None:
+        path = self.path(bucket, key)
+        if not path.is_file():
+            raise NotFoundError(f"object not found: {bucket}/{key}")
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return self.path(bucket, key).is_file()
+
+    def remove(self, bucket: str, key: str) -> None:
+        self.path(bucket, key).unlink(missing_ok=True)
+
+    def signature(self, bucket: str, key: str, expires: int) -> str:
+        """HMAC-SHA256 over bucket, key and expiry time."""
+        message = f"{bucket}\n{key}\n{expires}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def presigned_get_url(self, bucket: str, key: str, expires_s: int) -> str:
+        expires = int(time.time()) + expires_s
+        signature = self.signature(bucket, key, expires)
+        return f"{OBJECTS_ROUTE}/{bucket}/{quote(key)}?expires={expires}&signature={signature}"
+
+    def verify(self, bucket: str, key: str, expires: int, signature: str) -> bool:
+        """True if the signature is genuine and not yet expired."""
+        if expires < time.time():
+            return False
+        return hmac.compare_digest(self.signature(bucket, key, expires), signature)
+

@@ -1,0 +1,180 @@
+"""Turns the records of a verified package into rows, objects and an MLflow run.
+
+Idempotent per `(device_id, seq)`: the ledger insert skips records already imported, and only the
+new ones fan out. Objects and the MLflow run are written before the transaction commits, under
+names derived from the record, so a retried import overwrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from server.db.models import DriftEvent, Metric, Package, PackageStatus, Record
+from server.errors import ConflictError, PackageError
+from server.mlflow_bridge import MetricPoint, MlflowBridge
+from server.package_format import DriftEventData, LogData, MetricData, PackageRecord
+from server.storage import ObjectStore
+from server.worker.unpack import UnpackedPackage
+
+logger = logging.getLogger(__name__)
+_LEDGER_BATCH = 1000
+_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+
+
+@dataclass
+class ImportSummary:
+    """What one import did; `new` counts records not seen before."""
+
+    total: int
+    new: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Typed:
+    record: PackageRecord
+    data: DriftEventData | MetricData | LogData | None
+
+
+def import_package(
+    session: Session, store: ObjectStore, mlflow: MlflowBridge | None, package: Package, unpacked: UnpackedPackage
+) -> ImportSummary:
+    """Import every record of `unpacked` in the caller's transaction; raises `PackageError`/`ConflictError`."""
+    manifest = unpacked.manifest
+    typed = [_validate(r) for r in unpacked.records]
+    _check_overlap(session, package.device_id, package.id, manifest.seq_first, manifest.seq_last)
+    new_seqs = _insert_ledger(session, package, typed)
+    summary = ImportSummary(total=len(typed), new=len(new_seqs))
+    points: list[MetricPoint] = []
+    logs: list[dict[str, Any]] = []
+    for item in typed:
+        kind = item.record.kind
+        summary.by_kind[kind] = summary.by_kind.get(kind, 0) + 1
+        points.extend(_metric_points(item))
+        if item.record.seq not in new_seqs:
+            continue
+        if kind == "drift_event":
+            _import_drift_event(session, store, package, unpacked, item)
+        elif kind == "metric":
+            _import_metrics(session, package.device_id, item)
+        elif kind == "log":
+            logs.append({"seq": item.record.seq, "ts": _iso(item.record.ts), **item.record.data})
+        elif item.record.blob is not None:
+            _store_blob(store, "prediction-images", package.device_id, unpacked, item.record)
+    if logs:
+        body = "\n".join(json.dumps(line, sort_keys=True) for line in logs).encode() + b"\n"
+        store.put_bytes("data-logs", f"{package.device_id}/{package.id}.jsonl", body, "application/x-ndjson")
+    if mlflow is not None:
+        params = {"seq_first": str(manifest.seq_first), "seq_last": str(manifest.seq_last),
+                  "record_count": str(manifest.record_count), "new_records": str(summary.new)}
+        mlflow.record_package(package.device_id, package.id, params, points)
+    session.execute(
+        update(Package)
+        .where(Package.id == package.id)
+        .values(status=PackageStatus.imported.value, imported_at=datetime.now(UTC), error=None,
+                seq_first=manifest.seq_first, seq_last=manifest.seq_last, record_count=manifest.record_count)
+    )
+    return summary
+
+
+def _validate(record: PackageRecord) -> _Typed:
+    models: dict[str, type[DriftEventData] | type[MetricData] | type[LogData]] = {
+        "drift_event": DriftEventData, "metric": MetricData, "log": LogData}
+    model = models.get(record.kind)
+    if model is None:
+        return _Typed(record, None)
+    try:
+        return _Typed(record, model.model_validate(record.data))
+    except ValidationError as exc:
+        raise PackageError(f"record seq {record.seq} ({record.kind}): {exc.errors()[0]['msg']}") from exc
+
+
+def _check_overlap(session: Session, device_id: str, package_id: str, first: int, last: int) -> None:
+    other = session.scalar(
+        select(Record.package_id)
+        .where(Record.device_id == device_id, Record.seq.between(first, last), Record.package_id != package_id)
+        .limit(1)
+    )
+    if other is not None:
+        raise ConflictError(f"seq range {first}..{last} overlaps records of package {other}", existing=other)
+
+
+def _insert_ledger(session: Session, package: Package, typed: list[_Typed]) -> set[int]:
+    if not typed:
+        return set()
+    rows = [
+        {"device_id": package.device_id, "seq": t.record.seq, "package_id": package.id, "kind": t.record.kind,
+         "ts": t.record.ts, "priority": t.record.priority, "data": t.record.data,
+         "object_key": _blob_key(package.device_id, t.record)}
+        for t in typed
+    ]
+    new: set[int] = set()
+    for start in range(0, len(rows), _LEDGER_BATCH):  # stay below PostgreSQL's bind parameter limit
+        batch = rows[start : start + _LEDGER_BATCH]
+        inserted = session.execute(
+            insert(Record).values(batch).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+            .returning(Record.seq)
+        )
+        new.update(row.seq for row in inserted)
+    return new
+
+
+def _blob_key(device_id: str, record: PackageRecord) -> str | None:
+    if record.blob is None:
+        return None
+    return f"{device_id}/{record.seq}{PurePosixPath(record.blob).suffix.lower()}"
+
+
+def _store_blob(store: ObjectStore, bucket: str, device_id: str, unpacked: UnpackedPackage,
+                record: PackageRecord) -> str | None:
+    key = _blob_key(device_id, record)
+    if key is None or record.blob is None:
+        return None
+    path = unpacked.blob_path(record.blob)
+    content_type = _CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    with path.open("rb") as source:
+        store.put_file(bucket, key, source, path.stat().st_size, content_type)
+    return key
+
+
+def _import_drift_event(session: Session, store: ObjectStore, package: Package, unpacked: UnpackedPackage,
+                        item: _Typed) -> None:
+    data = item.data
+    assert isinstance(data, DriftEventData)
+    key = _store_blob(store, "drift-samples", package.device_id, unpacked, item.record)
+    session.execute(
+        insert(DriftEvent)
+        .values(device_id=package.device_id, seq=item.record.seq, package_id=package.id, ts=item.record.ts,
+                sample_key=key, **data.model_dump())
+        .on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    )
+
+
+def _import_metrics(session: Session, device_id: str, item: _Typed) -> None:
+    assert isinstance(item.data, MetricData)
+    rows = [{"device_id": device_id, "seq": item.record.seq, "name": name, "value": value, "ts": item.record.ts}
+            for name, value in item.data.points().items()]
+    if rows:
+        session.execute(insert(Metric).values(rows).on_conflict_do_nothing())
+
+
+def _metric_points(item: _Typed) -> list[MetricPoint]:
+    if not isinstance(item.data, MetricData):
+        return []
+    ts = item.record.ts or datetime.now(UTC)
+    millis = int(ts.timestamp() * 1000)
+    return [MetricPoint(name, value, millis, item.record.seq) for name, value in item.data.points().items()]
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None

@@ -1,0 +1,105 @@
+"""The job queue: rows in `jobs`, claimed with `FOR UPDATE SKIP LOCKED` so workers never collide.
+
+A claimed job carries a lease: a worker that dies mid-job leaves it `running`, and once the lease
+is over any worker may claim it again. Failures back off exponentially, then park the job.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
+
+from server.db.models import Job, JobState, Package, PackageStatus
+
+IMPORT_PACKAGE = "import_package"
+
+_CLAIM = text(
+    """
+    UPDATE jobs SET state = 'running', locked_at = now(), attempts = attempts + 1
+    WHERE id = (
+        SELECT id FROM jobs
+        WHERE (state = 'queued' AND run_after <= now())
+           OR (state = 'running' AND locked_at < now() - make_interval(secs => :lease_s))
+        ORDER BY run_after, id
+        FOR UPDATE SKIP LOCKED
+        LIMIT 1
+    )
+    RETURNING id, kind, package_id, attempts
+    """
+)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    package_id: str
+    attempts: int
+
+
+def enqueue_import(session: Session, package_id: str) -> None:
+    """Queue the import of a stored package (in the caller's transaction)."""
+    session.add(Job(kind=IMPORT_PACKAGE, package_id=package_id))
+
+
+def claim(session: Session, lease_s: int) -> ClaimedJob | None:
+    """Take the next due job, or None; the caller commits."""
+    row = session.execute(_CLAIM, {"lease_s": lease_s}).first()
+    return ClaimedJob(row.id, row.kind, row.package_id, row.attempts) if row else None
+
+
+def complete(session: Session, job_id: int) -> None:
+    """Mark a job done."""
+    session.execute(
+        update(Job).where(Job.id == job_id).values(state=JobState.done.value, finished_at=datetime.now(UTC))
+    )
+
+
+def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
+    """Full-jitter exponential backoff after `attempts` failures."""
+    ceiling: float = min(max_s, base_s * 2 ** (attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def retry_later(session: Session, job: ClaimedJob, error: str, delay_s: float) -> None:
+    """Put a failed job back in the queue, due after `delay_s` seconds."""
+    due = datetime.now(UTC) + timedelta(seconds=delay_s)
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(state=JobState.queued.value, run_after=due, locked_at=None, last_error=error[:4000])
+    )
+
+
+def park(session: Session, job: ClaimedJob, error: str, package_status: PackageStatus) -> None:
+    """Stop retrying a job; the package keeps its bytes and shows why."""
+    now = datetime.now(UTC)
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(state=JobState.parked.value, finished_at=now, locked_at=None, last_error=error[:4000])
+    )
+    session.execute(
+        update(Package).where(Package.id == job.package_id).values(status=package_status.value, error=error[:4000])
+    )
+
+
+def requeue_parked(session: Session, package_id: str | None = None) -> int:
+    """Give parked jobs (all, or one package's) a fresh set of attempts; returns how many."""
+    query = update(Job).where(Job.state == JobState.parked.value)
+    if package_id is not None:
+        query = query.where(Job.package_id == package_id)
+    rows = session.execute(
+        query.values(state=JobState.queued.value, attempts=0, run_after=datetime.now(UTC), finished_at=None)
+        .returning(Job.package_id)
+    ).all()
+    ids = [row.package_id for row in rows]
+    if ids:
+        session.execute(
+            update(Package).where(Package.id.in_(ids)).values(status=PackageStatus.queued.value, error=None)
+        )
+    return len(ids)

@@ -1,0 +1,112 @@
+"""The worker loop: claim a job, fetch and unpack its package, import it, settle the job.
+
+Bad packages are rejected at once (retrying cannot help); failures of PostgreSQL, the object
+store or MLflow are retried with backoff and parked after `job_max_attempts`. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from server.backends import Backends
+from server.db.models import Package, PackageStatus
+from server.errors import ConflictError, PackageError
+from server.worker import queue
+from server.worker.importers import import_package
+from server.worker.unpack import Limits, unpack
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """Processes import jobs with the given backends; several may run against one database."""
+
+    def __init__(self, backends: Backends) -> None:
+        self.backends = backends
+        self.settings = backends.settings
+        self.limits = Limits(self.settings.max_unpacked_bytes, self.settings.max_package_members)
+
+    def run_once(self) -> bool:
+        """Process at most one due job; False when the queue had nothing due."""
+        with self.backends.sessions() as session:
+            job = queue.claim(session, self.settings.job_lease_s)
+            session.commit()
+        if job is None:
+            return False
+        if job.kind != queue.IMPORT_PACKAGE:
+            self._settle(lambda s: queue.park(s, job, f"unknown job kind {job.kind!r}", PackageStatus.parked))
+            return True
+        try:
+            self._import(job)
+        except (PackageError, ConflictError) as exc:
+            reason = str(exc)
+            logger.warning("package %s rejected: %s", job.package_id, reason)
+            self._settle(lambda s: queue.park(s, job, reason, PackageStatus.rejected))
+        except Exception as exc:
+            self._failed(job, exc)
+        return True
+
+    def run_forever(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> None:
+        """Poll the queue until `stop` is set; an unreachable database only delays. `tick` runs each round."""
+        delay = self.settings.worker_poll_s
+        while not stop.is_set():
+            if tick is not None:
+                tick()
+            try:
+                busy = self.run_once()
+                delay = self.settings.worker_poll_s
+            except SQLAlchemyError as exc:
+                logger.error("job queue unreachable, retrying in %.1fs: %s", delay, exc)
+                busy = False
+                delay = min(delay * 2, 30.0)
+            if not busy:
+                stop.wait(delay)
+
+    def drain(self, max_jobs: int = 10_000) -> int:
+        """Run every job that is due now; returns how many ran (tests, `worker --once`)."""
+        count = 0
+        while count < max_jobs and self.run_once():
+            count += 1
+        return count
+
+    def _import(self, job: queue.ClaimedJob) -> None:
+        with tempfile.TemporaryDirectory(prefix="tinysphere-import-") as tmp:
+            workdir = Path(tmp)
+            with self.backends.sessions() as session:
+                package = session.get(Package, job.package_id)
+                if package is None:
+                    raise PackageError("package row is missing", job.package_id)
+                archive = workdir / "package.tar.gz"
+                with archive.open("wb") as target:
+                    self.backends.store.download("packages", package.object_key, target)
+                unpacked = unpack(archive, workdir / "files", self.limits, package.device_id, package.id)
+                summary = import_package(session, self.backends.store, self.backends.mlflow, package, unpacked)
+                queue.complete(session, job.id)
+                session.commit()
+        logger.info("imported package %s: %d records, %d new", job.package_id, summary.total, summary.new)
+
+    def _failed(self, job: queue.ClaimedJob, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if job.attempts >= self.settings.job_max_attempts:
+            logger.error("package %s parked after %d attempts: %s", job.package_id, job.attempts, error)
+            self._settle(lambda s: queue.park(s, job, error, PackageStatus.parked))
+            return
+        delay = queue.backoff_s(job.attempts, self.settings.job_backoff_base_s, self.settings.job_backoff_max_s)
+        logger.warning("package %s failed (attempt %d), retry in %.1fs: %s", job.package_id, job.attempts,
+                       delay, error)
+        self._settle(lambda s: queue.retry_later(s, job, error, delay))
+
+    def _settle(self, action: Callable[[Session], None]) -> None:
+        try:
+            with self.backends.sessions() as session:
+                action(session)
+                session.commit()
+        except SQLAlchemyError as exc:  # the lease brings the job back once the database returns
+            logger.error("could not record job outcome: %s", exc)

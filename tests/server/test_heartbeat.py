@@ -1,0 +1,102 @@
+"""The heartbeat: records the report, returns desired state and pending labels, stays cheap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import event, insert
+
+from server.backends import Backends
+from server.db.models import DriftEvent, Package
+from tests.server.utils import EnrolledDevice, auth, enroll
+
+
+@contextmanager
+def statements(backends: Backends) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement.strip().split()[0].upper())
+
+    event.listen(backends.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(backends.engine, "before_cursor_execute", record)
+
+
+def _beat(client: TestClient, device: EnrolledDevice, **body: Any) -> dict[str, Any]:
+    response = client.post(f"/api/v1/devices/{device.device_id}/heartbeat", json=body, headers=device.headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_report_is_stored_and_desired_state_returned(client: TestClient, operator_token: str) -> None:
+    device = enroll(client, operator_token)
+    report = {"model_version": "1.2.0", "update_state": "IDLE", "outbox_depth": 17, "evictions": 2,
+              "health": {"fps": 4.5, "ok": True}}
+    assert _beat(client, device, **report) == {"desired": {"bundle_version": None}, "labels": []}
+    client.put(f"/api/v1/devices/{device.device_id}/desired", json={"bundle_version": "1.3.0"},
+               headers=auth(operator_token))
+    assert _beat(client, device)["desired"]["bundle_version"] == "1.3.0"
+    detail = client.get(f"/api/v1/devices/{device.device_id}", headers=auth(operator_token)).json()
+    assert {k: detail[k] for k in report} == report and detail["last_seen"] is not None
+
+
+def test_heartbeat_is_one_update(client: TestClient, operator_token: str, backends: Backends) -> None:
+    device = enroll(client, operator_token)
+    with statements(backends) as seen:
+        _beat(client, device, model_version="1.0", outbox_depth=3)
+    assert [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")] == ["WITH"]
+
+
+def _drift_event(backends: Backends, device_id: str, seq: int) -> int:
+    with backends.sessions() as session:
+        package_id = f"hb-{device_id}-{seq}"
+        session.execute(insert(Package).values(id=package_id, device_id=device_id, sha256="0" * 64, size=1,
+                                               object_key="x"))
+        event_id = session.execute(
+            insert(DriftEvent).values(device_id=device_id, seq=seq, package_id=package_id, detector="knn")
+            .returning(DriftEvent.id)
+        ).scalar_one()
+        session.commit()
+    return int(event_id)
+
+
+def test_labels_are_delivered_until_acknowledged(client: TestClient, operator_token: str,
+                                                 backends: Backends) -> None:
+    device = enroll(client, operator_token)
+    event_id = _drift_event(backends, device.device_id, 5)
+    label = client.post(f"/api/v1/drift/events/{event_id}/labels", json={"label": "dog"},
+                        headers=auth(operator_token))
+    assert label.status_code == 201
+    with statements(backends) as seen:
+        first = _beat(client, device)["labels"]
+    assert [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")] == ["WITH", "SELECT"]
+    assert first == [{"id": label.json()["id"], "drift_event_id": event_id, "seq": 5, "label": "dog"}]
+    assert _beat(client, device)["labels"] == first  # not acknowledged yet: sent again
+    assert _beat(client, device, acked_labels=[first[0]["id"]])["labels"] == []
+    assert _beat(client, device)["labels"] == []
+    detail = client.get(f"/api/v1/drift/events/{event_id}", headers=auth(operator_token)).json()
+    assert detail["labels"][0]["delivered_at"] is not None
+
+
+def test_a_device_cannot_acknowledge_for_another(client: TestClient, operator_token: str,
+                                                 backends: Backends) -> None:
+    owner, intruder = enroll(client, operator_token), enroll(client, operator_token)
+    event_id = _drift_event(backends, owner.device_id, 1)
+    label_id = client.post(f"/api/v1/drift/events/{event_id}/labels", json={"label": "cat"},
+                           headers=auth(operator_token)).json()["id"]
+    _beat(client, intruder, acked_labels=[label_id])
+    assert [item["id"] for item in _beat(client, owner)["labels"]] == [label_id]
+
+
+def test_invalid_reports_are_422(client: TestClient, operator_token: str) -> None:
+    device = enroll(client, operator_token)
+    path = f"/api/v1/devices/{device.device_id}/heartbeat"
+    for body in ({"outbox_depth": -1}, {"model_version": "x" * 100}, {"acked_labels": ["a"]}):
+        assert client.post(path, json=body, headers=device.headers).status_code == 422
