@@ -96,7 +96,7 @@ def run(bundle: Path, n_frames: int, threads: int) -> dict[str, Any]:
         t_plain, t_pipe = [], []
         for i in range(n_frames):
             f = stream[i % len(stream)]
-            order = [(plain, t_plain), (lambda fr: runner.step(fr, i), t_pipe)]
+            order = [(plain, t_plain), (lambda fr, seq=i: runner.step(fr, seq), t_pipe)]
             for fn, sink in order if i % 2 == 0 else order[::-1]:
                 t = time.perf_counter()
                 fn(f)
