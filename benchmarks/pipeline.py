@@ -93,14 +93,17 @@ def run(bundle: Path, n_frames: int, threads: int) -> dict[str, Any]:
         for f in stream[:5]:  # warm-up: allocations, caches, first-invoke costs
             plain(f)
             runner.step(f, 0)
-        t_plain, t_pipe = [], []
+        t_plain: list[float] = []
+        t_pipe: list[float] = []
         for i in range(n_frames):
             f = stream[i % len(stream)]
-            order = [(plain, t_plain), (lambda fr, seq=i: runner.step(fr, seq), t_pipe)]
-            for fn, sink in order if i % 2 == 0 else order[::-1]:
+            for run_plain in (i % 2 == 0, i % 2 == 1):  # alternate which goes first
                 t = time.perf_counter()
-                fn(f)
-                sink.append(time.perf_counter() - t)
+                if run_plain:
+                    plain(f)
+                else:
+                    runner.step(f, i)
+                (t_plain if run_plain else t_pipe).append(time.perf_counter() - t)
         stages = stage_costs(pipeline, runner, stream[0], 2000)
     plain_ms, pipe_ms = statistics.median(t_plain) * 1e3, statistics.median(t_pipe) * 1e3
     return {
