@@ -44,3 +44,32 @@ class RemoteError(TinyLCMError):
 
 class StateError(TinyLCMError):
     """Local state on disk is missing, corrupt or of another shape than expected."""
+
+
+class ServerUnavailableError(RemoteError):
+    """The server or the network failed in a way a retry may fix (timeout, reset, 5xx, 429/503)."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it said
+
+
+class ServerRefusedError(RemoteError):
+    """The server refused a request for good (4xx); repeating it unchanged cannot help."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PackageTooLargeError(ServerRefusedError):
+    """413: the package is over the server's size limit."""
+
+
+class PackageConflictError(ServerRefusedError):
+    """409: the server holds other bytes under this package id, or these seqs from another package."""
+
+
+class DeviceAuthError(ServerRefusedError):
+    """401/403: the device secret (or enrollment token) is not accepted."""

@@ -1,0 +1,129 @@
+"""`Outbox`: what the pipeline calls per frame. `append` only queues (microseconds); a writer thread
+commits in batches; `backlog` is what the sync task reads and acknowledges.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from device.config import OutboxConfig
+from device.outbox.backlog import Backlog
+from device.outbox.blobs import BlobDir
+from device.outbox.intake import Intake
+from device.outbox.records import KINDS
+from device.outbox.store import RecordStore
+from device.outbox.usage import Usage
+from device.outbox.writer import Writer
+
+log = logging.getLogger(__name__)
+_BLOB_EXT = re.compile(r"^[A-Za-z0-9]{1,8}$")
+
+
+@dataclass
+class OutboxSettings:
+    """How the outbox buffers and bounds; built from `OutboxConfig` by the service."""
+
+    max_mb: float = 256.0  # disk bound, blobs included; over it the lowest-priority, oldest records go
+    queue_size: int = 1024  # records waiting for the writer; beyond it low-priority records are dropped
+    queue_headroom: int = 256  # extra places for adaptations and drift events when the queue is full
+    batch_max: int = 512  # records per transaction at most
+    linger_s: float = 0.05  # pause after each commit so the next batch gathers (fewer fsyncs)
+    synchronous: str = "FULL"  # SQLite synchronous pragma: FULL makes a committed batch survive power loss
+    wal_pages: int = 256  # WAL checkpoint threshold in 4 KiB pages; the WAL is truncated back to this size
+
+    def __post_init__(self) -> None:
+        if self.max_mb <= 0 or self.queue_size < 1 or self.batch_max < 1 or self.linger_s < 0 or self.wal_pages < 1:
+            raise ValueError("outbox: max_mb > 0, queue_size, batch_max, wal_pages >= 1 and linger_s >= 0 required")
+        if self.synchronous not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"outbox.synchronous must be NORMAL, FULL or EXTRA, got {self.synchronous!r}")
+
+
+def outbox_settings_from(config: OutboxConfig) -> OutboxSettings:
+    """The outbox's settings from the `outbox` section of the device configuration."""
+    return OutboxSettings(max_mb=config.max_mb, queue_size=getattr(config, "queue_size", 1024),
+                          linger_s=getattr(config, "commit_interval_s", 0.05))
+
+
+class OutboxObserver(Protocol):
+    """Optional hooks (tests, ledgers): called from the writer or sync thread after each commit."""
+
+    def committed(self, seqs: list[int]) -> None: ...
+    def evicted(self, seqs: list[int]) -> None: ...
+    def delivered(self, seqs: list[int]) -> None: ...
+
+
+class Outbox:
+    """The local buffer: SQLite (WAL) records with a per-device seq, blobs beside the database."""
+
+    def __init__(self, path: str | Path, settings: OutboxSettings | None = None,
+                 observer: OutboxObserver | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.settings = settings or OutboxSettings()
+        self.blobs = BlobDir(self.path.with_name(self.path.stem + "-blobs"))
+        write_store = RecordStore(self.path, self.settings.synchronous, self.settings.wal_pages)
+        self.blobs.remove_orphans(write_store.blob_names())
+        rows, size, next_seq = write_store.usage()
+        self.usage = Usage(rows, size, int(self.settings.max_mb * 2**20), next_seq - 1)
+        self._intake = Intake(next_seq, self.settings.queue_size, self.settings.queue_headroom)
+        self._writer = Writer(
+            write_store, self.blobs, self._intake, self.usage, batch_max=self.settings.batch_max,
+            linger_s=self.settings.linger_s, on_commit=observer.committed if observer else None,
+            on_evict=observer.evicted if observer else None,
+        )
+        self.backlog = Backlog(RecordStore(self.path, self.settings.synchronous, self.settings.wal_pages),
+                               self.blobs, self.usage,
+                               on_deliver=observer.delivered if observer else None)
+        self._writer.start()
+        log.info("outbox %s: %d records (%d bytes), next seq %d", self.path, rows, size, next_seq)
+
+    def append(self, kind: str, data: dict[str, Any], blob: bytes | None = None, blob_ext: str = "jpg") -> int | None:
+        """Queue one record (and its blob) without touching the disk; its seq, or None if dropped (queue full)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if blob is not None and not _BLOB_EXT.match(blob_ext):
+            raise ValueError(f"blob_ext must be 1-8 letters or digits, got {blob_ext!r}")
+        return self._intake.put(kind, json.dumps(data, separators=(",", ":")), blob, blob_ext)
+
+    def depth(self) -> int:
+        """Records waiting for the server (queued or stored)."""
+        return self.usage.rows + len(self._intake)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record appended so far is committed (or dropped); False on timeout."""
+        return self.usage.wait_committed(self._intake.next_seq - 1, timeout)
+
+    @property
+    def committed_seq(self) -> int:
+        """Every seq up to this one that `append` returned is durable (or was delivered, evicted, or dropped on a
+        full disk since; all counted)."""
+        return self.usage.committed_seq
+
+    def stats(self) -> dict[str, int]:
+        """Depth, bytes, bound and the totals of evicted, dropped and rejected records (for the heartbeat)."""
+        counters = self.backlog.counters()
+        counters["dropped"] += sum(self._intake.dropped.values())
+        return {"depth": self.depth(), "bytes": self.usage.size, "bound_bytes": self.usage.bound,
+                "queued": len(self._intake), **counters}
+
+    def records(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every stored record (of one kind), oldest first, after a flush; for inspection and tests."""
+        self.flush()
+        out, after = [], 0
+        while batch := self.backlog.pending(after, 1000):
+            out += [{"seq": r.seq, "kind": r.kind, "ts": r.ts, "priority": r.priority,
+                     "data": json.loads(r.data), "blob": r.blob} for r in batch if kind in (None, r.kind)]
+            after = batch[-1].seq
+        return out
+
+    def close(self) -> None:
+        """Commit what is queued, then close both connections."""
+        self._intake.close()
+        self._writer.join()
+        self._writer.store.close()
+        self.backlog.close()

@@ -1,0 +1,163 @@
+"""The SQLite side of the outbox (WAL, via sqlite-utils): the `records` table and a small `meta` table.
+
+`meta` keeps what must survive a restart: the next `seq` (so a seq is never reused, even after its
+row was delivered or evicted), the drop/evict/reject counters, and the package in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from device.outbox.records import Entry, Record
+
+COUNTERS = ("evicted", "dropped", "rejected")
+_COLUMNS = "seq, kind, ts, priority, data, blob, size"
+_BUSY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Removed:
+    """Rows a transaction deleted: their seqs, blob names and accounted bytes."""
+
+    seqs: list[int]
+    blobs: list[str]
+    size: int
+
+
+class RecordStore:
+    """One connection to the outbox database; the writer thread and the sync side each own one."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL", wal_pages: int = 256) -> None:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
+        self.db.enable_wal()
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        # A small WAL, truncated after each checkpoint: on a nearly full card it must not eat the space.
+        conn.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
+        conn.execute(f"PRAGMA journal_size_limit={int(wal_pages) * 4096}")
+        self._create()
+
+    def _create(self) -> None:
+        records = self.db.table("records")
+        if not records.exists():
+            records.create(
+                {"seq": int, "kind": str, "ts": str, "priority": int, "data": str, "blob": str, "size": int},
+                pk="seq", not_null={"kind", "ts", "priority", "data", "size"}, defaults={"size": 0},
+                if_not_exists=True,
+            )
+        elif "size" not in records.columns_dict:  # databases of the first, unbounded outbox
+            records.add_column("size", int, not_null_default=0)
+        records.create_index(["priority", "seq"], index_name="records_eviction", if_not_exists=True)
+        self.db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so two writers never deadlock."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Inside a transaction: store one meta value (JSON)."""
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def add_counters(self, deltas: dict[str, int]) -> None:
+        """Inside a transaction: add to the persisted counters."""
+        for key, delta in deltas.items():
+            if delta:
+                self.set_meta(key, int(self.meta(key, 0)) + delta)
+
+    def counters(self) -> dict[str, int]:
+        return {key: int(self.meta(key, 0)) for key in COUNTERS}
+
+    def usage(self) -> tuple[int, int, int]:
+        """(rows, accounted bytes, highest seq ever committed or reserved + 1)."""
+        rows, size, top = self.conn.execute("SELECT count(*), coalesce(sum(size), 0), max(seq) FROM records").fetchone()
+        next_seq = max(int(self.meta("next_seq", 1)), (top or 0) + 1)
+        return int(rows), int(size), next_seq
+
+    def insert(self, entries: Sequence[Entry]) -> None:
+        """Inside a transaction: insert entries (blobs already on disk) and advance `next_seq`."""
+        self.conn.executemany(
+            f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant
+            [(e.seq, e.kind, e.ts, e.priority, e.data, e.blob_name, e.size) for e in entries],
+        )
+        top = max(e.seq for e in entries)
+        if top + 1 > int(self.meta("next_seq", 1)):
+            self.set_meta("next_seq", top + 1)
+
+    def eviction_candidates(self, excess: int, keep: tuple[int, int] | None) -> list[tuple[int, str | None, int]]:
+        """Inside a transaction: (seq, blob, size) to delete to free `excess` bytes, lowest priority and oldest first.
+
+        Rows of the package in flight (`keep`, a seq range) are never chosen: its bytes must stay
+        identical until the server acknowledged it.
+        """
+        lo, hi = keep if keep else (0, -1)
+        chosen: list[tuple[int, str | None, int]] = []
+        freed = 0
+        cur = self.conn.execute(
+            "SELECT seq, blob, size FROM records WHERE seq < ? OR seq > ? ORDER BY priority, seq", (lo, hi)
+        )
+        for seq, blob, size in cur:
+            if freed >= excess:
+                break
+            chosen.append((seq, blob, size))
+            freed += size
+        cur.close()
+        return chosen
+
+    def delete_seqs(self, seqs: Sequence[int]) -> None:
+        """Inside a transaction: delete rows by seq."""
+        self.conn.executemany("DELETE FROM records WHERE seq = ?", [(s,) for s in seqs])
+
+    def delete_range(self, first: int, last: int) -> Removed:
+        """Inside a transaction: delete every row with first <= seq <= last."""
+        rows = self.conn.execute(
+            "SELECT seq, blob, size FROM records WHERE seq BETWEEN ? AND ?", (first, last)
+        ).fetchall()
+        self.conn.execute("DELETE FROM records WHERE seq BETWEEN ? AND ?", (first, last))
+        return Removed([r[0] for r in rows], [r[1] for r in rows if r[1]], sum(r[2] for r in rows))
+
+    def read(self, after: int, limit: int) -> list[Record]:
+        """Up to `limit` records with seq > `after`, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)  # noqa: S608
+        )
+        return [Record(*row) for row in rows]
+
+    def read_range(self, first: int, last: int) -> list[Record]:
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)  # noqa: S608
+        )
+        return [Record(*row) for row in rows]
+
+    def blob_names(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT blob FROM records WHERE blob IS NOT NULL")}
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database and truncate it (frees disk space after evictions)."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def integrity(self) -> str:
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,203 @@
+"""The sync loop against the contract server: exactly once, across restarts, splits, refusals, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+from device.errors import ServerUnavailableError
+from device.outbox import Outbox, OutboxSettings
+from device.sync import SyncLoop, SyncService
+from device.sync.packer import Packer
+from tests.device.sync.conftest import sync_settings
+from tests.device.sync.contract_server import DEVICE_ID, ContractState, Fault
+
+
+def _produce(box: Outbox, n: int, pad: int = 200) -> list[int]:
+    seqs = []
+    for i in range(n):
+        if i % 10 == 3:
+            seqs.append(box.append("drift_event", {"detector": "knn", "i": i}, blob=bytes([i % 256]) * 500))
+        else:
+            seqs.append(box.append("prediction", {"i": i, "pad": "x" * pad}))
+    box.flush()
+    return [s for s in seqs if s is not None]
+
+
+def _sync(loop: SyncLoop) -> int:
+    async def main() -> int:
+        async with loop.client:
+            return await loop.sync()
+
+    return asyncio.run(main())
+
+
+def _assert_exactly_once(contract: ContractState, seqs: list[int]) -> None:
+    assert contract.seqs == set(seqs)
+    assert set(contract.imports.values()) == {1}
+
+
+def test_the_backlog_is_delivered_exactly_once_in_capped_packages(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    seqs = _produce(outbox, 300)
+    loop = SyncLoop(outbox, sync_settings(server_url, tmp_path, max_bytes=8192))
+    assert _sync(loop) == 300
+    _assert_exactly_once(contract, seqs)
+    assert len(contract.packages) == loop.packages > 3 and outbox.depth() == 0
+    assert not any(outbox.blobs.path.iterdir())
+    identity = tmp_path / "identity.json"
+    assert json.loads(identity.read_text())["device_id"] == DEVICE_ID
+    assert stat.S_IMODE(identity.stat().st_mode) == 0o600
+
+
+def test_a_restart_after_the_upload_but_before_the_delete_resends_the_same_package(
+    server_url: str, contract: ContractState, tmp_path: Path
+) -> None:
+    box = Outbox(tmp_path / "outbox.db", OutboxSettings(linger_s=0))
+    seqs = _produce(box, 120)
+    settings = sync_settings(server_url, tmp_path, max_bytes=8192)
+    loop = SyncLoop(box, settings)
+
+    async def upload_without_ack() -> None:
+        async with loop.client:
+            await loop.ensure_identity()
+            assert loop.packer is not None
+            package = loop.packer.next_package()
+            assert package is not None and await loop.client.put_package(package)
+
+    asyncio.run(upload_without_ack())
+    box.close()  # the device dies before deleting the acknowledged rows
+    box = Outbox(tmp_path / "outbox.db", OutboxSettings(linger_s=0))
+    box.append("log", {"message": "after restart"})
+    box.flush()
+    assert _sync(SyncLoop(box, settings)) == 121
+    assert [r[2] for r in contract.requests if r[0] == "PUT"][:2] == [201, 200]  # same id, same bytes
+    _assert_exactly_once(contract, [*seqs, 121])
+    box.close()
+
+
+def test_a_package_too_large_for_the_server_is_split_and_a_lone_oversized_record_dropped(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    seqs = _produce(outbox, 60)
+    big = outbox.append("log", {"message": "core dump"}, blob=random.Random(1).randbytes(10_240), blob_ext="bin")
+    outbox.flush()
+    contract.max_bytes = 6000
+    loop = SyncLoop(outbox, sync_settings(server_url, tmp_path, max_bytes=64 * 1024, droppable_bytes=8192))
+    assert _sync(loop) == 60
+    _assert_exactly_once(contract, seqs)
+    assert big not in contract.seqs and outbox.stats()["rejected"] == 1 and outbox.depth() == 0
+
+
+def test_a_record_the_server_already_has_is_acknowledged_after_splitting(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    seqs = _produce(outbox, 40)
+    contract.package_seqs["imported-elsewhere"] = {seqs[7]}
+    contract.records[(DEVICE_ID, seqs[7])] = {"seq": seqs[7]}
+    contract.imports[(DEVICE_ID, seqs[7])] = 1
+    assert _sync(SyncLoop(outbox, sync_settings(server_url, tmp_path))) == 40
+    _assert_exactly_once(contract, seqs)
+    assert outbox.depth() == 0
+
+
+def test_faults_on_the_way_are_retried_without_duplicates(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    seqs = _produce(outbox, 100)
+    contract.fault_paths = "/api/v1/sync/"
+    contract.faults = [Fault(drop=True), Fault(503, "0"), Fault(500), Fault(429, "0"), Fault(drop=True)]
+    assert _sync(SyncLoop(outbox, sync_settings(server_url, tmp_path, max_bytes=8192))) == 100
+    _assert_exactly_once(contract, seqs)
+
+
+def test_heartbeats_report_the_outbox_and_hand_labels_over_once(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    outbox.append("prediction", {"i": 1})
+    outbox.flush()
+    contract.labels = [{"id": 4, "drift_event_id": 9, "seq": 3, "label": "seven"}]
+    received: list[Any] = []
+    desired: list[Any] = []
+    loop = SyncLoop(outbox, sync_settings(server_url, tmp_path), status=lambda: {"model_version": "1.0"},
+                    on_labels=received.extend, on_desired=desired.append)
+
+    async def beat_twice() -> None:
+        async with loop.client:
+            await loop.heartbeat()
+            await loop.heartbeat()
+
+    asyncio.run(beat_twice())
+    assert received == [{"id": 4, "drift_event_id": 9, "seq": 3, "label": "seven"}]
+    assert desired == [{"bundle_version": "2"}] * 2
+    first, second = contract.heartbeats
+    assert first["model_version"] == "1.0" and first["outbox_depth"] == 1 and first["evictions"] == 0
+    assert first["acked_labels"] == [] and second["acked_labels"] == [4]
+    assert {"outbox_dropped", "outbox_rejected", "outbox_bytes"} <= first["health"].keys()
+
+
+def test_the_service_thread_syncs_in_the_background(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    service = SyncService(outbox, sync_settings(server_url, tmp_path)).start()
+    try:
+        seqs = _produce(outbox, 50)
+        service.trigger()
+        deadline = time.monotonic() + 60
+        while outbox.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        service.close()
+    _assert_exactly_once(contract, seqs)
+    assert contract.heartbeats
+
+
+def test_the_packer_rebuilds_the_package_in_flight_first(outbox: Outbox) -> None:
+    _produce(outbox, 30)
+    first = Packer(outbox.backlog, "dev-9").next_package()
+    outbox.append("log", {"message": "newer"})
+    outbox.flush()
+    again = Packer(outbox.backlog, "dev-9").next_package()
+    assert first is not None and again is not None
+    assert (again.package_id, again.sha256) == (first.package_id, first.sha256)
+
+
+def test_a_small_lone_record_refused_as_too_large_is_kept_for_later(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    seq = outbox.append("log", {"message": "small"})
+    outbox.flush()
+    contract.fault_paths = "/api/v1/sync/"
+    contract.faults = [Fault(413)]
+    loop = SyncLoop(outbox, sync_settings(server_url, tmp_path))
+    try:
+        _sync(loop)
+    except ServerUnavailableError:
+        pass
+    else:
+        raise AssertionError("a 413 for a tiny package must end the round, not drop the record")
+    assert outbox.depth() == 1 and outbox.stats()["rejected"] == 0
+    assert _sync(loop) == 1 and contract.seqs == {seq}
+
+
+def test_settings_come_from_the_device_configuration(tmp_path: Path) -> None:
+    from device.config import parse_config
+    from device.outbox import outbox_settings_from
+    from device.sync import sync_settings_from
+
+    assert sync_settings_from(parse_config({})) is None  # no server: stay offline
+    config = parse_config({"device": {"data_dir": str(tmp_path), "name": "pi-7"},
+                           "sync": {"server_url": "https://fleet.example", "timeout_s": 5, "package_max_bytes": 65536},
+                           "outbox": {"max_mb": 12, "image_max_side": 64, "jpeg_quality": 70}})
+    settings = sync_settings_from(config)
+    assert settings is not None and settings.device_name == "pi-7"
+    assert settings.identity_path == str(tmp_path / "state" / "sync_identity.json")
+    assert (settings.client.read_timeout_s, settings.client.connect_timeout_s) == (5, 5)
+    assert settings.pack.max_bytes == 65536 and settings.pack.images.max_side == 64
+    assert outbox_settings_from(config.outbox).max_mb == 12
