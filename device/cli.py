@@ -6,28 +6,18 @@ import argparse
 import json
 import logging
 import sys
-import time
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
+from device.appliance import Appliance, factory_bundle
 from device.capture import open_source
 from device.config import Config, load_config
 from device.errors import TinyLCMError
-from device.health import HealthServer
 from device.outbox import Outbox
-from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
 from device.pipeline.result import Result
 from device.service import Runner
 
 log = logging.getLogger("tinylcm")
-SAVE_EVERY = 200  # frames between two saves of the detectors' and adapter's state
-
-
-def factory_bundle() -> Path:
-    """The bundle baked into the package (and the image): digits 0-5."""
-    return Path(str(resources.files("device") / "models" / "digits"))
 
 
 def _sample_json(result: Result) -> str:
@@ -87,54 +77,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bundle_path(config: Config) -> Path:
-    configured = config.under_data_dir(config.feature_extractor.bundle)
-    if configured.exists():
-        return configured
-    log.warning("bundle %s does not exist; starting on the factory bundle", configured)
-    return factory_bundle()
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     logging.getLogger().setLevel(config.device.log_level)
-    pipeline = Pipeline.from_bundle(_bundle_path(config), config)
-    source = open_source(
-        config.camera.source, drift=config.camera.drift, seed=config.camera.seed,
-        size=pipeline.bundle.frame_size, fps=config.camera.fps,
-    )
-    outbox = Outbox(config.under_data_dir(config.outbox.path))
-    runner = Runner(pipeline, outbox, config.outbox)
-    runner.stop_on_signals()
-    state_root = config.under_data_dir("state")
-    seq = load_state(state_root, pipeline)
-    last_frame = [time.monotonic()]
-
-    def snapshot() -> dict[str, Any]:
-        age = time.monotonic() - last_frame[0]
-        return {
-            "status": "ok" if age < max(10.0, 5 / config.camera.fps) else "stalled",
-            "model_version": pipeline.bundle.version, "frames": runner.stats.frames,
-            "skipped": runner.stats.skipped, "drift_events": runner.stats.drift_events,
-            "last_frame_age_s": round(age, 3), "outbox_depth": outbox.depth(),
-        }
-
-    health = HealthServer(snapshot, config.device.health_port).start()
-    log.info("running %s %s on %s; health on 127.0.0.1:%d", pipeline.bundle.name, pipeline.bundle.version,
-             config.camera.source, health.port)
-    try:
-        for result in runner.run(source, start_seq=seq):
-            last_frame[0] = time.monotonic()
-            seq = result.seq + 1
-            if seq % SAVE_EVERY == 0:
-                save_state(state_root, pipeline, seq)
-    finally:
-        save_state(state_root, pipeline, seq)
-        source.close()
-        health.close()
-        outbox.close()
-    log.info("stopped after %d frames", runner.stats.frames)
-    return 0
+    appliance = Appliance(config)
+    appliance.runner.stop_on_signals()
+    return appliance.run()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,12 +89,19 @@ class CameraConfig:
 @dataclass
 class SyncConfig:
     server_url: str = ""  # empty: stay offline, keep everything in the outbox
+    enrollment_token: str = ""  # one-time; used only until state/sync_identity.json exists
     interval_s: float = 30.0  # between sync rounds
-    timeout_s: float = 20.0  # per request
+    heartbeat_interval_s: float = 30.0  # between heartbeats (they carry desired state and labels back)
+    timeout_s: float = 20.0  # read timeout per request
+    connect_timeout_s: float = 10.0
+    retry_attempts: int = 5  # per request, with exponential backoff and jitter
+    retry_max_wait_s: float = 60.0  # longest wait between two attempts (a Retry-After may ask for more)
     package_max_bytes: int = 1 << 20  # cap of one upload package
 
     def __post_init__(self) -> None:
-        _positive("sync", interval_s=self.interval_s, timeout_s=self.timeout_s)
+        _positive("sync", interval_s=self.interval_s, heartbeat_interval_s=self.heartbeat_interval_s)
+        _positive("sync", timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s)
+        _positive("sync", retry_attempts=self.retry_attempts, retry_max_wait_s=self.retry_max_wait_s)
         _positive("sync", package_max_bytes=self.package_max_bytes)
 
 
@@ -102,11 +109,14 @@ class SyncConfig:
 class OutboxConfig:
     path: str = "outbox.db"  # SQLite file; relative paths are under device.data_dir
     max_mb: float = 256.0  # disk bound of the outbox, blobs included
+    queue_size: int = 1024  # records waiting for the writer thread; beyond, low-priority ones are dropped
+    commit_interval_s: float = 0.05  # the writer batches records for at most this long per commit
     image_max_side: int = 128  # drift-event frames are downscaled to this many pixels at most
     jpeg_quality: int = 80
 
     def __post_init__(self) -> None:
-        _positive("outbox", max_mb=self.max_mb, image_max_side=self.image_max_side)
+        _positive("outbox", max_mb=self.max_mb, image_max_side=self.image_max_side, queue_size=self.queue_size)
+        _positive("outbox", commit_interval_s=self.commit_interval_s)
         if not 1 <= self.jpeg_quality <= 95:
             raise ValueError(f"outbox.jpeg_quality must be within 1..95, got {self.jpeg_quality}")
 

@@ -45,8 +45,7 @@ class OutboxSettings:
 
 def outbox_settings_from(config: OutboxConfig) -> OutboxSettings:
     """The outbox's settings from the `outbox` section of the device configuration."""
-    return OutboxSettings(max_mb=config.max_mb, queue_size=getattr(config, "queue_size", 1024),
-                          linger_s=getattr(config, "commit_interval_s", 0.05))
+    return OutboxSettings(max_mb=config.max_mb, queue_size=config.queue_size, linger_s=config.commit_interval_s)
 
 
 class OutboxObserver(Protocol):

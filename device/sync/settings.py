@@ -30,22 +30,19 @@ class SyncSettings:
 
 
 def sync_settings_from(config: Config) -> SyncSettings | None:
-    """The sync task's settings from a device configuration; None when `sync.server_url` is empty (offline).
-
-    Fields not (yet) in `SyncConfig` keep the defaults above.
-    """
+    """The sync task's settings from a device configuration; None when `sync.server_url` is empty (offline)."""
     sync = config.sync
     if not sync.server_url:
         return None
-    retry = RetryPolicy(attempts=getattr(sync, "retry_attempts", 5), max_wait_s=getattr(sync, "retry_max_wait_s", 60.0))
-    client = ClientSettings(connect_timeout_s=min(getattr(sync, "connect_timeout_s", 10.0), sync.timeout_s),
+    retry = RetryPolicy(attempts=sync.retry_attempts, max_wait_s=sync.retry_max_wait_s)
+    client = ClientSettings(connect_timeout_s=min(sync.connect_timeout_s, sync.timeout_s),
                             read_timeout_s=sync.timeout_s, request_timeout_s=max(sync.timeout_s * 3, 60.0),
                             retry=retry)
     images = ImagePolicy(config.outbox.image_max_side, config.outbox.jpeg_quality)
     return SyncSettings(
         server_url=sync.server_url, interval_s=sync.interval_s,
-        heartbeat_interval_s=getattr(sync, "heartbeat_interval_s", sync.interval_s),
+        heartbeat_interval_s=sync.heartbeat_interval_s,
         identity_path=str(config.under_data_dir("state/sync_identity.json")),
-        enrollment_token=getattr(sync, "enrollment_token", ""), device_name=config.device.name or None,
+        enrollment_token=sync.enrollment_token, device_name=config.device.name or None,
         client=client, pack=PackSettings(max_bytes=sync.package_max_bytes, images=images),
     )

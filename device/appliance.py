@@ -1,0 +1,151 @@
+"""The appliance as `tinylcm run` starts it: pipeline, outbox, health, provisioning and sync, until SIGTERM.
+
+The frame loop owns the pipeline; the sync thread hands validated labels over through a queue,
+so the adapter is only ever touched by the frame loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.capture import open_source
+from device.config import Config
+from device.health import HealthServer
+from device.outbox import Outbox
+from device.outbox.outbox import outbox_settings_from
+from device.pipeline.persist import load_state, save_state
+from device.pipeline.pipeline import Pipeline
+from device.provision import Provisioner, ProvisioningStatus, ProvisionSettings
+from device.service import Runner
+from device.sync.service import SyncService
+from device.sync.settings import sync_settings_from
+
+log = logging.getLogger(__name__)
+SAVE_EVERY = 200  # frames between two saves of the detectors' and adapter's state
+
+
+def factory_bundle() -> Path:
+    """The bundle baked into the package (and the image): digits 0-5."""
+    return Path(str(resources.files("device") / "models" / "digits"))
+
+
+def bundle_path(config: Config) -> Path:
+    configured = config.under_data_dir(config.feature_extractor.bundle)
+    if configured.exists():
+        return configured
+    log.warning("bundle %s does not exist; starting on the factory bundle", configured)
+    return factory_bundle()
+
+
+class Appliance:
+    """One device: build it from a `Config`, then `run()` until `stop` is set (SIGTERM sets it)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pipeline = Pipeline.from_bundle(bundle_path(config), config)
+        self.outbox = Outbox(config.under_data_dir(config.outbox.path), outbox_settings_from(config.outbox))
+        self.runner = Runner(self.pipeline, self.outbox, config.outbox)
+        self.state_root = config.under_data_dir("state")
+        self.labels: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()  # sync thread -> frame loop
+        self.sync: SyncService | None = None
+        self.provisioner: Provisioner | None = None
+        self.last_frame = time.monotonic()
+        self._sync_lock = threading.Lock()
+
+    # -- the world outside: health, provisioning, sync ------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """What /healthz and /metrics show."""
+        age = time.monotonic() - self.last_frame
+        stats = self.runner.stats
+        state = {
+            "status": "ok" if age < max(10.0, 5 / self.config.camera.fps) else "stalled",
+            "model_version": self.pipeline.bundle.version, "frames": stats.frames, "skipped": stats.skipped,
+            "drift_events": stats.drift_events, "adaptations": stats.adaptations,
+            "last_frame_age_s": round(age, 3), "outbox_depth": self.outbox.depth(), "sync": self.sync is not None,
+        }
+        return {**state, **(self.provisioner.health() if self.provisioner else {})}
+
+    def _sync_status(self) -> dict[str, Any]:
+        return {"model_version": self.pipeline.bundle.version, "health": {"frames": self.runner.stats.frames}}
+
+    def _start_sync(self, server_url: str) -> None:
+        self.config.sync.server_url = server_url
+        settings = sync_settings_from(self.config)
+        with self._sync_lock:
+            if settings is not None and self.sync is None:
+                self.sync = SyncService(self.outbox, settings, status=self._sync_status,
+                                        on_labels=self._queue_labels).start()
+                log.info("syncing with %s", server_url)
+
+    def _queue_labels(self, labels: list[dict[str, Any]]) -> None:
+        for label in labels:
+            self.labels.put(label)
+
+    def _on_enrolled(self, status: ProvisioningStatus) -> None:
+        if status.server_url:
+            self._start_sync(status.server_url)
+
+    def connect(self) -> None:
+        """Sync with the configured server, or provision first (file on the card or balena variables)."""
+        if self.config.sync.server_url:
+            self._start_sync(self.config.sync.server_url)
+            return
+        settings = ProvisionSettings.for_data_dir(self.config.device.data_dir)
+        self.provisioner = Provisioner(settings, environment=os.environ).start(self._on_enrolled)
+
+    # -- the frame loop ---------------------------------------------------------------------
+    def apply_labels(self) -> None:
+        """Hand the operator's labels that arrived since the last frame to the adapter."""
+        adapter = self.pipeline.adapter
+        while not self.labels.empty():
+            label = self.labels.get_nowait()
+            if adapter is None or label.get("frame_seq") is None:
+                log.warning("validated label %s cannot be applied here", label.get("id"))
+                continue
+            vector = np.asarray(label["vector"], dtype=np.float32) if label.get("vector") else None
+            for event in adapter.apply_label(int(label["frame_seq"]), str(label["label"]), vector):
+                self.outbox.append("adaptation", {**event, "model_version": self.pipeline.bundle.version})
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Capture and process frames until the source ends or `stop` is set; state is saved on the way out."""
+        cfg = self.config
+        if stop is not None:
+            self.runner.stop = stop
+        source = open_source(cfg.camera.source, drift=cfg.camera.drift, seed=cfg.camera.seed,
+                             size=self.pipeline.bundle.frame_size, fps=cfg.camera.fps)
+        health = HealthServer(self.snapshot, cfg.device.health_port).start()
+        seq = load_state(self.state_root, self.pipeline)
+        log.info("running %s %s on %s; health on 127.0.0.1:%d", self.pipeline.bundle.name,
+                 self.pipeline.bundle.version, cfg.camera.source, health.port)
+        self.connect()
+        try:
+            for result in self.runner.run(source, start_seq=seq):
+                self.last_frame = time.monotonic()
+                seq = result.seq + 1
+                self.apply_labels()
+                if seq % SAVE_EVERY == 0:
+                    save_state(self.state_root, self.pipeline, seq)
+        finally:
+            self.close(seq, source, health)
+        log.info("stopped after %d frames", self.runner.stats.frames)
+        return 0
+
+    def close(self, seq: int, source: Any, health: HealthServer) -> None:
+        save_state(self.state_root, self.pipeline, seq)
+        source.close()
+        if self.provisioner is not None:
+            self.provisioner.close()
+        if self.sync is not None:
+            self.sync.heartbeat(5)
+            self.sync.close()
+        health.close()
+        self.outbox.close()
