@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import RowMapping, Select, func, select, text
 from sqlalchemy.orm import Session
 
 from server.db.models import Device, DeviceStatus
@@ -34,9 +34,11 @@ _HEARTBEAT = text(
     RETURNING desired_bundle_version, pending_labels
     """
 )
+# The event's frame seq and feature vector ride along: the device's adapter learns from them.
 _PENDING_LABELS = text(
-    "SELECT id, drift_event_id, seq, label FROM drift_labels "
-    "WHERE device_id = :device_id AND delivered_at IS NULL ORDER BY id LIMIT 100"
+    "SELECT l.id, l.drift_event_id, l.seq, l.label, e.frame_seq, e.vector "
+    "FROM drift_labels l JOIN drift_events e ON e.id = l.drift_event_id "
+    "WHERE l.device_id = :device_id AND l.delivered_at IS NULL ORDER BY l.id LIMIT 100"
 )
 
 
@@ -89,6 +91,13 @@ def summary(session: Session, offline_after_s: int) -> dict[str, Any]:
             "offline": offline or 0, "offline_after_s": offline_after_s}
 
 
+def _pending_label(row: RowMapping) -> dict[str, Any]:
+    label = dict(row)
+    if label["vector"] is not None and any(x is None for x in label["vector"]):
+        label["vector"] = None  # a NaN/infinite component (stored as null) makes the vector unusable
+    return label
+
+
 def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[str, Any],
               acked: list[int]) -> tuple[str | None, list[dict[str, Any]]] | None:
     """Record a heartbeat; returns (desired bundle version, pending labels), or None if not authentic."""
@@ -99,5 +108,5 @@ def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[s
         return None
     labels: list[dict[str, Any]] = []
     if row.pending_labels > 0:
-        labels = [dict(r._mapping) for r in session.execute(_PENDING_LABELS, {"device_id": device_id})]
+        labels = [_pending_label(r._mapping) for r in session.execute(_PENDING_LABELS, {"device_id": device_id})]
     return row.desired_bundle_version, labels

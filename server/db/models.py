@@ -175,6 +175,7 @@ class DriftEvent(Base):
     package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"))
     ts: Mapped[datetime | None] = mapped_column(Timestamp)
     received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    frame_seq: Mapped[int | None] = mapped_column(BigInteger)  # the device's frame counter; `seq` is the outbox's
     detector: Mapped[str] = mapped_column(String(64), index=True)
     statistic: Mapped[float | None] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)

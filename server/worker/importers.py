@@ -155,9 +155,17 @@ def _import_drift_event(session: Session, store: ObjectStore, package: Package, 
     session.execute(
         insert(DriftEvent)
         .values(device_id=package.device_id, seq=item.record.seq, package_id=package.id, ts=item.record.ts,
-                sample_key=key, **data.model_dump())
+                sample_key=key, frame_seq=_frame_seq(item.record.data), **data.model_dump())
         .on_conflict_do_nothing(index_elements=["device_id", "seq"])
     )
+
+
+def _frame_seq(data: dict[str, Any]) -> int | None:
+    """The record's `frame_seq` if it is an integer a BIGINT holds, else None (older devices omit it)."""
+    value = data.get("frame_seq")
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return value
+    return None
 
 
 def _import_metrics(session: Session, device_id: str, item: _Typed) -> None:

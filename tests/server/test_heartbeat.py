@@ -11,7 +11,8 @@ from sqlalchemy import event, insert
 
 from server.backends import Backends
 from server.db.models import DriftEvent, Package
-from tests.server.utils import EnrolledDevice, auth, enroll
+from server.worker.runner import Worker
+from tests.server.utils import EnrolledDevice, PackageSpec, auth, build_package, drift_record, enroll, upload
 
 
 @contextmanager
@@ -77,12 +78,41 @@ def test_labels_are_delivered_until_acknowledged(client: TestClient, operator_to
     with statements(backends) as seen:
         first = _beat(client, device)["labels"]
     assert [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")] == ["WITH", "SELECT"]
-    assert first == [{"id": label.json()["id"], "drift_event_id": event_id, "seq": 5, "label": "dog"}]
+    assert first == [{"id": label.json()["id"], "drift_event_id": event_id, "seq": 5, "label": "dog",
+                      "frame_seq": None, "vector": None}]
     assert _beat(client, device)["labels"] == first  # not acknowledged yet: sent again
     assert _beat(client, device, acked_labels=[first[0]["id"]])["labels"] == []
     assert _beat(client, device)["labels"] == []
     detail = client.get(f"/api/v1/drift/events/{event_id}", headers=auth(operator_token)).json()
     assert detail["labels"][0]["delivered_at"] is not None
+
+
+def test_labels_carry_the_frame_seq_and_vector_of_the_sample(client: TestClient, operator_token: str,
+                                                              backends: Backends, worker: Worker) -> None:
+    device = enroll(client, operator_token)
+    vector = [round(0.1 * i - 0.75, 2) for i in range(16)]
+    records = [drift_record(7), drift_record(8), drift_record(9), drift_record(10)]
+    records[0]["data"].update(frame_seq=42, vector=vector)
+    records[1]["data"].update(frame_seq="43", vector=[0.5, None])  # not an int; a NaN component
+    records[2]["data"].update(frame_seq=True)
+    records[3]["data"].pop("vector")  # and no frame_seq: an older device
+    spec = PackageSpec(device.device_id, records)
+    assert upload(client, device, spec.package_id, build_package(spec)).status_code == 201
+    worker.drain()
+    events = client.get("/api/v1/drift/events", params={"device_id": device.device_id},
+                        headers=auth(operator_token)).json()["items"]
+    by_seq = {e["seq"]: e for e in events}
+    assert {seq: e["frame_seq"] for seq, e in by_seq.items()} == {7: 42, 8: None, 9: None, 10: None}
+    for seq in (7, 8, 9, 10):
+        response = client.post(f"/api/v1/drift/events/{by_seq[seq]['id']}/labels", json={"label": "dog"},
+                               headers=auth(operator_token))
+        assert response.status_code == 201
+    with statements(backends) as seen:
+        labels = _beat(client, device)["labels"]
+    assert [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")] == ["WITH", "SELECT"]
+    assert [(label["seq"], label["frame_seq"], label["vector"]) for label in labels] == [
+        (7, 42, vector), (8, None, None), (9, None, [0.1, 0.2, 0.3]), (10, None, None)]
+    assert labels[0]["drift_event_id"] == by_seq[7]["id"] and labels[0]["label"] == "dog"
 
 
 def test_a_device_cannot_acknowledge_for_another(client: TestClient, operator_token: str,

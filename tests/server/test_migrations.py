@@ -11,7 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from psycopg import sql
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from server.cli import main
@@ -52,6 +52,23 @@ def test_downgrade_to_base_and_back(scratch_engine: Engine) -> None:
     assert set(inspect(scratch_engine).get_table_names()) <= {"alembic_version"}
     upgrade(scratch_engine)
     assert "devices" in inspect(scratch_engine).get_table_names()
+
+
+def test_upgrade_from_0001_adds_frame_seq(scratch_engine: Engine) -> None:
+    upgrade(scratch_engine, "0001")
+    assert "frame_seq" not in {c["name"] for c in inspect(scratch_engine).get_columns("drift_events")}
+    with scratch_engine.begin() as connection:
+        connection.execute(text("INSERT INTO devices (id) VALUES ('dev-1')"))
+        connection.execute(text("INSERT INTO packages (id, device_id, sha256, size, object_key) "
+                                "VALUES ('pkg-1', 'dev-1', :sha, 1, 'k')"), {"sha": "0" * 64})
+        connection.execute(text("INSERT INTO drift_events (device_id, seq, package_id, detector) "
+                                "VALUES ('dev-1', 3, 'pkg-1', 'knn')"))
+    upgrade(scratch_engine)
+    with scratch_engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert connection.execute(text("SELECT seq, frame_seq FROM drift_events")).all() == [(3, None)]
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
 
 
 def test_cli_migrate(scratch_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -86,8 +86,10 @@ class DesiredState(BaseModel):
 class PendingLabel(BaseModel):
     id: int
     drift_event_id: int
-    seq: int
+    seq: int = Field(description="outbox seq of the drift event record")
     label: str
+    frame_seq: int | None = Field(default=None, description="frame the drift sample came from, if reported")
+    vector: list[float] | None = Field(default=None, description="feature vector of the drift sample")
 
 
 class HeartbeatResponse(BaseModel):

@@ -19,6 +19,7 @@ class DriftEventOut(BaseModel):
     package_id: str
     ts: datetime | None
     received_at: datetime
+    frame_seq: int | None
     detector: str
     statistic: float | None
     threshold: float | None
