@@ -11,6 +11,7 @@ import os
 import queue
 import threading
 import time
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 
 from device.capture import open_source
 from device.config import Config
+from device.errors import TinyLCMError
 from device.health import HealthServer
 from device.outbox import Outbox
 from device.outbox.outbox import outbox_settings_from
@@ -26,11 +28,14 @@ from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
 from device.provision import Provisioner, ProvisioningStatus, ProvisionSettings
 from device.service import Runner
+from device.state import read_json, write_json_atomic
 from device.sync.service import SyncService
 from device.sync.settings import sync_settings_from
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 200  # frames between two saves of the detectors' and adapter's state
+RELOAD_CHECK_EVERY = 25  # frames between two looks at where models/current points
+HEALTH_WINDOW = 1000  # recent frames behind the latency percentiles and the drift-alarm rate
 
 
 def factory_bundle() -> Path:
@@ -51,31 +56,51 @@ class Appliance:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.pipeline = Pipeline.from_bundle(bundle_path(config), config)
+        self.bundle_dir = bundle_path(config).resolve()
+        self.pipeline = Pipeline.from_bundle(self.bundle_dir, config)
         self.outbox = Outbox(config.under_data_dir(config.outbox.path), outbox_settings_from(config.outbox))
-        self.runner = Runner(self.pipeline, self.outbox, config.outbox)
+        self.runner = Runner(self.pipeline, self.outbox, config.outbox, window=HEALTH_WINDOW)
         self.state_root = config.under_data_dir("state")
         self.labels: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()  # sync thread -> frame loop
         self.sync: SyncService | None = None
         self.provisioner: Provisioner | None = None
         self.last_frame = time.monotonic()
+        self.bundle_error = ""  # why the bundle models/current points to could not be loaded
         self._sync_lock = threading.Lock()
 
     # -- the world outside: health, provisioning, sync ------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """What /healthz and /metrics show."""
         age = time.monotonic() - self.last_frame
-        stats = self.runner.stats
         state = {
             "status": "ok" if age < max(10.0, 5 / self.config.camera.fps) else "stalled",
-            "model_version": self.pipeline.bundle.version, "frames": stats.frames, "skipped": stats.skipped,
-            "drift_events": stats.drift_events, "adaptations": stats.adaptations,
+            "model": self.pipeline.bundle.name, **self._health(), "adaptations": self.runner.stats.adaptations,
             "last_frame_age_s": round(age, 3), "outbox_depth": self.outbox.depth(), "sync": self.sync is not None,
+            "bundle_error": self.bundle_error,
         }
         return {**state, **(self.provisioner.health() if self.provisioner else {})}
 
+    def _health(self) -> dict[str, Any]:
+        """The figures rollout gates compare: recent latency, drift-alarm rate, error rate."""
+        stats = self.runner.stats
+        return {
+            "model_version": self.pipeline.bundle.version, "frames": stats.frames, "skipped": stats.skipped,
+            "drift_events": stats.drift_events, "latency_ms_p95": stats.latency_ms(95),
+            "drift_alarm_rate": stats.drift_alarm_rate(),
+            "error_rate": round(stats.skipped / max(1, stats.frames + stats.skipped), 4),
+        }
+
     def _sync_status(self) -> dict[str, Any]:
-        return {"model_version": self.pipeline.bundle.version, "health": {"frames": self.runner.stats.frames}}
+        health = self._health()
+        update = read_json(self.state_root / "updater.json")
+        health["healthy"] = not self.bundle_error and time.monotonic() - self.last_frame < 60
+        return {"model_version": health.pop("model_version"), "update_state": update.get("state"),
+                "health": health}
+
+    def _on_desired(self, desired: dict[str, Any]) -> None:
+        """The server's desired bundle, for the updater (a separate process) to act on."""
+        write_json_atomic(self.state_root / "desired.json",
+                          {**desired, "received_at": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def _start_sync(self, server_url: str) -> None:
         self.config.sync.server_url = server_url
@@ -83,7 +108,7 @@ class Appliance:
         with self._sync_lock:
             if settings is not None and self.sync is None:
                 self.sync = SyncService(self.outbox, settings, status=self._sync_status,
-                                        on_labels=self._queue_labels).start()
+                                        on_labels=self._queue_labels, on_desired=self._on_desired).start()
                 log.info("syncing with %s", server_url)
 
     def _queue_labels(self, labels: list[dict[str, Any]]) -> None:
@@ -115,6 +140,25 @@ class Appliance:
             for event in adapter.apply_label(int(label["frame_seq"]), str(label["label"]), vector):
                 self.outbox.append("adaptation", {**event, "model_version": self.pipeline.bundle.version})
 
+    def reload_if_switched(self, seq: int) -> None:
+        """Load the bundle `models/current` points to once the updater flipped it; keep the old one if it fails."""
+        target = bundle_path(self.config).resolve()
+        if target == self.bundle_dir:
+            return
+        try:
+            pipeline = Pipeline.from_bundle(target, self.config)
+        except TinyLCMError as exc:
+            if self.bundle_error != str(exc):
+                log.error("cannot switch to %s, staying on %s: %s", target, self.pipeline.bundle.version, exc)
+            self.bundle_error = str(exc)
+            return
+        save_state(self.state_root, self.pipeline, seq)
+        load_state(self.state_root, pipeline)
+        log.info("switched from %s %s to %s %s", self.pipeline.bundle.name, self.pipeline.bundle.version,
+                 pipeline.bundle.name, pipeline.bundle.version)
+        self.pipeline = self.runner.pipeline = pipeline
+        self.bundle_dir, self.bundle_error = target, ""
+
     def run(self, stop: threading.Event | None = None) -> int:
         """Capture and process frames until the source ends or `stop` is set; state is saved on the way out."""
         cfg = self.config
@@ -132,6 +176,8 @@ class Appliance:
                 self.last_frame = time.monotonic()
                 seq = result.seq + 1
                 self.apply_labels()
+                if seq % RELOAD_CHECK_EVERY == 0:
+                    self.reload_if_switched(seq)
                 if seq % SAVE_EVERY == 0:
                     save_state(self.state_root, self.pipeline, seq)
         finally:

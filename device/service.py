@@ -6,6 +6,7 @@ import io
 import logging
 import signal
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,26 +40,38 @@ def encode_jpeg(image: np.ndarray, max_side: int, quality: int) -> bytes:
 
 @dataclass
 class Stats:
-    """Counters of one run, reported in the summary and the heartbeat."""
+    """Counters of one run, reported in the summary and the heartbeat; percentiles over `window` frames."""
 
+    window: int | None = None  # recent frames kept for percentiles and rates (None: all, for replays)
     frames: int = 0
     skipped: int = 0
     drift_events: int = 0
     adaptations: int = 0
-    latencies: list[float] = field(default_factory=list)
     correct: int = 0
     labelled: int = 0
     first_drift_seq: int | None = None
+    latencies: deque[float] = field(init=False)
+    alarms: deque[int] = field(init=False)  # drift alarms on each recent frame
+
+    def __post_init__(self) -> None:
+        self.latencies = deque(maxlen=self.window)
+        self.alarms = deque(maxlen=self.window)
+
+    def latency_ms(self, q: float) -> float:
+        return round(float(np.percentile(np.asarray(self.latencies), q)), 3) if self.latencies else 0.0
+
+    def drift_alarm_rate(self) -> float:
+        """Drift alarms per 1000 frames over the recent window."""
+        return round(1000.0 * sum(self.alarms) / len(self.alarms), 3) if self.alarms else 0.0
 
     def summary(self) -> dict[str, Any]:
-        lat = np.asarray(self.latencies) if self.latencies else np.zeros(1)
         out: dict[str, Any] = {
             "samples": self.frames,
             "skipped": self.skipped,
             "drift_events": self.drift_events,
             "adaptations": self.adaptations,
-            "latency_ms_p50": round(float(np.percentile(lat, 50)), 3),
-            "latency_ms_p95": round(float(np.percentile(lat, 95)), 3),
+            "latency_ms_p50": self.latency_ms(50),
+            "latency_ms_p95": self.latency_ms(95),
         }
         if self.labelled:
             out["accuracy"] = round(self.correct / self.labelled, 4)
@@ -69,11 +82,12 @@ class Stats:
 class Runner:
     """Processes frames and records what they produced; bad frames are logged and counted."""
 
-    def __init__(self, pipeline: Pipeline, outbox: Outbox | None = None, outbox_cfg: OutboxConfig | None = None):
+    def __init__(self, pipeline: Pipeline, outbox: Outbox | None = None, outbox_cfg: OutboxConfig | None = None,
+                 window: int | None = None):
         self.pipeline = pipeline
         self.outbox = outbox
         self.outbox_cfg = outbox_cfg or OutboxConfig()
-        self.stats = Stats()
+        self.stats = Stats(window)
         self.stop = threading.Event()
 
     def step(self, frame: Frame, seq: int) -> Result | None:
@@ -93,6 +107,7 @@ class Runner:
         s.frames += 1
         s.latencies.append(result.latency_ms)
         s.drift_events += len(result.drift)
+        s.alarms.append(len(result.drift))
         if result.drift and s.first_drift_seq is None:
             s.first_drift_seq = result.seq
         s.adaptations += len(self.pipeline.events)

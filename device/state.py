@@ -37,6 +37,15 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     _fsync_dir(path.parent)
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when it is missing or unreadable (state written by another process)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     write_atomic(path, lambda f: f.write(data))
 

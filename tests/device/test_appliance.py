@@ -46,3 +46,52 @@ def test_run_stops_on_request_and_saves_state(tmp_path) -> None:
     assert (tmp_path / "state" / "digits-1.0.0" / "frames.json").exists()
     health = appliance.snapshot()  # no provisioning file: it says so, and runs offline
     assert (health["provisioning"], health["provisioning_reason"]) == ("error", "not_provisioned")
+
+
+def _flip(current, target) -> None:
+    tmp = current.with_name("current.tmp")
+    tmp.symlink_to(target)
+    tmp.replace(current)
+
+
+def test_switches_bundle_when_the_updater_flips_current(tmp_path) -> None:
+    import shutil
+
+    from tests.utils.bundles import ROOT
+
+    models = tmp_path / "models"
+    shutil.copytree(FACTORY, models / "slot-a")
+    shutil.copytree(ROOT / "benchmarks" / "fixtures" / "digits-v2", models / "slot-b")
+    (models / "current").symlink_to(models / "slot-a")
+    config = parse_config({"device": {"data_dir": str(tmp_path), "health_port": 0},
+                           "camera": {"source": "digits"}, "feature_extractor": {"bundle": "models/current"}})
+    appliance = Appliance(config)
+    assert appliance.snapshot()["model_version"] == "1.0.0"
+    appliance.reload_if_switched(25)
+    assert appliance.pipeline.bundle.version == "1.0.0"  # nothing changed: nothing reloaded
+
+    _flip(models / "current", models / "slot-b")
+    appliance.reload_if_switched(50)
+    assert appliance.pipeline.bundle.version == "2.0.0" and appliance.runner.pipeline is appliance.pipeline
+    assert (tmp_path / "state" / "digits-1.0.0" / "frames.json").exists()  # the old model's state was kept
+
+    (models / "slot-a" / "model.tflite").write_bytes(b"broken")
+    _flip(models / "current", models / "slot-a")
+    appliance.reload_if_switched(75)
+    health = appliance.snapshot()
+    assert health["model_version"] == "2.0.0" and "model.tflite" in health["bundle_error"]
+    appliance.outbox.close()
+
+
+def test_desired_state_and_update_state_cross_the_state_volume(tmp_path) -> None:
+    import json
+
+    appliance = _appliance(tmp_path)
+    appliance._on_desired({"bundle_version": "2.0.0", "model": "digits", "target": "digits/2.0.0/bundle.tar"})
+    desired = json.loads((tmp_path / "state" / "desired.json").read_text())
+    assert desired["target"] == "digits/2.0.0/bundle.tar" and "received_at" in desired
+    (tmp_path / "state" / "updater.json").write_text(json.dumps({"state": "PROBATION"}))
+    report = appliance._sync_status()
+    assert report["update_state"] == "PROBATION" and report["model_version"] == "1.0.0"
+    assert {"latency_ms_p95", "drift_alarm_rate", "error_rate", "healthy"} <= set(report["health"])
+    appliance.outbox.close()
