@@ -7,11 +7,33 @@ use a headroom above the bound, so a burst of predictions cannot push them out.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
+import time
 from collections import Counter, deque
 from datetime import UTC, datetime
+from typing import Any
 
 from device.outbox.records import PRIORITY, PROTECTED_PRIORITY, Entry
+
+log = logging.getLogger(__name__)
+# A queued record: seq, kind, wall time, priority, payload (serialised by the writer thread), blob, blob_ext.
+Pending = tuple[int, str, float, int, "dict[str, Any] | str", "bytes | None", str]
+
+
+def to_entry(item: Pending) -> Entry:
+    """Serialise one queued record on the writer thread, off the frame path.
+
+    A payload that is not JSON is kept as its `repr` (and logged), so its seq is never a gap.
+    """
+    seq, kind, wall, priority, data, blob, blob_ext = item
+    try:
+        text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        log.error("outbox record %d (%s) is not JSON-serialisable, kept as text: %s", seq, kind, exc)
+        text = json.dumps({"unserialisable": repr(data)[:2000]})
+    return Entry(seq, kind, datetime.fromtimestamp(wall, UTC).isoformat(), priority, text, blob, blob_ext)
 
 
 class Intake:
@@ -24,14 +46,14 @@ class Intake:
         self.headroom = headroom
         self.next_seq = next_seq
         self.dropped: Counter[str] = Counter()  # by kind, since the writer last persisted them
-        self._items: deque[Entry] = deque()
+        self._items: deque[Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
 
-    def put(self, kind: str, data: str, blob: bytes | None, blob_ext: str) -> int | None:
+    def put(self, kind: str, data: dict[str, Any] | str, blob: bytes | None, blob_ext: str) -> int | None:
         """Queue one record; its seq, or None when it was dropped because the queue is full."""
         priority = PRIORITY[kind]
-        ts = datetime.now(UTC).isoformat()
+        wall = time.time()
         with self._cond:
             n = len(self._items)
             full = n >= self.capacity and (priority < PROTECTED_PRIORITY or n >= self.capacity + self.headroom)
@@ -40,15 +62,16 @@ class Intake:
                 return None
             seq = self.next_seq
             self.next_seq += 1
-            self._items.append(Entry(seq, kind, ts, priority, data, blob, blob_ext))
+            self._items.append((seq, kind, wall, priority, data, blob, blob_ext))
             self._cond.notify()
         return seq
 
     def take(self, limit: int, timeout: float | None) -> list[Entry]:
-        """Up to `limit` queued entries, waiting up to `timeout` for the first one."""
+        """Up to `limit` queued entries, waiting up to `timeout` for the first one; serialised here."""
         with self._cond:
             self._cond.wait_for(lambda: self._items or self._closed, timeout)
-            return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+            items = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+        return [to_entry(item) for item in items]
 
     def take_dropped(self) -> Counter[str]:
         """The drop counts since the last call (the writer persists them)."""

@@ -87,7 +87,7 @@ class Outbox:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if blob is not None and not _BLOB_EXT.match(blob_ext):
             raise ValueError(f"blob_ext must be 1-8 letters or digits, got {blob_ext!r}")
-        return self._intake.put(kind, json.dumps(data, separators=(",", ":")), blob, blob_ext)
+        return self._intake.put(kind, data, blob, blob_ext)  # the writer thread serialises it
 
     def depth(self) -> int:
         """Records waiting for the server (queued or stored)."""

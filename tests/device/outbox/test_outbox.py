@@ -159,3 +159,16 @@ def test_a_full_disk_lowers_the_bound_evicts_and_keeps_high_priority_records(
     assert box.usage.bound < 256 * 2**20 and box.stats()["evicted"] > 0
     assert box.append("log", {"still": "running"}) is not None
     box.close()
+
+
+def test_unserialisable_payload_is_kept_as_text_without_a_gap(tmp_path) -> None:
+    from device.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "o.db")
+    seqs = [outbox.append("metric", {"value": 1.0}), outbox.append("metric", {"value": object()}),
+            outbox.append("metric", {"value": 3.0})]
+    assert outbox.flush(10)
+    records = outbox.records("metric")
+    assert [r["seq"] for r in records] == seqs
+    assert "unserialisable" in records[1]["data"] and records[2]["data"] == {"value": 3.0}
+    outbox.close()
