@@ -6,8 +6,10 @@ import io
 import logging
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +82,12 @@ class Stats:
 
 
 class Runner:
-    """Processes frames and records what they produced; bad frames are logged and counted."""
+    """Processes frames and records what they produced; bad frames are logged and counted.
+
+    `run(..., overlap=True)` observes frame N (detectors, adapter, outbox) on a worker thread while
+    the interpreter runs frame N+1 (it releases the GIL); the next decision waits for that
+    observation, so the classifier is never read and changed at once and nothing is reordered.
+    """
 
     def __init__(self, pipeline: Pipeline, outbox: Outbox | None = None, outbox_cfg: OutboxConfig | None = None,
                  window: int | None = None):
@@ -91,12 +98,23 @@ class Runner:
         self.stop = threading.Event()
 
     def step(self, frame: Frame, seq: int) -> Result | None:
+        """Decide and observe one frame inline; None for a frame that was skipped."""
+        result = self.decide(frame, seq)
+        if result is not None:
+            self.observe(frame, result)
+        return result
+
+    def decide(self, frame: Frame, seq: int) -> Result | None:
+        started = time.perf_counter()
         try:
-            result = self.pipeline.process(frame, seq)
+            return self.pipeline.classify(frame, seq, *self.pipeline.extract(frame), started)
         except FrameError as exc:
             self.stats.skipped += 1
             log.warning("skipping frame %d: %s", seq, exc)
             return None
+
+    def observe(self, frame: Frame, result: Result) -> Result:
+        self.pipeline.observe(result)
         self._count(result)
         if self.outbox is not None:
             self._record(frame, result)
@@ -127,14 +145,40 @@ class Runner:
         for event in self.pipeline.events:
             self.outbox.append("adaptation", {**event, "frame_seq": result.seq, "model_version": version})
 
-    def run(self, frames: Iterable[Frame], start_seq: int = 0) -> Iterator[Result]:
-        """Process frames until the source ends or `stop` is set; yields each result."""
+    def run(self, frames: Iterable[Frame], start_seq: int = 0, overlap: bool = False) -> Iterator[Result]:
+        """Process frames until the source ends or `stop` is set; yields each result once observed."""
+        if not overlap:
+            for seq, frame in enumerate(frames, start=start_seq):
+                if self.stop.is_set():
+                    return
+                result = self.step(frame, seq)
+                if result is not None:
+                    yield result
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe") as worker:
+            yield from self._overlapped(frames, start_seq, worker)
+
+    def _overlapped(self, frames: Iterable[Frame], start_seq: int, worker: ThreadPoolExecutor) -> Iterator[Result]:
+        pending: Future[Result] | None = None
         for seq, frame in enumerate(frames, start=start_seq):
             if self.stop.is_set():
-                return
-            result = self.step(frame, seq)
-            if result is not None:
-                yield result
+                break
+            started, extracted_by = time.perf_counter(), self.pipeline
+            try:
+                outputs = extracted_by.extract(frame)  # the interpreter runs while frame N-1 is observed
+                if pending is not None:
+                    yield pending.result()
+                    pending = None
+                if self.pipeline is not extracted_by:  # the consumer switched bundles meanwhile
+                    outputs = self.pipeline.extract(frame)
+                result = self.pipeline.classify(frame, seq, *outputs, started)
+            except FrameError as exc:
+                self.stats.skipped += 1
+                log.warning("skipping frame %d: %s", seq, exc)
+                continue
+            pending = worker.submit(self.observe, frame, result)
+        if pending is not None:
+            yield pending.result()
 
     def stop_on_signals(self) -> None:
         """SIGTERM/SIGINT end the loop after the frame in progress."""

@@ -106,14 +106,23 @@ class Pipeline:
     def process(self, frame: Frame, seq: int) -> Result:
         """Run one frame through every stage; raises `FrameError` for a frame that cannot be used."""
         started = time.perf_counter()
-        probs, features = self.extractor(frame.image)
+        result = self.classify(frame, seq, *self.extract(frame), started)
+        self.observe(result)
+        return result
+
+    def extract(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """The interpreter's (probabilities, features); touches no state but the interpreter's own."""
+        return self.extractor(frame.image)
+
+    def classify(self, frame: Frame, seq: int, probs: np.ndarray, features: np.ndarray, started: float) -> Result:
+        """Transform and one kNN search: the decision for the frame (`started` is its perf_counter start)."""
         if not np.all(np.isfinite(features)):
             raise FrameError(f"frame {frame.origin or seq}: the model gave non-finite features")
         vector = self.transform(features)
         neighbours = self.classifier.search(vector)
         label, confidence = self.classifier.vote(neighbours)
         top = int(np.argmax(probs))
-        result = Result(
+        return Result(
             seq=seq,
             label=label,
             confidence=confidence,
@@ -123,12 +132,13 @@ class Pipeline:
             features=features,
             vector=vector,
             neighbours=neighbours,
-            latency_ms=0.0,
+            latency_ms=(time.perf_counter() - started) * 1e3,
             true_label=frame.label,
         )
+
+    def observe(self, result: Result) -> None:
+        """Detectors and adapter on the decision's single neighbour search; sets `result.drift`."""
         if self.monitor is not None:
             self.signals = self.monitor.update(result)
             result.drift = [s.detector for s in self.signals]
         self.events = self.adapter.observe(result, bool(self.monitor and self.monitor.drifting)) if self.adapter else []
-        result.latency_ms = (time.perf_counter() - started) * 1e3
-        return result
