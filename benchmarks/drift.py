@@ -236,6 +236,26 @@ def table_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+TUNING_FACTORS = [round(0.5 + 0.05 * i, 2) for i in range(31)]  # 0.5x .. 2.0x of the shipped threshold
+TUNING_MARGIN = 1.1  # the shipped threshold is this much above the lowest one with no false alarm
+
+
+def tune(streams: dict[str, dict[int, Stream]], reference: dict[str, Any]) -> list[dict[str, Any]]:
+    """Thresholds from the tuning control streams only: `TUNING_MARGIN` x the lowest with no alarm on any."""
+    tuned = []
+    for config in DEFAULT_DETECTORS:
+        if config["type"] == "accuracy":  # label-based: no control stream defines its false alarms
+            tuned.append(config)
+            continue
+        for factor in TUNING_FACTORS:
+            candidate = {**config, "threshold": round(config["threshold"] * factor, 4)}
+            run = ours([candidate], reference)
+            if not any(run(stream, seed) for seed, stream in streams[CONTROL].items()):
+                break
+        tuned.append({**candidate, "threshold": round(candidate["threshold"] * TUNING_MARGIN, 3)})
+    return tuned
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30, help="streams per scenario")
@@ -243,9 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     parser.add_argument("--cache", type=Path, help="an .npz to keep the per-frame signals between runs")
     parser.add_argument("--no-adaptation", action="store_true", help="skip benchmarks.adaptation")
+    parser.add_argument("--tune", action="store_true", help="propose thresholds from the tuning seeds' controls")
     args = parser.parse_args(argv)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     reference = json.loads((BUNDLE / "drift_reference.json").read_text())
+    if args.tune:
+        print(json.dumps(tune(load_streams(TUNING_SEEDS, args.cache, reference), reference), indent=2))
+        return 0
     streams = load_streams(seeds, args.cache, reference)
     report: dict[str, Any] = {
         "seeds": {"evaluation": seeds, "tuning": TUNING_SEEDS},

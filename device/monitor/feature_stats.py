@@ -17,14 +17,18 @@ class FeatureStats(DriftDetector):
     m_t = EWMA(z_t) gives T2 = |m_t|^2 / c (about chi-square with d degrees of freedom in
     control, PCA components being uncorrelated), and s_t = EWMA(|z_t|^2 / d) has mean 1.
     `statistic` is the larger of the two as standard scores, (T2 - d) / sqrt(2d) and
-    |s_t - 1| / sqrt(2c/d), so `threshold` is in σ of the in-control chart.
+    |s_t - 1| / sqrt(2c/d), so `threshold` is in σ of the in-control chart. Components are
+    winsorised at ±`clip` first, so one far-out frame (a rare but valid sample) cannot raise an
+    alarm on its own, while a sustained shift still moves both charts.
 
     References: C. A. Lowry, W. H. Woodall, C. W. Champ, S. E. Rigdon, "A multivariate
     exponentially weighted moving average control chart", Technometrics 34 (1992) 46-53;
     S. W. Roberts, Technometrics 1 (1959) 239-250.
     """
 
-    def __init__(self, dim: int, lam: float = 0.05, threshold: float = 6.0, min_instances: int = 20) -> None:
+    def __init__(
+        self, dim: int, lam: float = 0.05, threshold: float = 6.0, min_instances: int = 20, clip: float = 3.0
+    ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         if not 0 < lam <= 1:
@@ -35,6 +39,7 @@ class FeatureStats(DriftDetector):
         self.lam = float(lam)
         self.threshold = check_positive("threshold", threshold)
         self.min_instances = int(min_instances)
+        self.clip = check_positive("clip", clip)
         self._c = self.lam / (2.0 - self.lam)
         super().__init__()
 
@@ -69,6 +74,7 @@ class FeatureStats(DriftDetector):
         if self._drift_detected:
             self._reset()
         self._n += 1
+        value = np.clip(value, -self.clip, self.clip)
         self._mean += self.lam * (value - self._mean)
         square = float(value @ value) / self.dim
         self._square += self.lam * (square - self._square)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 EXIT_RATIO = 0.5  # a drifting detector calms down while its statistic stays below this share of threshold
+KNN_Z_CLIP = 5.0  # z of the kNN distance is capped here: one far-out frame must not trip a cumulative chart
 INPUTS = ("knn", "features", "confidence", "label", "correct")
 
 
@@ -110,7 +111,8 @@ class Monitor:
         values: dict[str, Any] = {"label": result.label}
         if "knn" in self._uses:
             distances = result.neighbours.distances
-            values["knn"] = (float(distances.sum()) / distances.shape[0] - self._knn_mean) * self._knn_scale
+            z = (float(distances.sum()) / distances.shape[0] - self._knn_mean) * self._knn_scale
+            values["knn"] = min(z, KNN_Z_CLIP) if math.isfinite(z) else z  # non-finite: caught below
         if "confidence" in self._uses:
             values["confidence"] = (float(result.model_confidence) - self._conf_mean) * self._conf_scale
         if "features" in self._uses:

@@ -16,14 +16,28 @@ def alarms(detector: FeatureStats, stream: np.ndarray) -> list[int]:
 def test_exact_alarms_on_a_spread_increase() -> None:
     rng = np.random.default_rng(7)
     stream = np.concatenate([rng.normal(0, 1, (500, 8)), rng.normal(0, 1.6, (300, 8))])
-    assert alarms(FeatureStats(8), stream) == list(range(510, 800, 20))
+    assert alarms(FeatureStats(8), stream) == list(range(511, 800, 20))
 
 
 def test_exact_alarms_on_a_mean_shift_of_one_component() -> None:
     rng = np.random.default_rng(11)
     stream = rng.normal(0, 1, (800, 8))
     stream[500:, 0] += 1.0
-    assert alarms(FeatureStats(8), stream) == [538, 561, 584, 610, 637, 658, 689, 716, 757, 785]
+    assert alarms(FeatureStats(8), stream) == [538, 561, 585, 611, 637, 658, 689, 716, 757, 785]
+
+
+def test_one_far_out_frame_does_not_alarm_but_a_sustained_one_does() -> None:
+    rng = np.random.default_rng(5)
+    stream = rng.normal(0, 1, (400, 16))
+    stream[200] = 25.0  # one rare, valid sample far from the reference (winsorised at clip=3)
+    assert alarms(FeatureStats(16, threshold=8.0), stream) == []
+    stream[300:] = rng.normal(0, 1, (100, 16)) + 25.0
+    assert alarms(FeatureStats(16, threshold=8.0), stream)[0] == 301
+
+
+def test_clip_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="clip"):
+        FeatureStats(4, clip=0)
 
 
 def test_in_control_stream_is_quiet() -> None:

@@ -152,8 +152,9 @@ def test_defaults_on_a_seeded_stream(reference: dict, make_result) -> None:
     assert alarms == [
         (304, "knn_distance"),
         (304, "knn_cusum"),
-        (347, "confidence"),
-        (407, "knn_cusum"),
-        (498, "confidence"),
+        (323, "confidence"),
+        (408, "knn_cusum"),
+        (427, "confidence"),
         (509, "knn_cusum"),
+        (528, "confidence"),
     ]
