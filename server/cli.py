@@ -1,4 +1,4 @@
-"""`tinysphere`: serve the API, run the worker, migrate, and manage tokens."""
+"""`tinysphere`: serve the API, run the worker, migrate, manage tokens, keys and bundles."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from server.config import Settings
 from server.db.models import Role
+from server.registry import console as registry_console
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -153,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     requeue = jobs.add_parser("requeue", help="give parked jobs a fresh set of attempts")
     requeue.add_argument("--package-id")
     requeue.set_defaults(run=_jobs_requeue)
+    registry_console.add_commands(commands)
     return parser
 
 

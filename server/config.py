@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     job_lease_s: int = Field(default=600, ge=1)  # a running job older than this was abandoned
     worker_poll_s: float = Field(default=1.0, gt=0)
 
+    # Online TUF keys (PEM, PKCS#8, ed25519): a value, else a file, else <data_dir>/tuf/<role>.key.
+    tuf_snapshot_key: SecretStr | None = None
+    tuf_snapshot_key_file: Path | None = None
+    tuf_timestamp_key: SecretStr | None = None
+    tuf_timestamp_key_file: Path | None = None
+    tuf_snapshot_expiry_s: int = Field(default=7 * 24 * 3600, ge=60)
+    tuf_timestamp_expiry_s: int = Field(default=24 * 3600, ge=10)  # re-signed once half of it is left
+    max_bundle_bytes: int = Field(default=512 * 2**20, ge=1024)
+    rollout_tick_s: float = Field(default=5.0, gt=0)  # how often a worker runs the rollout controller
+
     expose_docs: bool = True  # /openapi.json, /docs and /redoc without a token (the API shape is not secret)
     offline_after_s: int = Field(default=900, ge=1)  # fleet summary: no heartbeat for this long
     retry_after_s: int = Field(default=5, ge=1)  # Retry-After on 503 answers

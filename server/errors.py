@@ -72,3 +72,19 @@ class ConflictError(StateError):
 
 class NotFoundError(StateError):
     """The named resource does not exist (or is not visible to the caller)."""
+
+
+class SignatureError(InputError):
+    """Metadata is not signed by the threshold of keys its role requires (or is malformed)."""
+
+
+class RangeNotSatisfiableError(InputError):
+    """A `Range` header asks for bytes the object does not have; `size` is its length."""
+
+    def __init__(self, message: str, size: int) -> None:
+        self.size = size
+        super().__init__(message)
+
+
+class OnlineKeyError(StateError):
+    """The server's online snapshot or timestamp key is missing or is not the one root names."""

@@ -31,7 +31,11 @@ _HEARTBEAT = text(
         health = COALESCE(CAST(:health AS jsonb), health),
         pending_labels = GREATEST(pending_labels - (SELECT count(*) FROM acked), 0)
     WHERE id = :device_id AND secret_hash = :secret_hash AND status = 'active'
-    RETURNING desired_bundle_version, pending_labels
+    RETURNING desired_bundle_version, desired_model, pending_labels,
+        (SELECT b.target_path FROM bundles b
+         WHERE b.version = devices.desired_bundle_version
+           AND (devices.desired_model IS NULL OR b.model = devices.desired_model)
+         ORDER BY b.id DESC LIMIT 1) AS desired_target
     """
 )
 # The event's frame seq and feature vector ride along: the device's adapter learns from them.
@@ -99,8 +103,8 @@ def _pending_label(row: RowMapping) -> dict[str, Any]:
 
 
 def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[str, Any],
-              acked: list[int]) -> tuple[str | None, list[dict[str, Any]]] | None:
-    """Record a heartbeat; returns (desired bundle version, pending labels), or None if not authentic."""
+              acked: list[int]) -> tuple[dict[str, str | None], list[dict[str, Any]]] | None:
+    """Record a heartbeat; returns (desired state, pending labels), or None if not authentic."""
     params = {**report, "device_id": device_id, "secret_hash": secret_hash, "acked": acked,
               "health": json.dumps(report["health"]) if report.get("health") is not None else None}
     row = session.execute(_HEARTBEAT, params).first()
@@ -109,4 +113,6 @@ def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[s
     labels: list[dict[str, Any]] = []
     if row.pending_labels > 0:
         labels = [_pending_label(r._mapping) for r in session.execute(_PENDING_LABELS, {"device_id": device_id})]
-    return row.desired_bundle_version, labels
+    target = row.desired_target
+    model = row.desired_model or (target.split("/", 1)[0] if target else None)
+    return {"bundle_version": row.desired_bundle_version, "model": model, "target": target}, labels

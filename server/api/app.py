@@ -11,7 +11,20 @@ from starlette.concurrency import run_in_threadpool
 
 from server.api import errors
 from server.api.limits import BodyLimit
-from server.api.routes import devices, drift, health, heartbeat, jobs, objects, sync, telemetry, tokens
+from server.api.routes import (
+    devices,
+    drift,
+    health,
+    heartbeat,
+    jobs,
+    objects,
+    registry,
+    rollouts,
+    sync,
+    telemetry,
+    tokens,
+    tuf,
+)
 from server.backends import Backends
 from server.errors import RemoteError
 
@@ -21,7 +34,7 @@ API_PREFIX = "/api/v1"
 
 def _api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tokens, devices, heartbeat, telemetry, sync, drift, jobs, objects):
+    for module in (tokens, devices, heartbeat, telemetry, sync, drift, jobs, objects, registry, rollouts):
         api.include_router(module.router)
     return api
 
@@ -44,5 +57,6 @@ def create_app(backends: Backends) -> FastAPI:
     app.add_middleware(BodyLimit, limit=backends.settings.max_request_bytes)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(tuf.router)
     app.include_router(_api_router())
     return app

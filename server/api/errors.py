@@ -15,6 +15,8 @@ from server.errors import (
     DigestMismatchError,
     InputError,
     NotFoundError,
+    OnlineKeyError,
+    RangeNotSatisfiableError,
     RemoteError,
     TooLargeError,
 )
@@ -25,6 +27,8 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (ConflictError, status.HTTP_409_CONFLICT),
     (TooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (DigestMismatchError, status.HTTP_400_BAD_REQUEST),
+    (RangeNotSatisfiableError, status.HTTP_416_RANGE_NOT_SATISFIABLE),
+    (OnlineKeyError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (InputError, status.HTTP_422_UNPROCESSABLE_CONTENT),
 ]
 

@@ -1,4 +1,4 @@
-"""A body-size limit for every route but the package upload, which enforces its own larger one.
+"""A body-size limit for every route but the package and bundle uploads, which enforce their own.
 
 FastAPI reads JSON bodies whole; without this a single request could make the API buffer anything.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-UPLOAD_PREFIX = "/api/v1/sync/packages/"
+UPLOAD_PREFIXES = ("/api/v1/sync/packages/", "/api/v1/registry/uploads/")
 
 
 class BodyLimit:
@@ -18,7 +18,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or str(scope.get("path", "")).startswith(UPLOAD_PREFIX):
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(UPLOAD_PREFIXES):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")

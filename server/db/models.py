@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -104,6 +106,7 @@ class Device(Base):
     evictions: Mapped[int | None] = mapped_column(BigInteger)
     health: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     desired_bundle_version: Mapped[str | None] = mapped_column(String(64))
+    desired_model: Mapped[str | None] = mapped_column(String(128))  # set by rollouts; the target is looked up
     pending_labels: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
@@ -215,3 +218,90 @@ class Metric(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     ts: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class TufMetadata(Base):
+    """Every signed version of every top-level TUF role, byte for byte as served."""
+
+    __tablename__ = "tuf_metadata"
+
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    expires: Mapped[datetime] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Bundle(Base):
+    """A published model bundle: one TUF target, its bundle.json and where it came from."""
+
+    __tablename__ = "bundles"
+    __table_args__ = (UniqueConstraint("model", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64), index=True)
+    target_path: Mapped[str] = mapped_column(String(300), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    length: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(String(400))
+    custom: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSONB)  # the bundle's bundle.json
+    targets_version: Mapped[int] = mapped_column(Integer)  # targets metadata version that added it
+    published_by: Mapped[str] = mapped_column(String(128))
+    published_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    lineage: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")  # e.g. the MLflow model version
+
+
+class Rollout(Base):
+    """A bundle going out to a selection of devices in waves, gated on their health."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bundle_id: Mapped[int] = mapped_column(ForeignKey("bundles.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running, paused, completed, aborted
+    selector: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    waves: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    gates: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    wave_timeout_s: Mapped[int] = mapped_column(Integer)
+    current_wave: Mapped[int] = mapped_column(Integer, server_default="0")
+    wave_started_at: Mapped[datetime | None] = mapped_column(Timestamp)  # None: the wave is not assigned yet
+    rolled_back: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class RolloutDevice(Base):
+    """One device of a rollout: its wave, what it ran before, and what it did with the new bundle."""
+
+    __tablename__ = "rollout_devices"
+    __table_args__ = (
+        Index("ix_rollout_devices_active", "device_id", unique=True, postgresql_where=text("active")),
+    )
+
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # waiting, assigned, updated, failed, rolled_back
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))  # rollout not finished
+    previous_version: Mapped[str | None] = mapped_column(String(64))
+    previous_model: Mapped[str | None] = mapped_column(String(128))
+    baseline_p95_ms: Mapped[float | None] = mapped_column(Float)
+    assigned_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    switched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class RolloutEvent(Base):
+    """A decision of the rollout controller or an operator, with its reason and the figures behind it."""
+
+    __tablename__ = "rollout_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    wave: Mapped[int | None] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")

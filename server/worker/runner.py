@@ -1,5 +1,7 @@
 """The worker loop: claim a job, fetch and unpack its package, import it, settle the job.
 
+Between jobs it also steps the rollout controller and keeps the online TUF metadata fresh.
+
 Bad packages are rejected at once (retrying cannot help); failures of PostgreSQL, the object
 store or MLflow are retried with backoff and parked after `job_max_attempts`. Nothing is deleted.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from sqlalchemy.orm import Session
 from server.backends import Backends
 from server.db.models import Package, PackageStatus
 from server.errors import ConflictError, PackageError
+from server.registry import repository
+from server.rollouts import controller
 from server.worker import queue
 from server.worker.importers import import_package
 from server.worker.unpack import Limits, unpack
@@ -32,6 +37,7 @@ class Worker:
         self.backends = backends
         self.settings = backends.settings
         self.limits = Limits(self.settings.max_unpacked_bytes, self.settings.max_package_members)
+        self._next_maintenance = 0.0  # monotonic time of the next rollout/metadata round
 
     def run_once(self) -> bool:
         """Process at most one due job; False when the queue had nothing due."""
@@ -59,6 +65,7 @@ class Worker:
         while not stop.is_set():
             if tick is not None:
                 tick()
+            self.maintain()
             try:
                 busy = self.run_once()
                 delay = self.settings.worker_poll_s
@@ -68,6 +75,20 @@ class Worker:
                 delay = min(delay * 2, 30.0)
             if not busy:
                 stop.wait(delay)
+
+    def maintain(self) -> None:
+        """Step the rollouts and re-sign expiring TUF metadata, at most every `rollout_tick_s`."""
+        now = time.monotonic()
+        if now < self._next_maintenance:
+            return
+        self._next_maintenance = now + self.settings.rollout_tick_s
+        try:
+            controller.tick(self.backends)
+            with self.backends.sessions() as session:
+                if repository.refresh_online(session, self.settings):
+                    session.commit()
+        except Exception:  # noqa: BLE001 - the next round tries again; the import loop must go on
+            logger.exception("rollout controller or metadata refresh failed")
 
     def drain(self, max_jobs: int = 10_000) -> int:
         """Run every job that is due now; returns how many ran (tests, `worker --once`)."""

@@ -40,7 +40,8 @@ def test_report_is_stored_and_desired_state_returned(client: TestClient, operato
     device = enroll(client, operator_token)
     report = {"model_version": "1.2.0", "update_state": "IDLE", "outbox_depth": 17, "evictions": 2,
               "health": {"fps": 4.5, "ok": True}}
-    assert _beat(client, device, **report) == {"desired": {"bundle_version": None}, "labels": []}
+    assert _beat(client, device, **report) == {"desired": {"bundle_version": None, "model": None, "target": None},
+                                               "labels": []}
     client.put(f"/api/v1/devices/{device.device_id}/desired", json={"bundle_version": "1.3.0"},
                headers=auth(operator_token))
     assert _beat(client, device)["desired"]["bundle_version"] == "1.3.0"

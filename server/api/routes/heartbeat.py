@@ -31,5 +31,5 @@ def heartbeat(device_id: str, body: Heartbeat, session: SessionDep, token: Token
     session.commit()
     desired, labels = result
     return HeartbeatResponse(
-        desired=DesiredState(bundle_version=desired), labels=[PendingLabel(**label) for label in labels]
+        desired=DesiredState(**desired), labels=[PendingLabel(**label) for label in labels]
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from server.api.schemas.tokens import Tag
 
@@ -78,9 +78,21 @@ class Heartbeat(BaseModel):
         default_factory=list, max_length=1000, description="ids of labels received in earlier responses"
     )
 
+    @model_validator(mode="after")
+    def _lift_from_health(self) -> Heartbeat:
+        """Updaters may report `update_state` and `model_version` inside `health`; keep them top-level too."""
+        health = self.health or {}
+        if self.update_state is None and isinstance(health.get("update_state"), str):
+            self.update_state = str(health["update_state"])[:32]
+        if self.model_version is None and isinstance(health.get("model_version"), str):
+            self.model_version = str(health["model_version"])[:64] or None
+        return self
+
 
 class DesiredState(BaseModel):
     bundle_version: str | None
+    model: str | None = None
+    target: str | None = Field(default=None, description="TUF target path of the bundle, if published")
 
 
 class PendingLabel(BaseModel):

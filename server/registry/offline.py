@@ -1,0 +1,162 @@
+"""The operator's offline side: key directory, root versions, and signing targets metadata.
+
+A key directory holds `root-<keyid>.key` files, `targets.key`, the online `snapshot.key` and
+`timestamp.key` (to install on the server, then remove here), and every root version as `<N>.root.json`
+plus `root.json`, the newest (what devices pin).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+
+from server.errors import InputError
+from server.registry import keys, repository
+from server.registry.bundle_archive import BundleInfo
+
+ONLINE_ROLES = ("snapshot", "timestamp")
+
+
+def _expiry(days: int) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days)
+
+
+def _write_root(directory: Path, root: Metadata[Root]) -> bytes:
+    data = root.to_bytes()
+    keys.write_atomic(directory / f"{root.signed.version}.root.json", data)
+    keys.write_atomic(directory / "root.json", data)
+    return data
+
+
+def _new_root_keys(directory: Path, count: int) -> list[CryptoSigner]:
+    signers = [keys.generate() for _ in range(count)]
+    for signer in signers:
+        keys.write_private(directory / f"root-{signer.public_key.keyid[:16]}.key", signer)
+    return signers
+
+
+def init(directory: Path, root_keys: int = 3, root_threshold: int = 2, expires_days: int = 365) -> bytes:
+    """Create every key and root version 1 (signed by all root keys); returns root.json's bytes."""
+    if not 1 <= root_threshold <= root_keys:
+        raise InputError(f"root threshold must be between 1 and {root_keys}")
+    if (directory / "root.json").exists():
+        raise InputError(f"{directory} already holds a repository's keys")
+    directory.mkdir(parents=True, exist_ok=True)
+    root_signers = _new_root_keys(directory, root_keys)
+    root = Root(version=1, expires=_expiry(expires_days), consistent_snapshot=True)
+    for signer in root_signers:
+        root.add_key(signer.public_key, Root.type)
+    root.roles[Root.type].threshold = root_threshold
+    for role in (Targets.type, *ONLINE_ROLES):
+        signer = keys.generate()
+        keys.write_private(directory / f"{role}.key", signer)
+        root.add_key(signer.public_key, role)
+    metadata = Metadata(root)
+    for signer in root_signers:
+        metadata.sign(signer, append=True)
+    return _write_root(directory, metadata)
+
+
+def current_root(directory: Path) -> Metadata[Root]:
+    """The newest root version in a key directory."""
+    try:
+        return repository.parse((directory / "root.json").read_bytes(), Root)
+    except OSError as exc:
+        raise InputError(f"no root.json in {directory}: {exc}") from exc
+
+
+def _root_signers(directory: Path, root: Root) -> list[CryptoSigner]:
+    found = [keys.load(path) for path in sorted(directory.glob("root-*.key"))]
+    signers = [s for s in found if s.public_key.keyid in root.roles[Root.type].keyids]
+    if len(signers) < root.roles[Root.type].threshold:
+        raise InputError(f"{directory} holds {len(signers)} of the {root.roles[Root.type].threshold} root keys "
+                         "needed")
+    return signers
+
+
+def _retire(directory: Path, path: Path, keyid: str) -> None:
+    retired = directory / "retired"
+    retired.mkdir(mode=0o700, exist_ok=True)
+    path.replace(retired / f"{path.stem}-{keyid[:16]}.key")
+
+
+def rotate_root(directory: Path, root_keys: int, root_threshold: int, expires_days: int = 365) -> bytes:
+    """Root version N+1 with fresh root keys, signed by the old and the new ones; old keys retired."""
+    current = current_root(directory)
+    old_signers = _root_signers(directory, current.signed)
+    root = current.signed
+    for keyid in list(root.roles[Root.type].keyids):
+        root.revoke_key(keyid, Root.type)
+    new_signers = _new_root_keys(directory, root_keys)
+    for signer in new_signers:
+        root.add_key(signer.public_key, Root.type)
+    root.roles[Root.type].threshold = root_threshold
+    root.version += 1
+    root.expires = _expiry(expires_days)
+    metadata = Metadata(root)
+    for signer in old_signers + new_signers:
+        metadata.sign(signer, append=True)
+    for signer in old_signers:
+        path = directory / f"root-{signer.public_key.keyid[:16]}.key"
+        _retire(directory, path, signer.public_key.keyid)
+    return _write_root(directory, metadata)
+
+
+def rotate_targets(directory: Path, current_targets: bytes | None,
+                   expires_days: int = 365) -> tuple[bytes, bytes | None]:
+    """Root N+1 naming a fresh targets key, and the current targets re-signed with it (if any)."""
+    current = current_root(directory)
+    signers = _root_signers(directory, current.signed)
+    root = current.signed
+    old_key = keys.load(directory / "targets.key")
+    for keyid in list(root.roles[Targets.type].keyids):
+        root.revoke_key(keyid, Targets.type)
+    new_key = keys.generate()
+    root.add_key(new_key.public_key, Targets.type)
+    root.version += 1
+    root.expires = _expiry(expires_days)
+    metadata = Metadata(root)
+    for signer in signers:
+        metadata.sign(signer, append=True)
+    targets = None
+    if current_targets is not None:
+        targets = sign_targets(repository.parse(current_targets, Targets), new_key, expires_days)
+    _retire(directory, directory / "targets.key", old_key.public_key.keyid)
+    keys.write_private(directory / "targets.key", new_key)
+    return _write_root(directory, metadata), targets
+
+
+def target_file(info: BundleInfo, data_path: Path) -> TargetFile:
+    """The TUF target entry of a bundle tar, with the custom fields devices check."""
+    with data_path.open("rb") as source:
+        sha256 = hashlib.file_digest(source, "sha256").hexdigest()
+    length = data_path.stat().st_size
+    return TargetFile(length, {"sha256": sha256}, info.target_path, unrecognized_fields={"custom": info.custom()})
+
+
+def sign_targets(current: Metadata[Targets], signer: CryptoSigner, expires_days: int = 365) -> bytes:
+    """The next version of `current`, signed by `signer` alone."""
+    current.signed.version += 1
+    current.signed.expires = _expiry(expires_days)
+    current.signatures.clear()
+    current.sign(signer)
+    return current.to_bytes()
+
+
+def add_target(current_targets: bytes | None, target: TargetFile, signer: CryptoSigner,
+               expires_days: int = 365) -> bytes | None:
+    """Targets metadata with `target` added and signed; None if it is already published unchanged."""
+    current = repository.parse(current_targets, Targets) if current_targets else Metadata(Targets())
+    if current_targets is None:
+        current.signed.version = 0  # sign_targets makes it version 1
+    existing = current.signed.targets.get(target.path)
+    if existing is not None:
+        if existing.hashes == target.hashes and existing.length == target.length:
+            return None
+        raise InputError(f"{target.path} is already published with other content; bump the bundle version")
+    current.signed.targets[target.path] = target
+    return sign_targets(current, signer, expires_days)
