@@ -16,6 +16,7 @@ from device.outbox import Outbox
 from device.pipeline.pipeline import Pipeline
 from device.pipeline.result import Result
 from device.service import Runner
+from device.updater.cli import add_parser as add_updater_parser
 
 log = logging.getLogger("tinylcm")
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the appliance: capture -> pipeline -> outbox, until SIGTERM")
     run.add_argument("--config", type=Path, required=True, help="JSON configuration file")
     run.set_defaults(func=cmd_run)
+    add_updater_parser(sub)
     return parser
 
 

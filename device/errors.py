@@ -73,3 +73,35 @@ class PackageConflictError(ServerRefusedError):
 
 class DeviceAuthError(ServerRefusedError):
     """401/403: the device secret (or enrollment token) is not accepted."""
+
+
+class UpdateRejectedError(RemoteError):
+    """The repository or a bundle failed verification (signatures, expiry, hashes, length): not installed.
+
+    `reason` is a short machine-readable word for the heartbeat; `retry` says whether asking again later may help
+    (a repaired mirror, fresh metadata) or whether this target can never be installed on this device.
+    """
+
+    def __init__(self, message: str, reason: str, retry: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry = retry
+
+
+class TargetMismatchError(UpdateRejectedError):
+    """A correctly signed bundle that is not for this device (device type, runtime, input)."""
+
+    def __init__(self, message: str, reason: str = "target_mismatch") -> None:
+        super().__init__(message, reason, retry=False)
+
+
+class UnsafeArchiveError(BundleError):
+    """A bundle tar holds something other than plain files at its root, or more than the limits allow."""
+
+
+class SmokeTestError(BundleError):
+    """A staged bundle's model did not load or did not give finite outputs of the declared shapes."""
+
+
+class SlotError(StateError):
+    """The A/B model slots or the `models/current` symlink are not in a shape the updater can repair."""

@@ -110,6 +110,14 @@ class JumpingClock(dt.datetime):
         return super().now(tz) + cls.offset
 
 
+class JumpingTime:
+    """Stand-in for the `time` module of the outbox intake: wall time follows `JumpingClock.offset`."""
+
+    @staticmethod
+    def time() -> float:
+        return time.time() + JumpingClock.offset.total_seconds()
+
+
 JUMPS = [(0, dt.timedelta(0)), (40, dt.timedelta(days=-3)), (80, dt.timedelta(days=400)), (120, dt.timedelta(hours=-2))]
 
 
@@ -182,7 +190,7 @@ def main() -> int:
         point, nth = args.kill_at.split(":")
         _kill_at(point, int(nth))
     if args.clock_jumps:
-        intake_module.datetime = JumpingClock  # type: ignore[misc]
+        intake_module.time = JumpingTime  # type: ignore[assignment]
     ledger = Ledger(Path(args.ledger))
     outbox = Outbox(Path(args.data_dir) / "outbox.db", OutboxSettings(max_mb=args.max_mb), observer=ledger)
     pipeline = Pipeline.from_bundle(factory_bundle(), Config())

@@ -1,0 +1,112 @@
+"""`tinylcm updater`: run the updater beside the inference service (or one step, or print its state)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from device.updater.machine import Updater
+from device.updater.record import report
+from device.updater.settings import ProbationGates, UpdaterSettings
+from device.updater.watchdog import BalenaRestarter, ProcessRestarter, Restarter, Watchdog
+
+log = logging.getLogger("tinylcm.updater")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="the appliance's JSON config (data dir, health port)")
+    parser.add_argument("--data-dir", type=Path, help="state volume (default: the config's, else /data)")
+    parser.add_argument("--server", help="server URL (default: from state/provisioning.json)")
+    parser.add_argument("--health-url", help="inference health endpoint (default: from the config's port)")
+    parser.add_argument("--device-type", help="balena device type (default: BALENA_DEVICE_TYPE or the board)")
+    parser.add_argument("--probation-s", type=float, default=ProbationGates.window_s, help="probation window")
+    parser.add_argument("--inference-cmd", help="run the inference service as a child and restart it when hung")
+    parser.add_argument("--service", default="inference", help="balena service the watchdog restarts")
+    parser.add_argument("--stale-s", type=float, default=60.0, help="watchdog: restart after this long unhealthy")
+    parser.add_argument("--once", action="store_true", help="recover, do one step, print the state and exit")
+    parser.add_argument("--status", action="store_true", help="print the persisted state and exit")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `updater` on `tinylcm`'s subcommands."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "updater", help="TUF-verified model updates with A/B slots, probation and rollback")
+    add_arguments(parser)
+    parser.set_defaults(func=cmd_updater)
+    return parser
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> UpdaterSettings:
+    from device.appliance import factory_bundle
+    from device.config import Config, load_config
+
+    config = load_config(args.config) if args.config else Config()
+    data_dir = args.data_dir or Path(config.device.data_dir)
+    health = args.health_url or f"http://127.0.0.1:{config.device.health_port}/healthz"
+    return UpdaterSettings(data_dir=data_dir, server_url=args.server or config.sync.server_url or None,
+                           health_url=health,
+                           device_type=args.device_type or environ.get("BALENA_DEVICE_TYPE") or None,
+                           factory_bundle=factory_bundle(), gates=ProbationGates(window_s=args.probation_s))
+
+
+def restarter_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Restarter | None:
+    """The supervisor on balena, a child process with --inference-cmd, else no watchdog."""
+    address, key = environ.get("BALENA_SUPERVISOR_ADDRESS"), environ.get("BALENA_SUPERVISOR_API_KEY")
+    if address and key and environ.get("BALENA_APP_ID"):
+        return BalenaRestarter(address, key, environ["BALENA_APP_ID"], args.service)
+    if args.inference_cmd:
+        child = ProcessRestarter(shlex.split(args.inference_cmd))
+        child.start()
+        return child
+    return None
+
+
+def cmd_updater(args: argparse.Namespace) -> int:
+    settings = settings_from(args, os.environ)
+    if args.status:
+        from device.updater import update_report
+
+        sys.stdout.write(json.dumps(update_report(settings.data_dir), indent=2) + "\n")
+        return 0
+    restarter = restarter_from(args, os.environ)
+    watchdog = Watchdog(restarter, stale_after_s=args.stale_s) if restarter else None
+    updater = Updater(settings, watchdog=watchdog)
+    if args.once:
+        updater.recover()
+        updater.step()
+        sys.stdout.write(json.dumps(report(updater.record), indent=2) + "\n")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        updater.run(stop)
+    finally:
+        if isinstance(restarter, ProcessRestarter):
+            restarter.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tinylcm updater", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from device.errors import TinyLCMError
+
+    try:
+        return cmd_updater(args)
+    except TinyLCMError as exc:
+        log.error("%s", exc)
+        return 2

@@ -1,0 +1,59 @@
+"""One look at the inference service's `/healthz` (a 503 still carries the JSON body)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HealthSample:
+    """What /healthz said; `reachable` False when it said nothing (service down, hung, or starting)."""
+
+    reachable: bool
+    status: str | None = None  # "ok" | "stalled"
+    model_version: str | None = None
+    frames: int = 0
+    drift_events: int = 0
+    latency_ms_p95: float | None = None
+    drift_alarm_rate: float | None = None  # alarms per 1000 frames over a recent window
+    last_frame_age_s: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.reachable and self.status == "ok"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HealthSample:
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        version = data.get("model_version")
+        return cls(reachable=True, status=str(data.get("status")), frames=int(number("frames") or 0),
+                   model_version=str(version) if version is not None else None,
+                   drift_events=int(number("drift_events") or 0), latency_ms_p95=number("latency_ms_p95"),
+                   drift_alarm_rate=number("drift_alarm_rate"), last_frame_age_s=number("last_frame_age_s"))
+
+
+def read_health(url: str, timeout_s: float = 3.0) -> HealthSample:
+    """GET `url` once; never raises for a down or broken service, which is exactly what is being watched."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - a configured http URL
+            body = response.read(1 << 16)
+    except urllib.error.HTTPError as exc:
+        body = exc.read(1 << 16)
+    except (OSError, ValueError) as exc:
+        log.debug("health %s unreachable: %s", url, exc)
+        return HealthSample(reachable=False)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return HealthSample(reachable=False)
+    return HealthSample.from_json(data) if isinstance(data, dict) else HealthSample(reachable=False)

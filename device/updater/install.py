@@ -1,0 +1,49 @@
+"""Staging one bundle: signed lookup, device checks, resumable verified download, safe unpack,
+file hashes, signed-field consistency and the smoke test, then the move into the inactive slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from device.bundle import Bundle, load_bundle
+from device.updater.archive import extract_bundle
+from device.updater.repository import BundleRepository
+from device.updater.settings import ArchiveLimits
+from device.updater.slots import Slots
+from device.updater.target import DeviceProfile, check_bundle, check_spec, parse_spec
+
+log = logging.getLogger(__name__)
+
+SmokeTest = Callable[[Path], Any]  # raises SmokeTestError when the bundle must not go live
+
+
+class Installer:
+    """Puts a verified, smoke-tested bundle into an inactive slot; the live slot is never touched."""
+
+    def __init__(self, slots: Slots, device: DeviceProfile, smoke: SmokeTest, limits: ArchiveLimits) -> None:
+        self.slots, self.device, self.smoke, self.limits = slots, device, smoke, limits
+
+    def stage(self, repository: BundleRepository, target: str, model: str | None, version: str | None,
+              slot: str) -> Bundle:
+        """Everything before the switch; raises `UpdateRejectedError`, `BundleError` or a remote/state error."""
+        info = repository.lookup(target)
+        spec = parse_spec(info.custom, target)
+        check_spec(spec, self.device, model, version)
+        archive = repository.cached(info) or repository.download(info)
+        log.info("downloaded and verified %s (%d bytes)", target, info.length)
+        staging = self.slots.clear_staging()
+        try:
+            extract_bundle(archive, staging, self.limits)
+            check_bundle(spec, load_bundle(staging))
+            self.smoke(staging)
+        except BaseException:
+            self.slots.tidy()
+            archive.unlink(missing_ok=True)  # signed, but unusable: a retry must not trust it either
+            raise
+        path = self.slots.install_staging(slot)
+        archive.unlink(missing_ok=True)  # the SD card is small; the slot is the copy that counts
+        return load_bundle(path, verify=False)

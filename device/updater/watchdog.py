@@ -1,0 +1,119 @@
+"""Watchdog: restart a hung inference service (no healthy heartbeat for a while), at a bounded rate.
+
+Restarting goes through a `Restarter`: the balena supervisor API on a balena device, a child process
+(for tests and plain Raspberry Pi OS setups run by this CLI) otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from device.errors import ServerRefusedError, ServerUnavailableError
+from device.updater.health import HealthSample
+
+log = logging.getLogger(__name__)
+
+
+class Restarter(Protocol):
+    def restart(self) -> None: ...
+
+
+class ProcessRestarter:
+    """Runs the inference service as a child process; `restart()` stops it (TERM, then KILL) and starts it anew."""
+
+    def __init__(self, argv: Sequence[str], stop_timeout_s: float = 10.0) -> None:
+        self.argv = list(argv)
+        self.stop_timeout_s = stop_timeout_s
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv)
+        self.starts += 1
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class BalenaRestarter:
+    """Restarts one service of this balena app through the supervisor's v2 API."""
+
+    def __init__(self, address: str, api_key: str, app_id: str, service: str, timeout_s: float = 10.0) -> None:
+        self.url = f"{address.rstrip('/')}/v2/applications/{app_id}/restart-service?apikey={api_key}"
+        self.service = service
+        self.timeout_s = timeout_s
+
+    def restart(self) -> None:
+        body = json.dumps({"serviceName": self.service}).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST",  # noqa: S310 - the supervisor's http URL
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise ServerUnavailableError(f"supervisor: HTTP {exc.code}", status=exc.code) from exc
+            raise ServerRefusedError(f"supervisor refused to restart {self.service}: HTTP {exc.code}",
+                                     exc.code) from exc
+        except OSError as exc:
+            raise ServerUnavailableError(f"supervisor unreachable: {exc}") from exc
+
+
+class Watchdog:
+    """Feed it every health sample; it restarts the service once it has been unhealthy for `stale_after_s`."""
+
+    def __init__(self, restarter: Restarter, stale_after_s: float = 60.0, max_restarts: int = 3,
+                 per_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if stale_after_s <= 0 or max_restarts < 1 or per_s <= 0:
+            raise ValueError("watchdog: stale_after_s > 0, max_restarts >= 1, per_s > 0 required")
+        self.restarter = restarter
+        self.stale_after_s, self.max_restarts, self.per_s = stale_after_s, max_restarts, per_s
+        self._clock = clock
+        self._healthy_at = clock()
+        self._restarts: deque[float] = deque()
+        self.restarts = 0  # total, for health reports
+        self.suppressed = 0  # restarts the rate bound refused
+
+    def observe(self, sample: HealthSample) -> bool:
+        """True if this sample made the watchdog restart the service."""
+        now = self._clock()
+        if sample.healthy:
+            self._healthy_at = now
+            return False
+        if now - self._healthy_at < self.stale_after_s:
+            return False
+        while self._restarts and now - self._restarts[0] >= self.per_s:
+            self._restarts.popleft()
+        self._healthy_at = now  # give the restarted (or left alone) service a full period again
+        if len(self._restarts) >= self.max_restarts:
+            self.suppressed += 1
+            log.error("watchdog: inference unhealthy, but %d restarts in %.0f s already: not restarting",
+                      len(self._restarts), self.per_s)
+            return False
+        self._restarts.append(now)
+        self.restarts += 1
+        log.warning("watchdog: no healthy heartbeat for %.0f s: restarting the inference service", self.stale_after_s)
+        try:
+            self.restarter.restart()
+        except (ServerUnavailableError, ServerRefusedError, OSError) as exc:
+            log.error("watchdog: restart failed: %s", exc)
+        return True
