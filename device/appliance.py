@@ -172,7 +172,7 @@ class Appliance:
                  self.pipeline.bundle.version, cfg.camera.source, health.port)
         self.connect()
         try:
-            for result in self.runner.run(source, start_seq=seq, overlap=True):
+            for result in self.runner.run(source, start_seq=seq, overlap=cfg.device.overlap):
                 self.last_frame = time.monotonic()
                 seq = result.seq + 1
                 self.apply_labels()

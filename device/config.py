@@ -72,6 +72,8 @@ class DeviceConfig:
     name: str = ""  # shown on the server; defaults to the hostname
     data_dir: str = "/data"  # the state volume: outbox, models, state, tuf
     health_port: int = 8321  # /healthz and /metrics on 127.0.0.1
+    overlap: bool = False  # observe frame N (detectors, adapter, outbox) on a thread while frame N+1 runs;
+    # for boards with cores to spare beside the interpreter's threads (measured slower on a 2-core x86 host)
     log_level: str = "INFO"
 
 
