@@ -12,20 +12,13 @@ import shutil
 from pathlib import Path
 
 from device.errors import SlotError
+from device.state import fsync_dir
 
 log = logging.getLogger(__name__)
 
 SLOTS = ("slot-a", "slot-b")
 CURRENT = "current"
 STAGING = ".staging"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Slots:
@@ -65,7 +58,7 @@ class Slots:
         tmp.unlink(missing_ok=True)
         os.symlink(slot, tmp)
         os.replace(tmp, self.current)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         log.info("models/current -> %s", slot)
 
     def clear_staging(self) -> Path:
@@ -82,7 +75,7 @@ class Slots:
         shutil.rmtree(dest, ignore_errors=True)
         _fsync_all(self.staging)
         os.replace(self.staging, dest)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return dest
 
     def tidy(self) -> None:
@@ -116,4 +109,4 @@ def _fsync_all(directory: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    _fsync_dir(directory)
+    fsync_dir(directory)

@@ -2,15 +2,7 @@ import numpy as np
 import pytest
 
 from device.monitor.accuracy import AccuracyCUSUM
-
-
-def alarms(detector: AccuracyCUSUM, stream: list[bool]) -> list[int]:
-    found = []
-    for i, x in enumerate(stream):
-        detector.update(x)
-        if detector.drift_detected:
-            found.append(i)
-    return found
+from tests.utils.streams import alarms
 
 
 def test_exact_alarms_when_the_error_rate_rises() -> None:

@@ -2,15 +2,7 @@ import numpy as np
 import pytest
 
 from device.monitor.ewma import EWMA
-
-
-def alarms(detector: EWMA, stream: list[float]) -> list[int]:
-    found = []
-    for i, x in enumerate(stream):
-        detector.update(x)
-        if detector.drift_detected:
-            found.append(i)
-    return found
+from tests.utils.streams import alarms
 
 
 def test_exact_alarms_on_a_confidence_drop() -> None:

@@ -2,15 +2,7 @@ import numpy as np
 import pytest
 
 from device.monitor.feature_stats import FeatureStats
-
-
-def alarms(detector: FeatureStats, stream: np.ndarray) -> list[int]:
-    found = []
-    for i, x in enumerate(stream):
-        detector.update(x)
-        if detector.drift_detected:
-            found.append(i)
-    return found
+from tests.utils.streams import alarms
 
 
 def test_exact_alarms_on_a_spread_increase() -> None:

@@ -4,15 +4,7 @@ import numpy as np
 import pytest
 
 from device.monitor.jensen_shannon import JensenShannon, js_divergence
-
-
-def alarms(detector: JensenShannon, stream: list[str]) -> list[int]:
-    found = []
-    for i, x in enumerate(stream):
-        detector.update(x)
-        if detector.drift_detected:
-            found.append(i)
-    return found
+from tests.utils.streams import alarms
 
 
 def test_divergence_bounds() -> None:
