@@ -6,10 +6,8 @@ published target never changes. Reads support one byte range (resumable device d
 
 from __future__ import annotations
 
-import hashlib
 import re
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -23,7 +21,6 @@ from server.errors import (
     NotFoundError,
     RangeNotSatisfiableError,
     StorageUnavailableError,
-    TooLargeError,
 )
 from server.storage import ObjectStore
 from server.storage.local import LocalStore
@@ -31,7 +28,6 @@ from server.storage.s3 import S3Store
 
 BUCKET = "bundles"
 _CHUNK = 1 << 20
-_SPOOL_BYTES = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)*$")
 
@@ -72,24 +68,6 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if first >= size or first > last:
         raise RangeNotSatisfiableError(f"range {header!r} is outside the {size} bytes", size)
     return ByteRange(first, last, size)
-
-
-async def spool(chunks: AsyncIterator[bytes], limit: int) -> tuple[IO[bytes], int, str]:
-    """Copy a request body into a temporary file, counting and hashing it."""
-    body = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned to the caller
-    digest, size = hashlib.sha256(), 0
-    try:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise TooLargeError(f"bundle is larger than {limit} bytes", limit)
-            digest.update(chunk)
-            body.write(chunk)
-    except BaseException:
-        body.close()
-        raise
-    body.seek(0)
-    return body, size, digest.hexdigest()
 
 
 class TargetFiles:

@@ -18,10 +18,11 @@ from server.api.schemas.registry import (
     RootUpdate,
     UploadOut,
 )
+from server.api.uploads import spool
 from server.db.models import Bundle
 from server.errors import NotFoundError
 from server.registry import catalog, publishing, repository
-from server.registry.target_files import ByteRange, TargetFiles, object_key, spool
+from server.registry.target_files import ByteRange, TargetFiles, object_key
 
 router = APIRouter(prefix="/registry", tags=["registry"])
 Sha256Header = Annotated[str, Header(alias="X-Content-SHA256", pattern=r"^[0-9a-fA-F]{64}$")]
@@ -55,7 +56,7 @@ async def upload(target_path: str, request: Request, backends: BackendsDep, sha2
                  _: OperatorDep) -> UploadOut:
     """Store a bundle tar before the targets metadata naming it is published."""
     object_key(target_path, sha256.lower())  # refuse a bad path before reading the body
-    body, size, actual = await spool(request.stream(), backends.settings.max_bundle_bytes)
+    body, size, actual = await spool(request, backends.settings.max_bundle_bytes, "bundle")
     with body:
         files = TargetFiles(backends.store, backends.settings)
         key = await run_in_threadpool(files.put, target_path, body, size, actual, sha256)

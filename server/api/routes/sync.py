@@ -6,8 +6,6 @@ handed to the object store; it is never held whole in memory.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
@@ -19,37 +17,15 @@ from server.api.deps import BackendsDep, CallerDep, DeviceDep, SessionDep, Viewe
 from server.api.routes.devices import Limit, Offset
 from server.api.schemas import Page
 from server.api.schemas.sync import PackageOut
+from server.api.uploads import spool
 from server.db.models import Package, PackageStatus
-from server.errors import DigestMismatchError, NotFoundError, TooLargeError
+from server.errors import DigestMismatchError, NotFoundError
 from server.identity import DeviceCaller
 from server.package_format import PACKAGE_ID_PATTERN
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 PackageId = Annotated[str, Path(pattern=PACKAGE_ID_PATTERN)]
 Sha256Header = Annotated[str, Header(alias="X-Content-SHA256", pattern=r"^[0-9a-fA-F]{64}$")]
-_SPOOL_BYTES = 1024 * 1024
-
-
-async def _spool_body(request: Request, limit: int) -> tuple[tempfile.SpooledTemporaryFile[bytes], int, str]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLargeError(f"package is larger than {limit} bytes", limit)
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned to the caller
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise TooLargeError(f"package is larger than {limit} bytes", limit)
-            digest.update(chunk)
-            spool.write(chunk)
-    except BaseException:
-        spool.close()
-        raise
-    return spool, size, digest.hexdigest()
-
-
 @router.put(
     "/packages/{package_id}",
     status_code=status.HTTP_201_CREATED,
@@ -64,7 +40,7 @@ async def upload_package(
     sha256: Sha256Header,
 ) -> PackageOut:
     """Store a package (tar.gz, see the package format) and queue its import."""
-    body, size, actual = await _spool_body(request, backends.settings.max_package_bytes)
+    body, size, actual = await spool(request, backends.settings.max_package_bytes, "package")
     with body:
         if actual != sha256.lower():
             raise DigestMismatchError(f"body SHA-256 is {actual}, header says {sha256}")
