@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -103,3 +105,22 @@ def test_docs_can_be_hidden(backends) -> None:  # type: ignore[no-untyped-def]
         assert client.get("/openapi.json").status_code == 404
         assert client.get("/docs").status_code == 404
         assert client.get("/healthz").status_code == 200
+
+
+# Reachable without a bearer token, on purpose: liveness, enrollment (the one-time token is in the body)
+# and presigned object URLs (the signature is the token).
+PUBLIC = {"/healthz", "/api/v1/devices/enroll", "/api/v1/objects/{bucket}/{key}"}
+
+
+def test_every_other_operation_is_401_without_a_token(client: TestClient) -> None:
+    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    checked = 0
+    for template, operations in paths.items():
+        if template in PUBLIC:
+            continue
+        path = re.sub(r"\{[^}]+\}", "1", template)
+        for method in operations:
+            response = client.request(method.upper(), path, json={})
+            assert response.status_code == 401, (method, template, response.status_code, response.text[:200])
+            checked += 1
+    assert checked >= 35  # every router is covered: fleet, sync, drift, registry, rollouts, tuf, tokens
