@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from device.capture.base import Frame
 from device.capture.digits import DigitsSource
@@ -37,12 +36,8 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "mobilenetv2"
 
 
 def frames(size: int, n: int, seed: int = 0) -> list[Frame]:
-    """Rendered digits scaled up to the model's input, like a camera configured to that size."""
-    out = []
-    for f in DigitsSource(seed=seed, limit=n):
-        img = np.asarray(Image.fromarray(f.image).resize((size, size), Image.Resampling.BILINEAR))
-        out.append(Frame(img, label=f.label))
-    return out
+    """Rendered digits at the model's input, like a camera configured to that size."""
+    return list(DigitsSource(seed=seed, limit=n, size=(size, size)))
 
 
 class PlainApp:

@@ -157,6 +157,7 @@ class Appliance:
         log.info("switched from %s %s to %s %s", self.pipeline.bundle.name, self.pipeline.bundle.version,
                  pipeline.bundle.name, pipeline.bundle.version)
         self.pipeline = self.runner.pipeline = pipeline
+        self.runner.stats.new_window()  # the gate figures in /healthz must be the new model's own
         self.bundle_dir, self.bundle_error = target, ""
 
     def run(self, stop: threading.Event | None = None) -> int:
@@ -165,7 +166,8 @@ class Appliance:
         if stop is not None:
             self.runner.stop = stop
         source = open_source(cfg.camera.source, drift=cfg.camera.drift, seed=cfg.camera.seed,
-                             size=self.pipeline.bundle.frame_size, fps=cfg.camera.fps)
+                             size=self.pipeline.bundle.frame_size, fps=cfg.camera.fps,
+                             realtime=cfg.camera.realtime)
         health = HealthServer(self.snapshot, cfg.device.health_port).start()
         seq = load_state(self.state_root, self.pipeline)
         log.info("running %s %s on %s; health on 127.0.0.1:%d", self.pipeline.bundle.name,

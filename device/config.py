@@ -83,6 +83,7 @@ class CameraConfig:
     fps: float = 5.0  # frames per second asked of the camera
     drift: str | None = None  # inject a drift (testing only), e.g. "unseen@300"
     seed: int = 0  # seed of synthetic sources and drift injection
+    realtime: bool = False  # pace dir:/digits sources to `fps` (default: as fast as the pipeline runs)
 
     def __post_init__(self) -> None:
         _positive("camera", fps=self.fps)

@@ -59,6 +59,11 @@ class Stats:
         self.latencies = deque(maxlen=self.window)
         self.alarms = deque(maxlen=self.window)
 
+    def new_window(self) -> None:
+        """Forget the recent latencies and alarms (another model took over); counters keep counting."""
+        self.latencies.clear()
+        self.alarms.clear()
+
     def latency_ms(self, q: float) -> float:
         return round(float(np.percentile(np.asarray(self.latencies), q)), 3) if self.latencies else 0.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 
 from device.capture.base import Frame, Source
@@ -23,6 +24,27 @@ class _Limited:
         self.source.close()
 
 
+class _Paced:
+    """At most `fps` frames per second from a source that would otherwise run flat out."""
+
+    def __init__(self, source: Source, fps: float) -> None:
+        self.source, self.period = source, 1.0 / fps
+
+    def __iter__(self) -> Iterator[Frame]:
+        due = time.monotonic()
+        for frame in self.source:
+            due += self.period
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                due = time.monotonic()  # behind: do not burst to catch up
+            yield frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
 def open_source(
     spec: str,
     *,
@@ -31,6 +53,7 @@ def open_source(
     limit: int | None = None,
     size: tuple[int, int] = (32, 32),
     fps: float = 5.0,
+    realtime: bool = False,
 ) -> Source:
     """Open `camera`, `dir:PATH` or `digits` for frames of `size` (width, height)."""
     source: Source
@@ -43,15 +66,15 @@ def open_source(
 
         source = DirectorySource(spec[4:], size)
     elif spec == "digits":
-        from device.capture.digits import FRAME_SIZE, DigitsSource
+        from device.capture.digits import DigitsSource
 
-        if size != (FRAME_SIZE, FRAME_SIZE):
-            raise SourceError(f"the digits source renders {FRAME_SIZE}x{FRAME_SIZE} frames, the model wants {size}")
-        source = DigitsSource(seed=seed)
+        source = DigitsSource(seed=seed, size=size)
     else:
         raise SourceError(f"unknown source {spec!r}: use camera, dir:PATH or digits")
     if drift:
         source = DriftInjector(source, parse_drift(drift), seed=seed)
+    if realtime and spec != "camera":
+        source = _Paced(source, fps)
     if limit is not None:
         source = _Limited(source, limit)
     return source

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from device.capture.base import Frame
 from device.errors import SourceError
@@ -65,7 +66,10 @@ def load_heldout(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray
 
 
 class DigitsSource:
-    """An endless (or `limit`-long) seeded stream of held-out digits from `classes`."""
+    """An endless (or `limit`-long) seeded stream of held-out digits from `classes`.
+
+    Frames are rendered at 32x32; another `size` (width, height) scales them, as a camera's ISP would.
+    """
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class DigitsSource:
         seed: int = 0,
         limit: int | None = None,
         heldout: tuple[np.ndarray, np.ndarray] | None = None,
+        size: tuple[int, int] = (FRAME_SIZE, FRAME_SIZE),
     ) -> None:
         images, labels = heldout if heldout is not None else load_heldout()
         mask = np.isin(labels, classes)
@@ -81,6 +86,7 @@ class DigitsSource:
         self.classes = classes
         self.seed = seed
         self.limit = limit
+        self.size = size
         self._images = images[mask]
         self._labels = labels[mask]
         self._rng = np.random.default_rng(seed)
@@ -89,7 +95,10 @@ class DigitsSource:
     def draw(self) -> Frame:
         """Render one random held-out sample of this source's classes."""
         i = int(self._rng.integers(len(self._labels)))
-        return Frame(render(self._images[i], self._rng), label=str(self._labels[i]), origin=f"digits:{i}")
+        image = render(self._images[i], self._rng)
+        if self.size != (FRAME_SIZE, FRAME_SIZE):
+            image = np.asarray(Image.fromarray(image).resize(self.size, Image.Resampling.BILINEAR))
+        return Frame(image, label=str(self._labels[i]), origin=f"digits:{i}")
 
     def __iter__(self) -> Iterator[Frame]:
         n = 0

@@ -22,15 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def sample_frames(shape: tuple[int, ...], count: int) -> list[np.ndarray]:
-    """Held-out digits when the model takes the camera's frame size, seeded noise frames otherwise."""
-    from device.capture.digits import FRAME_SIZE, DigitsSource
+    """Held-out digits of all ten classes, scaled to the model's input."""
+    from device.capture.digits import DigitsSource
 
-    height, width = shape[1], shape[2]
-    if (height, width) == (FRAME_SIZE, FRAME_SIZE):
-        source = DigitsSource(classes=tuple(range(10)), seed=0, limit=count)
-        return [frame.image for frame in source]
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8) for _ in range(count)]
+    source = DigitsSource(classes=tuple(range(10)), seed=0, limit=count, size=(shape[2], shape[1]))
+    return [frame.image for frame in source]
 
 
 def check_bundle(path: Path, count: int) -> dict[str, Any]:

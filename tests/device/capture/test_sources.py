@@ -103,3 +103,9 @@ def test_missing_directory(tmp_path) -> None:
 def test_camera_without_picamera2_is_a_clear_error() -> None:
     with pytest.raises(SourceError, match="needs picamera2"):
         open_source("camera")
+
+
+def test_digits_scale_to_the_model_input_like_an_isp() -> None:
+    frames = list(open_source("digits", seed=3, limit=2, size=(224, 160)))
+    assert frames[0].image.shape == (160, 224, 3) and frames[0].image.dtype == np.uint8
+    assert [f.label for f in frames] == [f.label for f in open_source("digits", seed=3, limit=2)]
