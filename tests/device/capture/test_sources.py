@@ -109,3 +109,20 @@ def test_digits_scale_to_the_model_input_like_an_isp() -> None:
     frames = list(open_source("digits", seed=3, limit=2, size=(224, 160)))
     assert frames[0].image.shape == (160, 224, 3) and frames[0].image.dtype == np.uint8
     assert [f.label for f in frames] == [f.label for f in open_source("digits", seed=3, limit=2)]
+
+
+def test_paced_synthetic_source_keeps_to_the_frame_rate(monkeypatch) -> None:
+    import device.capture as capture
+
+    clock = {"now": 0.0}
+    sleeps: list[float] = []
+    monkeypatch.setattr(capture.time, "monotonic", lambda: clock["now"])
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(round(seconds, 6))
+        clock["now"] += seconds
+
+    monkeypatch.setattr(capture.time, "sleep", sleep)
+    frames = list(open_source("digits", limit=5, fps=10, realtime=True))
+    assert len(frames) == 5
+    assert sleeps == [0.1] * 5  # one frame every 100 ms
