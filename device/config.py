@@ -113,7 +113,7 @@ class OutboxConfig:
     path: str = "outbox.db"  # SQLite file; relative paths are under device.data_dir
     max_mb: float = 256.0  # disk bound of the outbox, blobs included
     queue_size: int = 1024  # records waiting for the writer thread; beyond, low-priority ones are dropped
-    commit_interval_s: float = 0.05  # the writer batches records for at most this long per commit
+    commit_interval_s: float = 1.0  # the writer batches records this long per commit (fewer SD-card writes)
     image_max_side: int = 128  # drift-event frames are downscaled to this many pixels at most
     jpeg_quality: int = 80
 
