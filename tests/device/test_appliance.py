@@ -67,12 +67,16 @@ def test_switches_bundle_when_the_updater_flips_current(tmp_path) -> None:
                            "camera": {"source": "digits"}, "feature_extractor": {"bundle": "models/current"}})
     appliance = Appliance(config)
     assert appliance.snapshot()["model_version"] == "1.0.0"
+    appliance.runner.stats.latencies.extend([9.0] * 10)
+    appliance.runner.stats.alarms.extend([1] * 10)
     appliance.reload_if_switched(25)
     assert appliance.pipeline.bundle.version == "1.0.0"  # nothing changed: nothing reloaded
 
     _flip(models / "current", models / "slot-b")
     appliance.reload_if_switched(50)
     assert appliance.pipeline.bundle.version == "2.0.0" and appliance.runner.pipeline is appliance.pipeline
+    health = appliance.snapshot()  # the gate figures are the new model's alone, not the old one's window
+    assert (health["drift_alarm_rate"], health["latency_ms_p95"]) == (0.0, 0.0)
     assert (tmp_path / "state" / "digits-1.0.0" / "frames.json").exists()  # the old model's state was kept
 
     (models / "slot-a" / "model.tflite").write_bytes(b"broken")

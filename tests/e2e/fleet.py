@@ -1,0 +1,230 @@
+"""A signed registry and a fleet of real devices for the rollout tests and benchmark.
+
+`RegistryServer` is `tinysphere serve --worker` on its own database with the online TUF keys of a key
+directory made by `tinysphere keys init`; `FleetDevice` is one device as shipped: `tinylcm run` and
+`tinylcm updater` sharing a data dir, enrolled with a token, with the repository's root pinned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from tests.e2e.server_proc import ROOT, ServerDatabase, ServerProcess, free_port
+
+FACTORY = ROOT / "device" / "models" / "digits"
+DIGITS_V2 = ROOT / "benchmarks" / "fixtures" / "digits-v2"
+DEVICE_TYPE = "raspberrypi3"  # one of the bundles' device types
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 120, every_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+# -- bundles ------------------------------------------------------------------------------------
+
+def _reseal(bundle: Path) -> None:
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                     for p in sorted(bundle.iterdir()) if p.name != "bundle.json"}
+    (bundle / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def alarming_bundle(dest: Path, version: str = "2.0.1") -> Path:
+    """v2 with a drift reference no real frame matches: the model loads and classifies, every detector alarms."""
+    target = dest / f"digits-{version}"
+    shutil.copytree(DIGITS_V2, target)
+    ref = json.loads((target / "drift_reference.json").read_text())
+    ref["knn_distance"].update(mean=0.05, std=0.01)
+    ref["knn_distance"]["quantiles"] = dict.fromkeys(ref["knn_distance"]["quantiles"], 0.05)
+    ref["features"]["mean"] = [m + 10.0 for m in ref["features"]["mean"]]
+    ref["features"]["std"] = [0.01] * len(ref["features"]["std"])
+    ref["confidence"].update(mean=0.99999, std=0.00001)
+    ref["confidence"]["quantiles"] = dict.fromkeys(ref["confidence"]["quantiles"], 0.99999)
+    classes = len(ref["predictions"]["distribution"])
+    ref["predictions"]["distribution"] = [1.0] + [0.0] * (classes - 1)
+    (target / "drift_reference.json").write_text(json.dumps(ref))
+    meta = json.loads((target / "bundle.json").read_text())
+    meta["version"] = version
+    (target / "bundle.json").write_text(json.dumps(meta))
+    _reseal(target)
+    return target
+
+
+# -- server -------------------------------------------------------------------------------------
+
+@contextmanager
+def database(admin_url: str) -> Iterator[str]:
+    name = f"tinysphere_rollout_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class RegistryServer:
+    """The real server holding the online snapshot/timestamp keys, root v1 pushed, operator token ready."""
+
+    def __init__(self, services: dict[str, str], database_url: str, workdir: Path, tick_s: float = 0.5) -> None:
+        from server.registry import offline
+
+        self.keys = workdir / "keys"
+        offline.init(self.keys)
+        env = {
+            "TINYSPHERE_ENVIRONMENT": "production",
+            "TINYSPHERE_DATABASE_URL": database_url,
+            "TINYSPHERE_S3_ENDPOINT": services["TINYMLOPS_TEST_S3_ENDPOINT"],
+            "TINYSPHERE_S3_ACCESS_KEY": services["TINYMLOPS_TEST_S3_ACCESS_KEY"],
+            "TINYSPHERE_S3_SECRET_KEY": services["TINYMLOPS_TEST_S3_SECRET_KEY"],
+            "TINYSPHERE_S3_TIMEOUT_S": "5",
+            "TINYSPHERE_BUCKET_PREFIX": f"ro{uuid.uuid4().hex[:8]}-",
+            "TINYSPHERE_WORKER_POLL_S": "0.2",
+            "TINYSPHERE_ROLLOUT_TICK_S": str(tick_s),
+            "TINYSPHERE_TUF_SNAPSHOT_KEY_FILE": str(self.keys / "snapshot.key"),
+            "TINYSPHERE_TUF_TIMESTAMP_KEY_FILE": str(self.keys / "timestamp.key"),
+        }
+        self.process = ServerProcess(env, workdir / "server.log").start()
+        self.db = ServerDatabase(database_url)
+        self.operator = self.db.operator_token()
+        self.workdir = workdir
+        self._cli("keys", "push-root", "--dir", str(self.keys), "--server", self.url, "--token", self._admin())
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def _admin(self) -> str:
+        from sqlalchemy.orm import Session
+
+        from server.db.models import Role
+        from server.identity import create_api_token
+
+        with Session(self.db.engine) as session:
+            token = create_api_token(session, "rollout admin", Role.admin)
+            session.commit()
+        return token
+
+    def _cli(self, *argv: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", "server.cli", *argv], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if not k.startswith("TINYSPHERE_")})
+        assert proc.returncode == 0, f"tinysphere {' '.join(argv[:2])} failed: {proc.stdout}{proc.stderr}"
+
+    def publish(self, bundle: Path) -> Path:
+        """`tinysphere bundle build` + `bundle publish --key targets.key`, as an operator does; the tar."""
+        tar = self.workdir / f"{bundle.name}-{uuid.uuid4().hex[:6]}.tar"
+        self._cli("bundle", "build", str(bundle), "--out", str(tar))
+        self._cli("bundle", "publish", str(tar), "--key", str(self.keys / "targets.key"), "--server", self.url,
+                  "--token", self.operator)
+        return tar
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}/api/v1{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.operator}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def devices(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = self.db.rows("SELECT id, model_version, update_state, health FROM devices WHERE id = ANY(:ids)",
+                            ids=ids)
+        return {row["id"]: row for row in rows}
+
+    def close(self) -> None:
+        self.process.stop()
+        self.db.close()
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+class FleetDevice:
+    """`tinylcm run` + `tinylcm updater` over one data dir; kill() ends both."""
+
+    def __init__(self, workdir: Path, server: RegistryServer, *, fps: float = 10, probation_s: float = 8,
+                 seed: int = 0) -> None:
+        self.workdir = workdir
+        self.data = workdir / "data"
+        (self.data / "tuf").mkdir(parents=True)
+        shutil.copy(server.keys / "1.root.json", self.data / "tuf" / "root.json")  # pinned at provisioning
+        self.health_port = free_port()
+        self.config = workdir / "device.json"
+        self.config.write_text(json.dumps({
+            "device": {"data_dir": str(self.data), "health_port": self.health_port, "name": workdir.name},
+            "camera": {"source": "digits", "fps": fps, "seed": seed, "realtime": True},
+            "sync": {"server_url": server.url, "enrollment_token": server.db.enrollment_token(),
+                     "interval_s": 2, "heartbeat_interval_s": 1},
+        }))
+        self.probation_s = probation_s
+        self.procs: list[subprocess.Popen[bytes]] = []
+        # the appliance runs whatever models/current points to: the factory bundle 1.0.0 until the
+        # updater (which installs the factory bundle into slot-a on first start) flips it
+
+    def _spawn(self, name: str, *argv: str) -> None:
+        with (self.workdir / f"{name}.log").open("ab") as out:
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "device.cli", *argv], cwd=ROOT, stdout=out,
+                                               stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self) -> FleetDevice:
+        self._spawn("run", "run", "--config", str(self.config))
+        self._spawn("updater", "updater", "--config", str(self.config), "--device-type", DEVICE_TYPE,
+                    "--probation-s", str(self.probation_s))
+        return self
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    @property
+    def device_id(self) -> str | None:
+        path = self.data / "state" / "sync_identity.json"
+        try:
+            return str(json.loads(path.read_text())["device_id"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def updater_history(self) -> list[dict[str, Any]]:
+        try:
+            return list(json.loads((self.data / "state" / "updater.json").read_text()).get("history", []))
+        except (OSError, ValueError):
+            return []
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return "".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}\n"
+                       for p in sorted(self.workdir.glob("*.log")))
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
