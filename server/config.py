@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Refused as secrets outside development: empty values and well-known defaults (MinIO's, PostgreSQL's among them).
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "secret", "password", "minioadmin", "postgres"})
 
 
