@@ -38,11 +38,18 @@ from device.updater.health import HealthSample
 from device.updater.machine import Updater
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.target import DeviceProfile, detect_tflite_version
-from tests.e2e.fleet import DEVICE_TYPE, DIGITS_V2, FACTORY, RegistryServer, alarming_bundle, database, wait_for
+from tests.e2e.fleet import (
+    DEVICE_TYPE,
+    DIGITS_V2,
+    FACTORY,
+    RegistryServer,
+    alarming_bundle,
+    database,
+    start_rollout,
+    wait_for,
+)
 
 BAD_VERSION = "2.0.1"
-GATES = {"max_drift_alarm_rate": 15, "max_error_rate": 0.05, "max_p95_latency_ratio": 4.0,
-         "min_healthy_fraction": 0.9}
 
 _BYTES: dict[str, int] = defaultdict(int)
 _LOCK = threading.Lock()
@@ -162,13 +169,6 @@ class Agent:
             thread.start()
 
 
-def _rollout(server: RegistryServer, version: str, ids: list[str], soak_s: float) -> dict[str, Any]:
-    return server.api("POST", "/rollouts", {
-        "model": "digits", "bundle_version": version, "selector": {"device_ids": ids},
-        "waves": [{"count": 1, "soak_s": soak_s}, {"fraction": 0.5, "soak_s": soak_s},
-                  {"fraction": 1.0, "soak_s": soak_s}],
-        "gates": GATES, "wave_timeout_s": 300})
-
 
 def run(devices: int, soak_s: float, workdir: Path, services: dict[str, str]) -> dict[str, Any]:
     _count_bytes()
@@ -186,7 +186,7 @@ def run(devices: int, soak_s: float, workdir: Path, services: dict[str, str]) ->
 
             started = time.monotonic()
             server.publish(DIGITS_V2)
-            good = _rollout(server, "2.0.0", ids, soak_s)
+            good = start_rollout(server, "2.0.0", ids, soak_s, wave_timeout_s=300)
             wait_for(lambda: server.api("GET", f"/rollouts/{good['id']}")["state"] != "running",
                      "the good rollout to end", timeout_s=600)
             status = server.api("GET", f"/rollouts/{good['id']}")
@@ -201,7 +201,7 @@ def run(devices: int, soak_s: float, workdir: Path, services: dict[str, str]) ->
 
             bad_tar = server.publish(alarming_bundle(workdir))
             started = time.monotonic()
-            bad = _rollout(server, BAD_VERSION, ids, soak_s)
+            bad = start_rollout(server, BAD_VERSION, ids, soak_s, wave_timeout_s=300)
             max_fraction = 0.0
 
             def stopped() -> bool:

@@ -7,14 +7,19 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from server.config import Settings
 from server.db.models import Role
 from server.registry import console as registry_console
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -77,42 +82,38 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tokens_create(args: argparse.Namespace) -> int:
-    from server.identity import create_api_token
+def _in_session(args: argparse.Namespace, change: Callable[[Session], object]) -> object:
+    """Run one change in a committed transaction against the configured (or embedded) database."""
     from server.startup import prepare
 
     backends = prepare(_settings(args), with_mlflow=False)
-    with backends.sessions() as session:
-        token = create_api_token(session, args.name or f"{args.role} token", Role(args.role))
-        session.commit()
-    backends.close()
-    print(token)
+    try:
+        with backends.sessions() as session:
+            result = change(session)
+            session.commit()
+    finally:
+        backends.close()
+    return result
+
+
+def _tokens_create(args: argparse.Namespace) -> int:
+    from server.identity import create_api_token
+
+    print(_in_session(args, lambda s: create_api_token(s, args.name or f"{args.role} token", Role(args.role))))
     return 0
 
 
 def _enroll_token(args: argparse.Namespace) -> int:
     from server.identity import create_enrollment_token
-    from server.startup import prepare
 
-    backends = prepare(_settings(args), with_mlflow=False)
-    with backends.sessions() as session:
-        token = create_enrollment_token(session, timedelta(seconds=args.ttl_s), args.tag or [])
-        session.commit()
-    backends.close()
-    print(token)
+    print(_in_session(args, lambda s: create_enrollment_token(s, timedelta(seconds=args.ttl_s), args.tag or [])))
     return 0
 
 
 def _jobs_requeue(args: argparse.Namespace) -> int:
-    from server.startup import prepare
     from server.worker.queue import requeue_parked
 
-    backends = prepare(_settings(args), with_mlflow=False)
-    with backends.sessions() as session:
-        count = requeue_parked(session, args.package_id)
-        session.commit()
-    backends.close()
-    print(f"requeued {count} job(s)")
+    print(f"requeued {_in_session(args, lambda s: requeue_parked(s, args.package_id))} job(s)")
     return 0
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import os
 import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import quote
 
+from device import state
 from server.errors import InputError, NotFoundError
 from server.storage import BUCKETS
 
@@ -25,17 +24,7 @@ OBJECTS_ROUTE = "/api/v1/objects"
 
 
 def _atomic_write(path: Path, source: IO[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, 1024 * 1024)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    state.write_atomic(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
 
 
 class LocalStore:

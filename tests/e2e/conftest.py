@@ -6,7 +6,6 @@ The services come from the `TINYMLOPS_TEST_*` variables (`scripts/services up`),
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,12 +26,8 @@ RESULTS: list[Accounting] = []
 
 @pytest.fixture(scope="session")
 def e2e_env() -> Iterator[dict[str, str]]:
-    if all(os.environ.get(name) for name in ENV_VARS):
-        yield {k: v for k, v in os.environ.items() if k.startswith("TINYMLOPS_TEST_")}
-        return
-    env, started = services.up()
-    yield env
-    services.down(started)
+    with services.environment(ENV_VARS) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

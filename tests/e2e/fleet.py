@@ -164,6 +164,21 @@ class RegistryServer:
 
 # -- devices ------------------------------------------------------------------------------------
 
+
+GATES = {"max_drift_alarm_rate": 15, "max_error_rate": 0.05, "max_p95_latency_ratio": 4.0,
+         "min_healthy_fraction": 0.9}
+
+
+def start_rollout(registry: RegistryServer, version: str, ids: list[str], soak_s: float,
+                  wave_timeout_s: float) -> dict[str, Any]:
+    """Three waves (a canary, half, all) of `version` to the devices `ids`, under `GATES`."""
+    return registry.api("POST", "/rollouts", {
+        "model": "digits", "bundle_version": version, "selector": {"device_ids": ids},
+        "waves": [{"count": 1, "soak_s": soak_s}, {"fraction": 0.5, "soak_s": soak_s},
+                  {"fraction": 1.0, "soak_s": soak_s}],
+        "gates": GATES, "wave_timeout_s": wave_timeout_s})
+
+
 class FleetDevice:
     """`tinylcm run` + `tinylcm updater` over one data dir; kill() ends both."""
 

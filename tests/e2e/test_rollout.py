@@ -22,12 +22,11 @@ from tests.e2e.fleet import (
     RegistryServer,
     alarming_bundle,
     database,
+    start_rollout,
     wait_for,
 )
 
 DEVICES = int(os.environ.get("TINYMLOPS_E2E_FLEET", "20"))  # fewer on a small machine
-GATES = {"max_drift_alarm_rate": 15, "max_error_rate": 0.05, "max_p95_latency_ratio": 4.0,
-         "min_healthy_fraction": 0.9}
 
 
 @pytest.fixture
@@ -66,13 +65,6 @@ def _versions(registry: RegistryServer, ids: list[str]) -> dict[str, Any]:
     return {i: row["model_version"] for i, row in registry.devices(ids).items()}
 
 
-def _rollout(registry: RegistryServer, version: str, ids: list[str], soak_s: float) -> dict[str, Any]:
-    return registry.api("POST", "/rollouts", {
-        "model": "digits", "bundle_version": version, "selector": {"device_ids": ids},
-        "waves": [{"count": 1, "soak_s": soak_s}, {"fraction": 0.5, "soak_s": soak_s},
-                  {"fraction": 1.0, "soak_s": soak_s}],
-        "gates": GATES, "wave_timeout_s": 120})
-
 
 def _follow(registry: RegistryServer, rollout_id: int, until: set[str], timeout_s: float,
             fleet: list[FleetDevice]) -> tuple[dict[str, Any], list[int]]:
@@ -108,7 +100,7 @@ def test_good_bundle_reaches_the_fleet_and_a_bad_one_is_stopped_in_wave_one(
     registry.publish(DIGITS_V2)
 
     # -- the good bundle: three waves, the whole fleet ------------------------------------------
-    good = _rollout(registry, "2.0.0", ids, soak_s=3)
+    good = start_rollout(registry, "2.0.0", ids, soak_s=3, wave_timeout_s=120)
     status, waves = _follow(registry, good["id"], {"completed", "paused", "aborted"}, 300, fleet)
     events = registry.api("GET", f"/rollouts/{good['id']}/events")
     assert status["state"] == "completed", (status, events)
@@ -122,7 +114,7 @@ def test_good_bundle_reaches_the_fleet_and_a_bad_one_is_stopped_in_wave_one(
 
     # -- a bad bundle: loads and classifies, but every detector alarms ---------------------------
     registry.publish(alarming_bundle(tmp_path))
-    bad = _rollout(registry, "2.0.1", ids, soak_s=30)
+    bad = start_rollout(registry, "2.0.1", ids, soak_s=30, wave_timeout_s=120)
     status, waves = _follow(registry, bad["id"], {"paused", "completed", "aborted"}, 180, fleet)
     events = registry.api("GET", f"/rollouts/{bad['id']}/events")
     assert status["state"] == "paused", (status, events)

@@ -6,7 +6,6 @@ PostgreSQL, the S3 API and MLflow come from the `TINYMLOPS_TEST_*` variables tha
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -31,12 +30,8 @@ ENV_VARS = ("TINYMLOPS_TEST_DATABASE_URL", "TINYMLOPS_TEST_S3_ENDPOINT", "TINYML
 @pytest.fixture(scope="session")
 def test_env() -> Iterator[dict[str, str]]:
     """The service endpoints; starts what is missing and stops only that afterwards."""
-    if all(os.environ.get(name) for name in ENV_VARS):
-        yield {k: v for k, v in os.environ.items() if k.startswith("TINYMLOPS_TEST_")}
-        return
-    env, started = services.up()
-    yield env
-    services.down(started)
+    with services.environment(ENV_VARS) as env:
+        yield env
 
 
 def _admin(url: str) -> psycopg.Connection:

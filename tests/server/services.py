@@ -7,6 +7,7 @@ in `.services/` at the repository root. Messages go to stderr; `up` prints `expo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +132,20 @@ def _mlflow(admin_url: str, s3_port: int) -> tuple[int, bool]:
     _spawn("mlflow", argv, env, port)
     _wait(f"http://127.0.0.1:{port}/health", 120, "mlflow server", STATE / "mlflow.log")
     return port, True
+
+
+@contextlib.contextmanager
+def environment(required: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """The `TINYMLOPS_TEST_*` endpoints: taken from the environment when every one of `required` is set,
+    else started here and stopped afterwards (only what was started)."""
+    if all(os.environ.get(name) for name in required):
+        yield {k: v for k, v in os.environ.items() if k.startswith("TINYMLOPS_TEST_")}
+        return
+    env, started = up()
+    try:
+        yield env
+    finally:
+        down(started)
 
 
 def up() -> tuple[dict[str, str], list[str]]:
