@@ -55,6 +55,7 @@ class DeviceFilter:
     model_version: str | None = None
     seen_after: datetime | None = None
     seen_before: datetime | None = None
+    silent_since: datetime | None = None  # no heartbeat since then, or never: what the summary counts offline
 
 
 def filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
@@ -69,6 +70,8 @@ def filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
         query = query.where(Device.last_seen >= where.seen_after)
     if where.seen_before is not None:
         query = query.where(Device.last_seen < where.seen_before)
+    if where.silent_since is not None:
+        query = query.where((Device.last_seen < where.silent_since) | Device.last_seen.is_(None))
     return query
 
 

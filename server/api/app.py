@@ -27,6 +27,7 @@ from server.api.routes import (
 )
 from server.backends import Backends
 from server.errors import RemoteError
+from server.ui import router as ui
 
 logger = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -59,4 +60,5 @@ def create_app(backends: Backends) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tuf.router)
     app.include_router(_api_router())
+    ui.install(app, backends.settings)
     return app

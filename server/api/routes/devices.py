@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -58,12 +58,15 @@ def list_devices(
     model_version: str | None = None,
     seen_after: datetime | None = None,
     seen_before: datetime | None = None,
+    silent_for_s: Annotated[int | None, Query(ge=1, le=10**8)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[DeviceOut]:
-    """Devices matching every given filter (`tag` may repeat: all must be present)."""
+    """Devices matching every given filter (`tag` may repeat: all must be present; `silent_for_s`: no
+    heartbeat for that long, or never, as the summary counts offline devices)."""
+    silent_since = datetime.now(UTC) - timedelta(seconds=silent_for_s) if silent_for_s else None
     where = fleet.DeviceFilter(status_.value if status_ else None, tuple(tag or ()), model_version,
-                               seen_after, seen_before)
+                               seen_after, seen_before, silent_since)
     devices, count = fleet.list_devices(session, where, limit, offset)
     return Page(items=[DeviceOut.model_validate(d) for d in devices], count=count, limit=limit, offset=offset)
 

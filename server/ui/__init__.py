@@ -1,0 +1,1 @@
+"""The fleet dashboard: server-rendered pages under `/ui` over the same handlers the JSON API uses."""
