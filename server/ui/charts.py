@@ -14,8 +14,8 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def line_chart(points: Sequence[tuple[float, float]], title: str, unit: str = "", width: int = 560,
-               height: int = 160) -> Markup:
+def line_chart(points: Sequence[tuple[float, float]], title: str, unit: str = "", width: int = 360,
+               height: int = 150) -> Markup:
     """A line over `points` (x ascending), with its range labelled; an empty note when there are none."""
     label = f"{title}{' (' + unit + ')' if unit else ''}"
     if not points:
@@ -36,7 +36,7 @@ def line_chart(points: Sequence[tuple[float, float]], title: str, unit: str = ""
     summary = f"{label}: {len(points)} points, latest {_fmt(ys[-1])}, min {_fmt(min(ys))}, max {_fmt(max(ys))}"
     return Markup(
         '<figure class="chart"><figcaption>{label}</figcaption>'
-        '<svg viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{summary}">'
+        '<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{summary}">'
         '<line class="axis" x1="{pl}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
         '<line class="axis" x1="{pl}" y1="{pt}" x2="{pl}" y2="{bottom}"/>'
         '<text class="tick" x="{tx}" y="{ty_top}" text-anchor="end">{ymax}</text>'
@@ -49,29 +49,31 @@ def line_chart(points: Sequence[tuple[float, float]], title: str, unit: str = ""
              xmax=int(x1), line=line)
 
 
-def bar_chart(bars: Sequence[tuple[str, int]], title: str, width: int = 560, height: int = 140) -> Markup:
-    """Vertical bars with their labels under them (e.g. drift events per hour)."""
+def bar_chart(bars: Sequence[tuple[str, int]], title: str, width: int = 360, height: int = 150) -> Markup:
+    """Vertical bars with their counts above them (e.g. drift events per hour, devices per model version)."""
     if not bars:
         return Markup('<p class="empty">{}: nothing to show.</p>').format(title)
     top = max(count for _, count in bars) or 1
     slot = (width - 8) / len(bars)
     parts = []
     for i, (name, count) in enumerate(bars):
-        h = (height - 36) * count / top
+        h = (height - 44) * count / top
         x = 4 + i * slot
         parts.append(Markup('<g><title>{name}: {count}</title><rect class="bar" x="{x:.1f}" y="{y:.1f}" '
-                            'width="{bw:.1f}" height="{h:.1f}"/><text class="tick" x="{cx:.1f}" y="{ly}" '
+                            'width="{bw:.1f}" height="{h:.1f}"/><text class="tick" x="{cx:.1f}" y="{ly:.1f}" '
                             'text-anchor="middle">{count}</text></g>')
-                     .format(name=name, count=count, x=x, y=height - 20 - h, bw=max(slot - 4, 1), h=h,
-                             cx=x + slot / 2, ly=height - 22 - h - 2 if h < height - 50 else height - 24))
-    first, last = bars[0][0], bars[-1][0]
+                     .format(name=name, count=count, x=x, y=height - 22 - h, bw=max(slot - 4, 1), h=h,
+                             cx=x + slot / 2, ly=height - 26 - h))
+    labels = [Markup('<text class="tick" x="4" y="{h}">{first}</text>').format(h=height - 6, first=bars[0][0])]
+    if len(bars) > 1:
+        labels.append(Markup('<text class="tick" x="{right}" y="{h}" text-anchor="end">{last}</text>')
+                      .format(right=width - 4, h=height - 6, last=bars[-1][0]))
     summary = ", ".join(f"{name}: {count}" for name, count in bars)
     return Markup(
-        '<figure class="chart"><figcaption>{title}</figcaption><svg viewBox="0 0 {w} {h}" width="100%" '
-        'role="img" aria-label="{summary}">{bars}<text class="tick" x="4" y="{h}">{first}</text>'
-        '<text class="tick" x="{right}" y="{h}" text-anchor="end">{last}</text></svg></figure>'
+        '<figure class="chart"><figcaption>{title}</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" '
+        'height="{h}" role="img" aria-label="{summary}">{bars}{labels}</svg></figure>'
     ).format(title=title, w=width, h=height, summary=f"{title}: {summary}", bars=Markup("").join(parts),
-             first=first, last=last, right=width - 4)
+             labels=Markup("").join(labels))
 
 
 def state_bar(by_state: dict[str, int], total: int, width: int = 320, height: int = 18) -> Markup:
@@ -89,6 +91,7 @@ def state_bar(by_state: dict[str, int], total: int, width: int = 320, height: in
                                                                            count=count))
         x += w
     summary = ", ".join(f"{state} {count}" for state, count in by_state.items() if count)
-    return Markup('<svg class="state-bar" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+    return Markup('<svg class="state-bar" viewBox="0 0 {w} {h}" width="{w}" height="{h}" preserveAspectRatio="none" '
+                  'role="img" '
                   'aria-label="{summary}">{parts}</svg>').format(w=width, h=height, summary=summary or "none",
                                                                  parts=Markup("").join(parts))
