@@ -16,6 +16,9 @@ GATES = (("max_drift_alarm_rate", "Max drift-alarm rate", "alarms per 1000 frame
          ("min_healthy_fraction", "Min healthy fraction", "0 to 1 of the wave's devices; blank skips"))
 FIELDS = ("model", "bundle_version", "selector", "tags", "device_ids", "waves", "wave_timeout_s",
           *(name for name, _, _ in GATES))
+LABELS = {"model": "Model", "bundle_version": "Bundle version", "selector": "Devices", "tags": "Tags",
+          "device_ids": "Device ids", "waves": "Waves", "wave_timeout_s": "Wave timeout",
+          **{name: text for name, text, _ in GATES}}
 DEFAULTS = {"selector": "fleet", "waves": "1 300\n50% 600\n100% 600", "wave_timeout_s": "3600",
             "min_healthy_fraction": "0.9"}
 _WAVE = re.compile(r"^(?P<size>\d+(?:\.\d+)?%?)\s+(?P<soak>\d+(?:\.\d+)?)$")
@@ -86,6 +89,10 @@ def _field_of(loc: tuple[int | str, ...], selector: str) -> str:
 
 def _message(error: dict[str, Any]) -> str:
     text = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "string_too_short" and error.get("ctx", {}).get("min_length") == 1:
+        text = "required"
+    elif error["type"] == "too_short":
+        text = "give at least one"
     loc = error["loc"]
     if loc[:1] == ("waves",) and len(loc) > 1 and isinstance(loc[1], int):
         return f"wave {loc[1] + 1}: {text}"

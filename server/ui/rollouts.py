@@ -32,7 +32,7 @@ def _form_page(request: Request, session: SessionDep, ui: UiSessionDep, form: ro
     versions = {m.model: [b.version for b in registry_api.list_versions(m.model, session, ui.operator)]
                 for m in models}
     return page(request, "rollout_new.html", ui, code, title="New rollout", form=form, models=models,
-                versions=versions, gates=rollout_form.GATES)
+                versions=versions, gates=rollout_form.GATES, labels=rollout_form.LABELS)
 
 
 @router.get("/rollouts/new")

@@ -147,13 +147,15 @@ def test_invalid_rollout_forms_show_each_fields_error(page: Page, stack: Stack) 
     page.get_by_label("Min healthy fraction").fill("1.5")
     page.get_by_role("button", name="Start rollout").click()
     expect(page.locator("#form-errors")).to_be_visible()
-    errors = {"model": "at least 1 character", "bundle_version": "at least 1 character", "tags": "at least 1 item",
+    errors = {"model": "required", "bundle_version": "required", "tags": "give at least one",
               "waves": "line 2: write a size", "wave_timeout_s": "whole number of seconds",
               "max_error_rate": "must be a number"}
     for field, message in errors.items():
         expect(page.locator(f"#{field}-error")).to_contain_text(message)
         expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_label("Waves, one per line")).to_have_value("1 300\nhalf of them")  # kept for fixing
+    page.locator("#form-errors").get_by_role("link", name=re.compile("^Waves")).click()  # the summary leads there
+    expect(page.get_by_label("Waves, one per line")).to_be_focused()
     shot(page, "rollout-invalid")
 
     page.get_by_label("Model").select_option("digits")
@@ -174,7 +176,7 @@ def test_invalid_rollout_forms_show_each_fields_error(page: Page, stack: Stack) 
     expect(page.locator("#tags-error")).to_contain_text("the selector matches no active device")
     page.get_by_label("Listed devices").check()
     page.get_by_role("button", name="Start rollout").click()
-    expect(page.locator("#device_ids-error")).to_contain_text("at least 1 item")
+    expect(page.locator("#device_ids-error")).to_contain_text("give at least one")
 
 
 def test_missing_things_are_a_404_page(page: Page, stack: Stack) -> None:

@@ -51,7 +51,20 @@ function filterTable(input) {
   });
 }
 
+// Links from an error summary to a field put the keyboard focus in that field.
+function focusOnFollow(link) {
+  link.addEventListener("click", (event) => {
+    const target = document.getElementById(link.getAttribute("href").slice(1));
+    if (target) {
+      event.preventDefault();
+      target.scrollIntoView({block: "center"});
+      target.focus();
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach(follow);
+  document.querySelectorAll(".error a[href^='#']").forEach(focusOnFollow);
   document.querySelectorAll("[data-filter-table]").forEach(filterTable);
 });
