@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from device.bundle import load_bundle
+from device.simulator.spec import DEVICE_TYPE
 from device.updater import fetcher as fetcher_module
 from device.updater.health import HealthSample
 from device.updater.machine import Updater
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.target import DeviceProfile, detect_tflite_version
 from tests.e2e.fleet import (
-    DEVICE_TYPE,
     DIGITS_V2,
     FACTORY,
     RegistryServer,

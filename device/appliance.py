@@ -26,6 +26,7 @@ from device.outbox import Outbox
 from device.outbox.outbox import outbox_settings_from
 from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
+from device.pipeline.result import Result
 from device.provision import Provisioner, ProvisioningStatus, ProvisionSettings
 from device.service import Runner
 from device.state import read_json, write_json_atomic
@@ -160,6 +161,21 @@ class Appliance:
         self.runner.stats.new_window()  # the gate figures in /healthz must be the new model's own
         self.bundle_dir, self.bundle_error = target, ""
 
+    def resume(self) -> int:
+        """Load the saved detector/adapter state; the sequence number the next frame gets."""
+        return load_state(self.state_root, self.pipeline)
+
+    def after_frame(self, result: Result) -> int:
+        """The housekeeping after each frame: labels in, bundle switch, periodic save; the next seq."""
+        self.last_frame = time.monotonic()
+        seq = result.seq + 1
+        self.apply_labels()
+        if seq % RELOAD_CHECK_EVERY == 0:
+            self.reload_if_switched(seq)
+        if seq % SAVE_EVERY == 0:
+            save_state(self.state_root, self.pipeline, seq)
+        return seq
+
     def run(self, stop: threading.Event | None = None) -> int:
         """Capture and process frames until the source ends or `stop` is set; state is saved on the way out."""
         cfg = self.config
@@ -169,25 +185,19 @@ class Appliance:
                              size=self.pipeline.bundle.frame_size, fps=cfg.camera.fps,
                              realtime=cfg.camera.realtime)
         health = HealthServer(self.snapshot, cfg.device.health_port).start()
-        seq = load_state(self.state_root, self.pipeline)
+        seq = self.resume()
         log.info("running %s %s on %s; health on 127.0.0.1:%d", self.pipeline.bundle.name,
                  self.pipeline.bundle.version, cfg.camera.source, health.port)
         self.connect()
         try:
             for result in self.runner.run(source, start_seq=seq, overlap=cfg.device.overlap):
-                self.last_frame = time.monotonic()
-                seq = result.seq + 1
-                self.apply_labels()
-                if seq % RELOAD_CHECK_EVERY == 0:
-                    self.reload_if_switched(seq)
-                if seq % SAVE_EVERY == 0:
-                    save_state(self.state_root, self.pipeline, seq)
+                seq = self.after_frame(result)
         finally:
             self.close(seq, source, health)
         log.info("stopped after %d frames", self.runner.stats.frames)
         return 0
 
-    def close(self, seq: int, source: Any, health: HealthServer) -> None:
+    def close(self, seq: int, source: Any, health: HealthServer | None = None) -> None:
         save_state(self.state_root, self.pipeline, seq)
         source.close()
         if self.provisioner is not None:
@@ -195,5 +205,6 @@ class Appliance:
         if self.sync is not None:
             self.sync.heartbeat(5)
             self.sync.close()
-        health.close()
+        if health is not None:
+            health.close()
         self.outbox.close()

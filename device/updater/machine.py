@@ -85,12 +85,15 @@ class Updater:
         """Recover, then step until `stop` is set; a failing step (disk full, broken slot) is logged and retried."""
         self.recover()
         while not stop.is_set():
-            try:
-                wait = self.step()
-            except (TinyLCMError, OSError) as exc:
-                log.error("updater: step in %s failed: %s", self.record.state, exc)
-                wait = self._backoff()
-            stop.wait(wait)
+            stop.wait(self.tick())
+
+    def tick(self) -> float:
+        """`step()`, with a failing step logged and retried after a backoff; how long to wait."""
+        try:
+            return self.step()
+        except (TinyLCMError, OSError) as exc:
+            log.error("updater: step in %s failed: %s", self.record.state, exc)
+            return self._backoff()
 
     def step(self) -> float:
         """Do the next piece of work; returns how long to wait before the next step."""

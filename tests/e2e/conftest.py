@@ -16,6 +16,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from tests.e2e.device_run import Accounting, Device
+from tests.e2e.fleet import RegistryServer, database
 from tests.e2e.proxy import FaultProxy
 from tests.e2e.server_proc import ServerDatabase, ServerProcess
 from tests.server import services
@@ -107,3 +108,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("end-to-end sync accounting (per fault)")
         for result in RESULTS:
             terminalreporter.write_line(result.line())
+
+
+@pytest.fixture
+def registry(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[RegistryServer]:
+    """A signed registry server of its own (online TUF keys, root v1 pushed), on a database of its own."""
+    with database(e2e_env["TINYMLOPS_TEST_DATABASE_URL"]) as url:
+        server = RegistryServer(e2e_env, url, tmp_path / "server")
+        try:
+            yield server
+        finally:
+            server.close()

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,11 +25,13 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from tests.e2e.server_proc import ROOT, ServerDatabase, ServerProcess, free_port
+from device.simulator import FleetSpec
+from device.simulator.devices import DeviceSetup
+from device.simulator.processes import ProcessDevice
+from tests.e2e.server_proc import ROOT, ServerDatabase, ServerProcess
 
 FACTORY = ROOT / "device" / "models" / "digits"
 DIGITS_V2 = ROOT / "benchmarks" / "fixtures" / "digits-v2"
-DEVICE_TYPE = "raspberrypi3"  # one of the bundles' device types
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 120, every_s: float = 0.5) -> Any:
@@ -179,67 +180,18 @@ def start_rollout(registry: RegistryServer, version: str, ids: list[str], soak_s
         "gates": GATES, "wave_timeout_s": wave_timeout_s})
 
 
-class FleetDevice:
-    """`tinylcm run` + `tinylcm updater` over one data dir; kill() ends both."""
+class FleetDevice(ProcessDevice):
+    """One device as the simulator runs it: `tinylcm run` + `tinylcm updater` over one data dir."""
 
     def __init__(self, workdir: Path, server: RegistryServer, *, fps: float = 10, probation_s: float = 8,
                  seed: int = 0) -> None:
-        self.workdir = workdir
-        self.data = workdir / "data"
-        (self.data / "tuf").mkdir(parents=True)
-        shutil.copy(server.keys / "1.root.json", self.data / "tuf" / "root.json")  # pinned at provisioning
-        self.health_port = free_port()
-        self.config = workdir / "device.json"
-        self.config.write_text(json.dumps({
-            "device": {"data_dir": str(self.data), "health_port": self.health_port, "name": workdir.name},
-            "camera": {"source": "digits", "fps": fps, "seed": seed, "realtime": True},
-            "sync": {"server_url": server.url, "enrollment_token": server.db.enrollment_token(),
-                     "interval_s": 2, "heartbeat_interval_s": 1},
-        }))
-        self.probation_s = probation_s
-        self.procs: list[subprocess.Popen[bytes]] = []
+        setup = DeviceSetup(seed, workdir, server.url, server.db.enrollment_token(),
+                            (server.keys / "1.root.json").read_bytes())  # root v1, pinned at provisioning
+        spec = FleetSpec(devices=1, duration_s=1, mode="processes", fps=fps, heartbeat_s=1, sync_s=2,
+                         probation_s=probation_s)
+        super().__init__(setup, spec)
         # the appliance runs whatever models/current points to: the factory bundle 1.0.0 until the
         # updater (which installs the factory bundle into slot-a on first start) flips it
 
-    def _spawn(self, name: str, *argv: str) -> None:
-        with (self.workdir / f"{name}.log").open("ab") as out:
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "device.cli", *argv], cwd=ROOT, stdout=out,
-                                               stderr=subprocess.STDOUT, start_new_session=True))
-
-    def start(self) -> FleetDevice:
-        self._spawn("run", "run", "--config", str(self.config))
-        self._spawn("updater", "updater", "--config", str(self.config), "--device-type", DEVICE_TYPE,
-                    "--probation-s", str(self.probation_s))
-        return self
-
-    def alive(self) -> bool:
-        return all(p.poll() is None for p in self.procs)
-
-    @property
-    def device_id(self) -> str | None:
-        path = self.data / "state" / "sync_identity.json"
-        try:
-            return str(json.loads(path.read_text())["device_id"])
-        except (OSError, ValueError, KeyError):
-            return None
-
     def updater_history(self) -> list[dict[str, Any]]:
-        try:
-            return list(json.loads((self.data / "state" / "updater.json").read_text()).get("history", []))
-        except (OSError, ValueError):
-            return []
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return "".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}\n"
-                       for p in sorted(self.workdir.glob("*.log")))
-
-    def kill(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        return list(self.setup.update_state().get("history", []))

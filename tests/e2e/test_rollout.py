@@ -21,22 +21,11 @@ from tests.e2e.fleet import (
     FleetDevice,
     RegistryServer,
     alarming_bundle,
-    database,
     start_rollout,
     wait_for,
 )
 
 DEVICES = int(os.environ.get("TINYMLOPS_E2E_FLEET", "20"))  # fewer on a small machine
-
-
-@pytest.fixture
-def registry(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[RegistryServer]:
-    with database(e2e_env["TINYMLOPS_TEST_DATABASE_URL"]) as url:
-        server = RegistryServer(e2e_env, url, tmp_path / "server")
-        try:
-            yield server
-        finally:
-            server.close()
 
 
 @pytest.fixture

@@ -1,0 +1,5 @@
+import sys
+
+from device.simulator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""Simulated devices as shipped: `tinylcm run` and `tinylcm updater` as two processes over one data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from device.simulator.devices import DeviceSetup, DeviceStatus, write_config
+from device.simulator.spec import DEVICE_TYPE, FleetSpec
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ProcessDevice:
+    """One device: both services started with `start()`, killed (SIGTERM, or SIGKILL: power loss) with `kill()`."""
+
+    def __init__(self, setup: DeviceSetup, spec: FleetSpec) -> None:
+        self.setup = setup
+        self.health_port = free_port()
+        setup.provision()
+        self.config = write_config(setup.workdir / "device.json", setup.config(spec, self.health_port))
+        self.probation_s = spec.probation_s
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.restarts = 0
+        self.before: dict[str, int] = {"frames": 0, "drift_events": 0}  # earlier boots' counts (/healthz
+        # counts from its own start)
+        self._last: dict[str, Any] = {}
+
+    def _spawn(self, name: str, *argv: str) -> None:
+        with (self.setup.workdir / f"{name}.log").open("ab") as out:
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "device.cli", *argv], cwd=self.setup.workdir,
+                                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self) -> ProcessDevice:
+        self.procs = []
+        self._spawn("run", "run", "--config", str(self.config))
+        self._spawn("updater", "updater", "--config", str(self.config), "--device-type", DEVICE_TYPE,
+                    "--probation-s", str(self.probation_s))
+        return self
+
+    def alive(self) -> bool:
+        return bool(self.procs) and all(p.poll() is None for p in self.procs)
+
+    @property
+    def device_id(self) -> str | None:
+        return self.setup.device_id
+
+    def health(self) -> dict[str, Any]:
+        try:
+            url = f"http://127.0.0.1:{self.health_port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback http
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:  # 503 while stalled still carries the JSON
+            return dict(json.loads(exc.read() or b"{}"))
+        except (OSError, ValueError):
+            return {}
+
+    def status(self) -> DeviceStatus:
+        health = self.health()
+        self._last = health or self._last
+        status = DeviceStatus.from_health(self.alive(), self.device_id is not None, health, self.setup.update_state())
+        status.frames += self.before["frames"]
+        status.drift_events += self.before["drift_events"]
+        return status
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return "".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}\n"
+                       for p in sorted(self.setup.workdir.glob("*.log")))
+
+    def kill(self, hard: bool = False) -> None:
+        """SIGTERM both services (SIGKILL after 20 s), or SIGKILL at once (`hard`: the power is cut)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+    def power_cycle(self) -> None:
+        self.kill(hard=True)
+        for key in self.before:
+            self.before[key] += int(self._last.get(key) or 0)
+        self._last = {}
+        self.restarts += 1
+        self.start()

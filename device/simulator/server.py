@@ -1,0 +1,65 @@
+"""The server as an operator sees it: enrollment tokens, the pinned TUF root, the fleet's view of the run."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from device.simulator.spec import SimulationError
+
+
+class OperatorAPI:
+    """`/api/v1` and `/tuf` with an operator token, over plain urllib (the simulator's only server calls)."""
+
+    def __init__(self, url: str, token: str, timeout_s: float = 30.0) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SimulationError(f"bad --server {url!r}: use http://HOST:PORT or https://HOST")
+        if not token:
+            raise SimulationError("no operator token: pass --token or set TINYSPHERE_TOKEN")
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, body: Any = None) -> bytes:
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
+            self.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(2000).decode(errors="replace")
+            hint = " (is the token an operator token?)" if exc.code in (401, 403) else ""
+            raise SimulationError(f"{method} {path}: HTTP {exc.code}{hint}: {detail}") from exc
+        except (OSError, ValueError) as exc:
+            raise SimulationError(f"{method} {path}: cannot reach {self.url}: {exc}") from exc
+
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        raw = self._call(method, path, body)
+        return json.loads(raw) if raw else None
+
+    def enrollment_tokens(self, count: int, tags: list[str], ttl_s: int = 3600) -> list[str]:
+        """`count` one-time tokens; each device enrolls once with its own."""
+        def one(_: int) -> str:
+            return str(self.json("POST", "/api/v1/enrollment-tokens", {"ttl_s": ttl_s, "tags": tags})["token"])
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, range(count)))
+
+    def root(self) -> bytes:
+        """Root v1 of the server's TUF repository: what provisioning pins on a real card."""
+        return self._call("GET", "/tuf/metadata/1.root.json")
+
+    def devices(self, tag: str) -> list[dict[str, Any]]:
+        """Every device carrying `tag`, as the fleet API lists them."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self.json("GET", f"/api/v1/devices?tag={urllib.parse.quote(tag)}&limit=500&offset={len(out)}")
+            out.extend(page["items"])
+            if not page["items"] or len(out) >= page["count"]:
+                return out

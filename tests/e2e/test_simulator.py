@@ -1,0 +1,134 @@
+"""`scripts/simulate-fleet` against the real server: device processes through a network cut and a power
+loss, 500 in-process agents, and every bad argument refused with a clear message.
+
+Both runs check what matters after faults: every device enrolled once and seen by the server, and for
+each device the records the server holds plus those still in its outbox form one gapless run of
+sequence numbers with no duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device.simulator.spec import FleetSpec, SimulationError, parse_fault
+from tests.e2e.fleet import RegistryServer
+from tests.e2e.server_proc import ROOT
+
+AGENTS = int(os.environ.get("TINYMLOPS_E2E_AGENTS", "500"))  # fewer on a small machine
+
+
+def simulate(registry: RegistryServer, workdir: Path, *argv: str, timeout_s: float = 600
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "scripts" / "simulate-fleet"), "--server", registry.url, "--workdir",
+                           str(workdir), *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+                          env={**os.environ, "TINYSPHERE_TOKEN": registry.operator})
+
+
+def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def pending_seqs(data: Path) -> list[int]:
+    """Sequence numbers still in the device's outbox (committed, not yet acknowledged by the server)."""
+    with sqlite3.connect(data / "outbox.db") as conn:
+        return [row[0] for row in conn.execute("SELECT seq FROM records")]
+
+
+def check_nothing_lost_or_doubled(registry: RegistryServer, workdir: Path, devices: int) -> None:
+    rows = registry.db.rows("SELECT id, name FROM devices WHERE name LIKE 'sim-%'")
+    assert len(rows) == devices, rows  # each device enrolled exactly once
+    by_name = {row["name"]: row["id"] for row in rows}
+    for data in sorted(workdir.glob("sim-*/data")):
+        device_id = by_name[data.parent.name]
+        registry.db.wait_imported(device_id)
+        server = registry.db.seqs(device_id)
+        doubled = [seq for seq, n in Counter(server).items() if n > 1]
+        assert not doubled, (data.parent.name, doubled)
+        held = set(server) | set(pending_seqs(data))
+        assert held, data.parent.name
+        assert held == set(range(min(held), max(held) + 1)), (data.parent.name, sorted(set(range(max(held))) - held))
+
+
+def test_device_processes_survive_a_network_cut_and_a_power_loss(registry: RegistryServer, tmp_path: Path) -> None:
+    workdir = tmp_path / "fleet"
+    proc = simulate(registry, workdir, "--devices", "3", "--mode", "processes", "--duration", "40",
+                    "--fps", "5", "--drift", "unseen@30", "--fault", "offline@10:8", "--fault", "kill@24",
+                    "--every", "4", timeout_s=300)
+    result = result_of(proc)
+    assert result["mode"] == "processes" and result["alive"] == 3 and result["enrolled"] == 3
+    assert result["server_seen"] == 3
+    assert result["faults"] == ["offline@10:8", "kill@24"]
+    assert result["frames"] > 0 and result["drift_events"] > 0, result
+    assert "network cut" in proc.stderr and "killed (-9)" in proc.stderr
+    assert "alive 3/3" in proc.stderr
+    check_nothing_lost_or_doubled(registry, workdir, 3)
+
+
+def test_hundreds_of_agents_in_one_process(registry: RegistryServer, tmp_path: Path) -> None:
+    workdir = tmp_path / "fleet"
+    proc = simulate(registry, workdir, "--devices", str(AGENTS), "--mode", "agents", "--duration", "30",
+                    "--fps", "0.5", "--heartbeat", "10", "--sync-interval", "10", "--every", "10")
+    result = result_of(proc)
+    assert result["mode"] == "agents" and result["alive"] == AGENTS and result["enrolled"] == AGENTS, result
+    assert result["server_seen"] == AGENTS
+    assert result["drained"] is True and result["outbox_depth"] == 0, result
+    assert result["models"] == {"1.0.0": AGENTS} and result["frames"] > 0, result
+    check_nothing_lost_or_doubled(registry, workdir, AGENTS)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--devices", "0", "--duration", "5"], "--devices must be between 1 and 1000"),
+    (["--devices", "1001", "--duration", "5"], "--devices must be between 1 and 1000"),
+    (["--devices", "60", "--mode", "processes", "--duration", "5"], "use --mode agents"),
+    (["--devices", "2", "--duration", "0"], "must be > 0"),
+    (["--devices", "2", "--duration", "5", "--fault", "flood@3"], "bad --fault 'flood@3'"),
+    (["--devices", "2", "--duration", "5", "--fault", "offline@3"], "offline needs a duration"),
+    (["--devices", "20", "--mode", "agents", "--duration", "5", "--fault", "kill@3"], "needs device processes"),
+    (["--devices", "2", "--duration", "5", "--drift", "sideways@3"], "bad --drift"),
+    (["--devices", "2", "--duration", "5", "--drift-share", "2"], "--drift-share must be between 0 and 1"),
+    (["--devices", "2", "--duration", "5", "--name", "a b"], "bad --name"),
+])
+def test_bad_arguments_are_refused_before_anything_starts(argv: list[str], message: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "device.simulator", "--server", "http://127.0.0.1:9",
+                           "--token", "x", "--workdir", str(tmp_path), *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing was enrolled or written
+
+
+def test_a_wrong_server_or_token_is_a_clear_error(registry: RegistryServer, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "device.simulator", "--devices", "1", "--duration", "5", "--workdir", str(tmp_path)]
+    unreachable = subprocess.run([*base, "--server", "http://127.0.0.1:9", "--token", "x"], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 2 and "cannot reach http://127.0.0.1:9" in unreachable.stderr
+    wrong = subprocess.run([*base, "--server", registry.url, "--token", "tso_wrong"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "HTTP 401 (is the token an operator token?)" in wrong.stderr
+    missing = subprocess.run([*base, "--server", registry.url], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60, env={k: v for k, v in os.environ.items() if k != "TINYSPHERE_TOKEN"})
+    assert missing.returncode == 2 and "no operator token" in missing.stderr
+    bad_url = subprocess.run([*base, "--server", "ftp://x", "--token", "x"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert bad_url.returncode == 2 and "bad --server 'ftp://x'" in bad_url.stderr
+
+
+def test_fault_specs_parse_and_round_trip() -> None:
+    assert str(parse_fault("offline@10:5")) == "offline@10:5"
+    assert str(parse_fault(" kill@2.5 ")) == "kill@2.5"
+    with pytest.raises(SimulationError, match="kill takes no duration"):
+        parse_fault("kill@3:4")
+    spec = FleetSpec(devices=10, duration_s=1, drift="unseen@5", drift_share=0.3)
+    assert [spec.drift_for(i) for i in range(10)].count("unseen@5") == 3
+    assert FleetSpec(devices=10, duration_s=1).resolved_mode == "processes"
+    assert FleetSpec(devices=11, duration_s=1).resolved_mode == "agents"
