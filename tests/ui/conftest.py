@@ -154,9 +154,9 @@ def login(page: Page, token: str, path: str = "/ui/") -> None:
     page.wait_for_url(f"**{path}")
 
 
-def shot(page: Page, name: str) -> Path:
-    """Save a screenshot of what the browser shows now."""
+def shot(page: Page, name: str, full_page: bool = False) -> Path:
+    """Save a screenshot of what the browser shows now (or of the whole page)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

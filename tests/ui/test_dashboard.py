@@ -56,7 +56,7 @@ def test_device_page_shows_state_charts_and_samples(page: Page, stack: Stack) ->
     for i in range(3):  # the presigned sample images really load (allowed by the page's CSP)
         expect(samples.nth(i)).to_have_js_property("complete", True)
         assert samples.nth(i).evaluate("img => img.naturalWidth") == 64
-    shot(page, "device")
+    shot(page, "device", full_page=True)
 
 
 def test_label_a_drift_sample_and_the_device_receives_it(page: Page, stack: Stack) -> None:
