@@ -19,7 +19,7 @@ import httpx2
 import psycopg
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, Playwright, sync_playwright
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -140,7 +140,11 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    opened.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+    def refuse(dialog: Dialog) -> None:  # no page of ours opens one: an injected script would
+        errors.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    opened.on("dialog", refuse)
     yield opened
     context.close()
     assert not errors, errors
