@@ -12,12 +12,12 @@ import queue
 import threading
 import time
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from device.bundle import factory_bundle
 from device.capture import open_source
 from device.config import Config
 from device.errors import TinyLCMError
@@ -37,11 +37,6 @@ log = logging.getLogger(__name__)
 SAVE_EVERY = 200  # frames between two saves of the detectors' and adapter's state
 RELOAD_CHECK_EVERY = 25  # frames between two looks at where models/current points
 HEALTH_WINDOW = 1000  # recent frames behind the latency percentiles and the drift-alarm rate
-
-
-def factory_bundle() -> Path:
-    """The bundle baked into the package (and the image): digits 0-5."""
-    return Path(str(resources.files("device") / "models" / "digits"))
 
 
 def bundle_path(config: Config) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,8 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     if len(bundle.input.shape) != 4 or bundle.input.shape[3] != 3:
         raise BundleError(f"input must be (1, H, W, 3), got {bundle.input.shape}", meta_path)
     return bundle
+
+
+def factory_bundle() -> Path:
+    """The bundle baked into the package (and the image): digits 0-5."""
+    return Path(str(resources.files("device") / "models" / "digits"))

@@ -45,6 +45,12 @@ class FeatureTransformationConfig:
             raise ValueError(f"feature_transformation.type must be 'standard_scaler_pca', got {self.type!r}")
 
 
+# what device.pipeline.knn implements (a test keeps the two equal; importing it here would pull numpy
+# into the updater, which reads this config too)
+METRICS = ("euclidean", "manhattan", "cosine")
+POLICIES = ("class_balanced", "fifo", "random")
+
+
 @dataclass
 class AdaptiveClassifierConfig:
     type: str = "knn"
@@ -54,8 +60,6 @@ class AdaptiveClassifierConfig:
     policy: str = "class_balanced"  # replacement when full: class_balanced | fifo | random
 
     def __post_init__(self) -> None:
-        from device.pipeline.knn import METRICS, POLICIES
-
         if self.type != "knn":
             raise ValueError(f"adaptive_classifier.type must be 'knn', got {self.type!r}")
         if self.metric not in METRICS:

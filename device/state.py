@@ -7,9 +7,10 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are saved: the updater never needs it
+    import numpy as np
 
 
 def fsync_dir(directory: Path) -> None:
@@ -57,4 +58,5 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
     """Write arrays as an uncompressed .npz atomically (loadable with allow_pickle=False)."""
+    import numpy as np
     write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> UpdaterSettings:
-    from device.appliance import factory_bundle
+    from device.bundle import factory_bundle
     from device.config import Config, load_config
 
     config = load_config(args.config) if args.config else Config()

@@ -17,7 +17,7 @@ from typing import Any
 
 from device.bundle import load_bundle
 from device.errors import BundleError, RemoteError, StateError, TinyLCMError, UpdateRejectedError
-from device.provision import read_status
+from device.state import read_json
 from device.sync.identity import load_identity
 from device.updater.clock import TrustedClock
 from device.updater.health import HealthSample, read_health
@@ -242,7 +242,7 @@ class Updater:
         identity = load_identity(self.settings.identity_path)
         if identity is None:
             raise StateError("the device is not enrolled yet", self.settings.identity_path)
-        server = self.settings.server_url or (read_status(self.settings.provisioning_path) or {}).get("server_url")
+        server = self.settings.server_url or read_json(self.settings.provisioning_path).get("server_url")
         if not server:
             raise StateError("no server URL: not provisioned", self.settings.provisioning_path)
         return BundleRepository(str(server), identity.secret, self.settings.tuf_dir, self.settings.downloads_dir,

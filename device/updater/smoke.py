@@ -12,9 +12,10 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # the child process imports numpy; the updater, which only starts it, does not
+    import numpy as np
 
 from device.errors import SmokeTestError, TinyLCMError
 
@@ -31,6 +32,8 @@ def sample_frames(shape: tuple[int, ...], count: int) -> list[np.ndarray]:
 
 def check_bundle(path: Path, count: int) -> dict[str, Any]:
     """Load the bundle's whole pipeline and run `count` frames; raises on anything off."""
+    import numpy as np
+
     from device.capture.base import Frame
     from device.pipeline.pipeline import Pipeline
 

@@ -65,3 +65,10 @@ def test_shipped_config_spells_out_every_default() -> None:
     assert shipped.adaptation == AdaptConfig().to_dict()
     assert asdict(shipped) == {**asdict(Config()), "drift_detectors": DEFAULT_DETECTORS,
                                "adaptation": AdaptConfig().to_dict()}
+
+
+def test_the_config_knows_what_the_classifier_implements() -> None:
+    from device import config
+    from device.pipeline import knn
+
+    assert (config.METRICS, config.POLICIES) == (knn.METRICS, knn.POLICIES)

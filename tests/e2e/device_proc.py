@@ -24,8 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from device.bundle import factory_bundle
 from device.capture import open_source
-from device.cli import factory_bundle
 from device.config import Config
 from device.outbox import Outbox, OutboxSettings
 from device.outbox import intake as intake_module
