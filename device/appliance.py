@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SAVE_EVERY = 200  # frames between two saves of the detectors' and adapter's state
 RELOAD_CHECK_EVERY = 25  # frames between two looks at where models/current points
 HEALTH_WINDOW = 1000  # recent frames behind the latency percentiles and the drift-alarm rate
+METRICS_EVERY_S = 30.0  # between two metric records (latency, confidence, drift-alarm rate) in the outbox
 
 
 def bundle_path(config: Config) -> Path:
@@ -63,6 +64,8 @@ class Appliance:
         self.last_frame = time.monotonic()
         self.bundle_error = ""  # why the bundle models/current points to could not be loaded
         self._sync_lock = threading.Lock()
+        self._confidence = [0.0, 0]  # sum and count of the kNN confidence since the last metric record
+        self._next_metrics = time.monotonic() + METRICS_EVERY_S
 
     # -- the world outside: health, provisioning, sync ------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -164,12 +167,28 @@ class Appliance:
         """The housekeeping after each frame: labels in, bundle switch, periodic save; the next seq."""
         self.last_frame = time.monotonic()
         seq = result.seq + 1
+        self._confidence[0] += result.confidence
+        self._confidence[1] += 1
+        if self.last_frame >= self._next_metrics:
+            self.record_metrics()
         self.apply_labels()
         if seq % RELOAD_CHECK_EVERY == 0:
             self.reload_if_switched(seq)
         if seq % SAVE_EVERY == 0:
             save_state(self.state_root, self.pipeline, seq)
         return seq
+
+    def record_metrics(self) -> None:
+        """A metric record for the server's charts: the gate figures and the mean confidence since the last one."""
+        total, count = self._confidence
+        health = self._health()
+        metrics = {"latency_ms_p95": health["latency_ms_p95"], "drift_alarm_rate": health["drift_alarm_rate"],
+                   "error_rate": health["error_rate"], "frames": health["frames"]}
+        if count:
+            metrics["confidence"] = round(total / count, 4)
+        self.outbox.append("metric", {"metrics": metrics, "model_version": self.pipeline.bundle.version})
+        self._confidence = [0.0, 0]
+        self._next_metrics = time.monotonic() + METRICS_EVERY_S
 
     def run(self, stop: threading.Event | None = None) -> int:
         """Capture and process frames until the source ends or `stop` is set; state is saved on the way out."""

@@ -99,3 +99,22 @@ def test_desired_state_and_update_state_cross_the_state_volume(tmp_path) -> None
     assert report["update_state"] == "PROBATION" and report["model_version"] == "1.0.0"
     assert {"latency_ms_p95", "drift_alarm_rate", "error_rate", "healthy"} <= set(report["health"])
     appliance.outbox.close()
+
+
+def test_metric_records_carry_the_figures_the_dashboard_charts(tmp_path, monkeypatch) -> None:
+    from device import appliance as appliance_module
+    from device.capture import open_source
+
+    monkeypatch.setattr(appliance_module, "METRICS_EVERY_S", 0.0)
+    appliance = _appliance(tmp_path)
+    source = open_source("digits", seed=3, size=appliance.pipeline.bundle.frame_size, limit=5)
+    for result in appliance.runner.run(source):
+        appliance.after_frame(result)
+    assert appliance.outbox.flush(10)
+    records = [r["data"] for r in appliance.outbox.records("metric")]
+    assert len(records) == 5
+    last = records[-1]
+    assert last["model_version"] == "1.0.0"
+    assert set(last["metrics"]) == {"latency_ms_p95", "drift_alarm_rate", "error_rate", "frames", "confidence"}
+    assert 0.0 < last["metrics"]["confidence"] <= 1.0 and last["metrics"]["frames"] == 5
+    appliance.outbox.close()
