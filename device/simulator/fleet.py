@@ -92,6 +92,8 @@ class Simulation:
         self.relay: Relay | None = None
         self.fleet: ProcessFleet | AgentFleet | None = None
         self.faults_done: list[str] = []
+        self.pending = sorted(spec.faults, key=lambda f: f.at_s)
+        self.started = time.monotonic()
 
     def setups(self) -> list[DeviceSetup]:
         root = self.root if self.root is not None else self.api.root()
@@ -109,6 +111,7 @@ class Simulation:
         self.say(f"starting {len(setups)} devices as {mode} (tag {self.tag}) in {self.workdir}")
         fleet = ProcessFleet(setups, self.spec) if mode == "processes" else AgentFleet(setups, self.spec)
         self.fleet = fleet.start(self.say)
+        self.started = time.monotonic()
         return self.fleet
 
     def summary(self, elapsed_s: float, ask_server: bool = True) -> Summary:
@@ -135,25 +138,34 @@ class Simulation:
             self.say(f"fault {fault}: every device killed (-9) and booted again")
         self.faults_done.append(str(fault))
 
-    def run(self, drain_s: float = 30.0) -> dict[str, Any]:
-        fleet = self.start()
-        started = time.monotonic()
-        pending = sorted(self.spec.faults, key=lambda f: f.at_s)
+    def watch(self, seconds: float, until: Callable[[Summary], bool] | None = None) -> Summary:
+        """Print a summary line every `every_s` and apply the faults due, for `seconds` or until `until` holds."""
+        assert self.fleet is not None, "start() first"
+        ends = time.monotonic() + seconds
         next_line = 0.0
+        while True:
+            elapsed = time.monotonic() - self.started
+            for fault in [f for f in self.pending if f.at_s <= elapsed]:
+                self._apply(fault, elapsed)
+                if str(fault) in self.faults_done:
+                    self.pending.remove(fault)
+            if time.monotonic() >= next_line or time.monotonic() >= ends:
+                summary = self.summary(elapsed)
+                self.say(summary.line())
+                next_line = time.monotonic() + self.every_s
+                if time.monotonic() >= ends or (until is not None and until(summary)):
+                    return summary
+            time.sleep(0.2)
+
+    def stop(self, drain_s: float = 30.0) -> dict[str, Any]:
+        """Drain the agents' outboxes (up to `drain_s`), stop every device; the final report."""
+        fleet = self.fleet
+        assert fleet is not None, "start() first"
         try:
-            while (elapsed := time.monotonic() - started) < self.spec.duration_s:
-                for fault in [f for f in pending if f.at_s <= elapsed]:
-                    self._apply(fault, elapsed)
-                    if str(fault) in self.faults_done:
-                        pending.remove(fault)
-                if elapsed >= next_line:
-                    self.say(self.summary(elapsed).line())
-                    next_line += self.every_s
-                time.sleep(0.2)
             if self.relay is not None:
                 self.relay.restore()
             drained = fleet.drain(drain_s) if isinstance(fleet, AgentFleet) and drain_s > 0 else None
-            final = self.summary(time.monotonic() - started)
+            final = self.summary(time.monotonic() - self.started)
         finally:
             fleet.close()
             if self.relay is not None:
@@ -163,3 +175,12 @@ class Simulation:
                 "drift_events": final.drift_events, "outbox_depth": final.outbox_depth, "drained": drained,
                 "models": final.models, "updates": final.updates, "faults": self.faults_done,
                 "frame_lag_s": round(fleet.lag_s, 3) if isinstance(fleet, AgentFleet) else None}
+
+    def run(self, drain_s: float = 30.0) -> dict[str, Any]:
+        """Start, run for the spec's duration with its faults, stop; the final report."""
+        self.start()
+        try:
+            self.watch(self.spec.duration_s)
+        finally:
+            result = self.stop(drain_s)
+        return result

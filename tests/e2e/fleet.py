@@ -7,10 +7,8 @@ directory made by `tinysphere keys init`; `FleetDevice` is one device as shipped
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from device.simulator import FleetSpec
+from device.simulator.bundles import drifting_bundle
 from device.simulator.devices import DeviceSetup
 from device.simulator.processes import ProcessDevice
 from tests.e2e.server_proc import ROOT, ServerDatabase, ServerProcess
@@ -47,32 +46,9 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 120, ev
 
 # -- bundles ------------------------------------------------------------------------------------
 
-def _reseal(bundle: Path) -> None:
-    meta = json.loads((bundle / "bundle.json").read_text())
-    meta["files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                     for p in sorted(bundle.iterdir()) if p.name != "bundle.json"}
-    (bundle / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-
-
 def alarming_bundle(dest: Path, version: str = "2.0.1") -> Path:
-    """v2 with a drift reference no real frame matches: the model loads and classifies, every detector alarms."""
-    target = dest / f"digits-{version}"
-    shutil.copytree(DIGITS_V2, target)
-    ref = json.loads((target / "drift_reference.json").read_text())
-    ref["knn_distance"].update(mean=0.05, std=0.01)
-    ref["knn_distance"]["quantiles"] = dict.fromkeys(ref["knn_distance"]["quantiles"], 0.05)
-    ref["features"]["mean"] = [m + 10.0 for m in ref["features"]["mean"]]
-    ref["features"]["std"] = [0.01] * len(ref["features"]["std"])
-    ref["confidence"].update(mean=0.99999, std=0.00001)
-    ref["confidence"]["quantiles"] = dict.fromkeys(ref["confidence"]["quantiles"], 0.99999)
-    classes = len(ref["predictions"]["distribution"])
-    ref["predictions"]["distribution"] = [1.0] + [0.0] * (classes - 1)
-    (target / "drift_reference.json").write_text(json.dumps(ref))
-    meta = json.loads((target / "bundle.json").read_text())
-    meta["version"] = version
-    (target / "bundle.json").write_text(json.dumps(meta))
-    _reseal(target)
-    return target
+    """v2 with a drift reference no real frame matches (see `device.simulator.bundles`)."""
+    return drifting_bundle(DIGITS_V2, dest, version)
 
 
 # -- server -------------------------------------------------------------------------------------
