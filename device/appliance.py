@@ -174,9 +174,30 @@ class Appliance:
         self.apply_labels()
         if seq % RELOAD_CHECK_EVERY == 0:
             self.reload_if_switched(seq)
+            self.report_updates()
         if seq % SAVE_EVERY == 0:
             save_state(self.state_root, self.pipeline, seq)
         return seq
+
+    def report_updates(self) -> None:
+        """Ship the updater's new transitions (it runs in another process) to the server as log records.
+
+        A marker file remembers the last one shipped, written only once the records are committed: a
+        crash in between repeats a transition line, never loses one."""
+        marker = self.state_root / "updater_reported.json"
+        events = read_json(self.state_root / "updater.json").get("events") or []
+        shipped = int(read_json(marker).get("event_seq", 0))
+        new = [e for e in events if isinstance(e, dict) and isinstance(e.get("seq"), int) and e["seq"] > shipped]
+        if not new:
+            return
+        for event in new:
+            level = "WARNING" if event.get("to") == "ROLLED_BACK" else "INFO"
+            message = (f"updater: {event.get('from')} -> {event.get('to')} ({event.get('reason')}) "
+                       f"{event.get('version') or ''}").rstrip()
+            self.outbox.append("log", {"level": level, "logger": "tinylcm.updater", "message": message,
+                                       "transition": event})
+        if self.outbox.flush(10):
+            write_json_atomic(marker, {"event_seq": max(e["seq"] for e in new)})
 
     def record_metrics(self) -> None:
         """A metric record for the server's charts: the gate figures and the mean confidence since the last one."""

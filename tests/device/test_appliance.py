@@ -118,3 +118,28 @@ def test_metric_records_carry_the_figures_the_dashboard_charts(tmp_path, monkeyp
     assert set(last["metrics"]) == {"latency_ms_p95", "drift_alarm_rate", "error_rate", "frames", "confidence"}
     assert 0.0 < last["metrics"]["confidence"] <= 1.0 and last["metrics"]["frames"] == 5
     appliance.outbox.close()
+
+
+def test_updater_transitions_reach_the_outbox_once(tmp_path) -> None:
+    from device.updater.record import Journal, State, UpdateRecord
+
+    appliance = _appliance(tmp_path)
+    journal = Journal(tmp_path / "state" / "updater.json")
+    record = UpdateRecord()
+    journal.transition(record, State.DOWNLOADING, "desired", version="2.0.0", target="digits/2.0.0/bundle.tar")
+    appliance.report_updates()
+    journal.transition(record, State.IDLE, "download_failed")
+    appliance.report_updates()
+    appliance.report_updates()  # nothing new: nothing shipped twice
+    appliance.outbox.flush(10)
+    logs = [r["data"] for r in appliance.outbox.records("log")]
+    assert [log["message"] for log in logs] == ["updater: IDLE -> DOWNLOADING (desired) 2.0.0",
+                                                "updater: DOWNLOADING -> IDLE (download_failed) 2.0.0"]
+    assert [log["transition"]["seq"] for log in logs] == [1, 2]
+    appliance.outbox.close()
+
+    again = _appliance(tmp_path)  # a restart remembers what was shipped
+    again.report_updates()
+    again.outbox.flush(10)
+    assert len(again.outbox.records("log")) == 2
+    again.outbox.close()
