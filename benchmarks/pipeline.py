@@ -27,7 +27,7 @@ import numpy as np
 from device.capture.base import Frame
 from device.capture.digits import DigitsSource
 from device.config import Config
-from device.outbox import Outbox
+from device.outbox import Outbox, outbox_settings_from
 from device.pipeline.extract import interpreter_class
 from device.pipeline.pipeline import Pipeline
 from device.service import Runner, prediction_record
@@ -94,7 +94,8 @@ def run(bundle: Path, blocks: int, block_size: int, threads: int) -> dict[str, A
     pipeline = Pipeline.from_bundle(bundle, config)
     plain = PlainApp(bundle / "model.tflite", threads)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(pipeline, Outbox(Path(tmp) / "outbox.db"), config.outbox)
+        outbox = Outbox(Path(tmp) / "outbox.db", outbox_settings_from(config.outbox))  # as `tinylcm run` opens it
+        runner = Runner(pipeline, outbox, config.outbox)
         stream = frames(pipeline.bundle.input.shape[1], 64)
         contenders: dict[str, Callable[[list[Frame]], Any]] = {
             "plain": lambda fs: [plain(f) for f in fs],

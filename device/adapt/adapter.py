@@ -8,6 +8,7 @@ for the outbox. The reference set stays bounded: `KNNClassifier.add` evicts by i
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -63,15 +64,17 @@ class Adapter:
             log.debug("frame %d: non-finite vector ignored by the adapter", result.seq)
             return []
         self.seq = result.seq
-        labels = result.neighbours.labels
-        agreement = sum(label == result.label for label in labels) / max(len(labels), 1)
-        nearest = float(result.neighbours.distances[0]) if len(labels) else float("inf")
-        flagged = drifting and (
-            nearest > self.config.novelty_distance * self.scale
-            or result.confidence < self.config.min_confidence
-            or bool(result.drift)
-        )
-        self.probation.record(result.confidence, agreement, flagged, drifting)
+        flagged = False
+        if drifting or self.probation.active:  # a calm frame outside probation only ages the quarantine
+            labels = result.neighbours.labels
+            agreement = sum(label == result.label for label in labels) / max(len(labels), 1)
+            nearest = float(result.neighbours.distances[0]) if len(labels) else float("inf")
+            flagged = drifting and (
+                nearest > self.config.novelty_distance * self.scale
+                or result.confidence < self.config.min_confidence
+                or bool(result.drift)
+            )
+            self.probation.record(result.confidence, agreement, flagged, drifting)
         self.quarantine.expire(result.seq)
         if flagged:
             sample = QuarantinedSample(result.seq, vector, result.label, result.confidence, nearest, self._clock())
@@ -91,7 +94,8 @@ class Adapter:
         v = np.asarray(vector, dtype=np.float32)
         if v.shape != (self.classifier.dim,):
             raise ValueError(f"vector has shape {v.shape}, the reference set has dimension {self.classifier.dim}")
-        return v if bool(np.all(np.isfinite(v))) else None
+        # A finite sum of squares proves every component finite (one dot); only otherwise look closer.
+        return v if math.isfinite(float(v @ v)) or bool(np.isfinite(v).all()) else None
 
     # -- heuristic adaptation ---------------------------------------------------------------
     def _pseudo_label(self) -> list[Event]:

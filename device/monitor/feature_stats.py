@@ -49,6 +49,7 @@ class FeatureStats(DriftDetector):
         self._mean = np.zeros(self.dim)
         self._square = 1.0
         self._score = 0.0
+        self._work = np.empty((2, self.dim))  # scratch rows: the clipped input and the step towards it
 
     def state(self) -> dict[str, Any]:
         return {
@@ -63,7 +64,7 @@ class FeatureStats(DriftDetector):
         mean = np.asarray(state["_mean"], dtype=np.float64)
         if mean.shape != (self.dim,):
             raise ValueError(f"state has {mean.shape} components, the detector has {self.dim}")
-        super().restore({**state, "_mean": mean, "_c": self._c})
+        super().restore({**state, "_mean": mean, "_c": self._c, "_work": self._work})
 
     @property
     def statistic(self) -> float:
@@ -74,8 +75,11 @@ class FeatureStats(DriftDetector):
         if self._drift_detected:
             self._reset()
         self._n += 1
-        value = np.clip(value, -self.clip, self.clip)
-        self._mean += self.lam * (value - self._mean)
+        # np.clip, then mean += lam * (value - mean), in scratch space: this runs once per frame.
+        value = np.maximum(np.minimum(value, self.clip, out=self._work[0]), -self.clip, out=self._work[0])
+        step = np.subtract(value, self._mean, out=self._work[1])
+        step *= self.lam
+        self._mean += step
         square = float(value @ value) / self.dim
         self._square += self.lam * (square - self._square)
         t2 = float(self._mean @ self._mean) / self._c

@@ -9,15 +9,22 @@ from collections.abc import Sequence
 from device.monitor.base import DriftDetector, check_positive
 
 
+def _bin_terms(a: float, b: float) -> tuple[float, float]:
+    """The two terms one histogram bin adds to the divergence (0.0 for an empty side)."""
+    m = 0.5 * (a + b)
+    return (0.5 * a * math.log2(a / m) if a > 0 else 0.0, 0.5 * b * math.log2(b / m) if b > 0 else 0.0)
+
+
 def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
     """Jensen-Shannon divergence of two distributions, in bits (0 = equal, 1 = disjoint)."""
+    return _summed([_bin_terms(a, b) for a, b in zip(p, q, strict=True)])
+
+
+def _summed(terms: Sequence[tuple[float, float]]) -> float:
     total = 0.0
-    for a, b in zip(p, q, strict=True):
-        m = 0.5 * (a + b)
-        if a > 0:
-            total += 0.5 * a * math.log2(a / m)
-        if b > 0:
-            total += 0.5 * b * math.log2(b / m)
+    for a, b in terms:  # in bin order, so the detector's cached terms give the same bits
+        total += a
+        total += b
     return max(total, 0.0)
 
 
@@ -53,14 +60,16 @@ class JensenShannon(DriftDetector):
         self._labels: deque[int] = deque(maxlen=self.window)
         self._counts = [0] * (len(self.classes) + 1)
         self._divergence = 0.0
+        self._terms = [_bin_terms(0.0, b) for b in self._reference]  # per bin, kept in step with _counts
 
     def state(self) -> dict[str, object]:
         state = super().state()
-        del state["_index"], state["_reference"]  # derived from the hyperparameters
+        del state["_index"], state["_reference"], state["_terms"]  # derived from the hyperparameters and counts
         return state
 
     def restore(self, state: dict[str, object]) -> None:
-        super().restore({**state, "_index": self._index, "_reference": self._reference})
+        super().restore({**state, "_index": self._index, "_reference": self._reference, "_terms": self._terms})
+        self._terms = [_bin_terms(c / self.window, b) for c, b in zip(self._counts, self._reference, strict=True)]
 
     @property
     def statistic(self) -> float:
@@ -70,12 +79,15 @@ class JensenShannon(DriftDetector):
         if self._drift_detected:
             self._reset()
         code = self._index.get(value, len(self.classes))
-        if len(self._labels) == self.window:
-            self._counts[self._labels[0]] -= 1
-        self._labels.append(code)
-        self._counts[code] += 1
-        if len(self._labels) < self.window:
+        labels, counts, terms, window = self._labels, self._counts, self._terms, self.window
+        if len(labels) == window:  # the oldest label leaves: only its bin and the new one change
+            old = labels[0]
+            counts[old] -= 1
+            terms[old] = _bin_terms(counts[old] / window, self._reference[old])
+        labels.append(code)
+        counts[code] += 1
+        terms[code] = _bin_terms(counts[code] / window, self._reference[code])
+        if len(labels) < window:
             return
-        shares = [c / self.window for c in self._counts]
-        self._divergence = js_divergence(shares, self._reference)
+        self._divergence = _summed(terms)
         self._drift_detected = self._divergence > self.threshold

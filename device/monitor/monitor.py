@@ -97,6 +97,7 @@ class Monitor:
         self._conf_scale = 1.0 / float(reference["confidence"]["std"])
         self._feat_mean = np.asarray(reference["features"]["mean"], dtype=np.float64)
         self._feat_scale = 1.0 / np.asarray(reference["features"]["std"], dtype=np.float64)
+        self._feat_z = np.empty_like(self._feat_mean)  # the z-scored vector of the current frame
         self._frame_watches = [w for w in watches if w.input != "correct"]
         self._label_watches = [w for w in watches if w.input == "correct"]
         self._uses = {w.input for w in self._frame_watches}
@@ -119,7 +120,9 @@ class Monitor:
             vector = result.vector
             if vector.shape != self._feat_mean.shape or not math.isfinite(float(vector @ vector)):
                 return None
-            values["features"] = (vector - self._feat_mean) * self._feat_scale
+            z = np.subtract(vector, self._feat_mean, out=self._feat_z)
+            z *= self._feat_scale
+            values["features"] = z
         if not all(math.isfinite(values[k]) for k in ("knn", "confidence") if k in values):
             return None
         return values

@@ -7,6 +7,7 @@ output tensors are found by the names `bundle.json` gives their roles, never by 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,12 @@ def interpreter_class() -> Any:
         except ImportError as exc:
             raise BundleError("no TFLite runtime: install ai-edge-litert or tflite-runtime") from exc
     return Interpreter
+
+
+def _dequantizer(detail: dict[str, Any]) -> tuple[int, int, np.float32 | None]:
+    """(tensor index, zero point, scale or None) of an output, looked up once instead of per frame."""
+    scale, zero = detail["quantization"]
+    return int(detail["index"]), zero, np.float32(scale) if scale else None
 
 
 def _find(details: list[dict[str, Any]], spec: TensorSpec, role: str, model: str) -> dict[str, Any]:
@@ -64,6 +71,11 @@ class Extractor:
         scale, zero = self._in["quantization"]
         self._raw_input = self._in["dtype"] == np.uint8 and (scale, zero) in ((0.0, 0), (1.0, 0))
         self._in_q = (float(scale), int(zero))
+        self._deq_probs, self._deq_feats = _dequantizer(self._probs), _dequantizer(self._feats)
+        # An integer tensor with a finite scale dequantizes to finite numbers: no per-frame check needed.
+        self.finite_features = bool(np.issubdtype(self._feats["dtype"], np.integer)) and math.isfinite(
+            float(self._feats["quantization"][0])
+        )
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """Frame (H, W, 3) uint8 -> the input tensor, quantized as the model expects."""
@@ -79,13 +91,12 @@ class Extractor:
         q = np.round(image.astype(np.float32) / scale + zero)
         return np.clip(q, info.min, info.max).astype(self._in["dtype"])[None]
 
-    def _output(self, detail: dict[str, Any]) -> np.ndarray:
+    def _output(self, dequantizer: tuple[int, int, np.float32 | None]) -> np.ndarray:
         """Read one output and dequantize it to float32 (two in-place numpy ops)."""
-        raw = self._interp.get_tensor(detail["index"])[0]
-        scale, zero = detail["quantization"]
-        out = np.subtract(raw, zero, dtype=np.float32)
-        if scale:
-            out *= np.float32(scale)
+        index, zero, scale = dequantizer
+        out = np.subtract(self._interp.get_tensor(index)[0], zero, dtype=np.float32)
+        if scale is not None:
+            out *= scale
         return out
 
     def invoke(self, tensor: np.ndarray) -> None:
@@ -94,4 +105,4 @@ class Extractor:
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.invoke(self.preprocess(image))
-        return self._output(self._probs), self._output(self._feats)
+        return self._output(self._deq_probs), self._output(self._deq_feats)

@@ -115,25 +115,33 @@ class KNNClassifier:
     # -- search and vote -----------------------------------------------------------------
     def search(self, x: np.ndarray) -> Neighbours:
         """The k nearest reference samples of `x` (one pass over the reference set)."""
-        if x.shape != (self.dim,):
-            raise ValueError(f"query has shape {x.shape}, the reference set has dimension {self.dim}")
+        n, dim = self._vectors.shape
+        if x.shape != (dim,):
+            raise ValueError(f"query has shape {x.shape}, the reference set has dimension {dim}")
         # Rank by a key monotone in the distance; finish the distance for the k winners only.
+        # In place where the result is bit-identical: this runs once per frame, right after `invoke`.
         if self.metric == "euclidean":
-            key = self._aux - 2.0 * (self._vectors @ x)
+            key = self._vectors @ x
+            key *= -2.0
+            key += self._aux
         elif self.metric == "manhattan":
             key = np.abs(self._vectors - x).sum(axis=1)
         else:
             key = -(self._vectors @ x) / self._aux
-        k = min(self.k, len(key))
-        idx = np.argpartition(key, k - 1)[:k] if k < len(key) else np.arange(len(key))
-        idx = idx[np.argsort(key[idx], kind="stable")]
+        k = min(self.k, n)
+        idx = np.argpartition(key, k - 1)[:k] if k < n else np.arange(n)
         top = key[idx]
+        order = top.argsort(kind="stable")
+        idx, top = idx[order], top[order]
         if self.metric == "euclidean":
-            top = np.sqrt(np.maximum(top + float(x @ x), 0.0))
+            top += float(x @ x)
+            np.maximum(top, 0.0, out=top)
+            np.sqrt(top, out=top)
         elif self.metric == "cosine":
             top = 1.0 + top / max(float(np.linalg.norm(x)), 1e-12)
-        names = tuple(self._classes[c] for c in self._codes[idx].tolist())
-        return Neighbours(distances=top.astype(np.float32), indices=idx, labels=names)
+        classes = self._classes
+        names = tuple([classes[c] for c in self._codes[idx].tolist()])
+        return Neighbours(distances=top.astype(np.float32, copy=False), indices=idx, labels=names)
 
     def vote(self, neighbours: Neighbours) -> tuple[str, float]:
         """Distance-weighted majority vote: (label, share of the vote it won); ties go to the nearer class."""

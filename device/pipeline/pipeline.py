@@ -16,6 +16,7 @@ from device.bundle import Bundle, load_bundle
 from device.capture.base import Frame
 from device.config import AdaptiveClassifierConfig, Config
 from device.errors import BundleError, FrameError, StateError
+from device.pipeline.blas import limit_blas_threads
 from device.pipeline.extract import Extractor
 from device.pipeline.knn import KNNClassifier
 from device.pipeline.result import Result
@@ -85,11 +86,13 @@ class Pipeline:
         self.signals: list[Any] = []  # drift signals (detector, statistic, threshold, seq) of the last frame
         self.events: list[dict[str, Any]] = []  # adaptation events of the last frame
         self._labels = bundle.labels
+        self._finite_features = extractor.finite_features  # quantized outputs cannot be NaN or infinite
 
     @classmethod
     def from_bundle(cls, path: str | Path, config: Config | None = None, *, detect: bool = True) -> Pipeline:
         """Load a bundle with the configured classifier, detectors and adapter."""
         config = config or Config()
+        limit_blas_threads(1)  # numpy's per-frame products run on this thread, off the interpreter's cores
         bundle = load_bundle(path)
         extractor = Extractor(bundle, num_threads=config.feature_extractor.num_threads)
         transform = FeatureTransform.load(bundle.file("transform.npz"))
@@ -116,12 +119,13 @@ class Pipeline:
 
     def classify(self, frame: Frame, seq: int, probs: np.ndarray, features: np.ndarray, started: float) -> Result:
         """Transform and one kNN search: the decision for the frame (`started` is its perf_counter start)."""
-        if not np.all(np.isfinite(features)):
+        if not self._finite_features and not np.isfinite(features).all():
             raise FrameError(f"frame {frame.origin or seq}: the model gave non-finite features")
         vector = self.transform(features)
-        neighbours = self.classifier.search(vector)
-        label, confidence = self.classifier.vote(neighbours)
-        top = int(np.argmax(probs))
+        classifier = self.classifier
+        neighbours = classifier.search(vector)
+        label, confidence = classifier.vote(neighbours)
+        top = int(probs.argmax())
         return Result(
             seq=seq,
             label=label,

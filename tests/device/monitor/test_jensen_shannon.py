@@ -49,3 +49,15 @@ def test_state_round_trips() -> None:
 def test_bad_hyperparameters_rejected(args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         JensenShannon(*args)
+
+
+def test_cached_terms_give_the_same_bits_as_a_full_recomputation() -> None:
+    rng = np.random.default_rng(4)
+    detector = JensenShannon(list("abc"), [0.5, 0.3, 0.2], window=50, threshold=1.0)  # never alarms, never resets
+    window: list[str] = []
+    for label in rng.choice(list("abcd"), 400, p=[0.4, 0.3, 0.2, 0.1]):
+        detector.update(str(label))
+        window = [*window, str(label)][-50:]
+        if len(window) == 50:
+            shares = [window.count(c) / 50 for c in "abc"] + [sum(w not in "abc" for w in window) / 50]
+            assert detector.statistic == js_divergence(shares, [0.5, 0.3, 0.2, 0.0])
