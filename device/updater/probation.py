@@ -40,6 +40,9 @@ def observe(progress: dict[str, float], sample: HealthSample, dt: float, version
         progress["wrong_version"] = progress.get("wrong_version", 0.0) + 1
 
 
+HEALTH_WINDOW = 1000  # frames behind the service's drift-alarm rate (device.appliance.HEALTH_WINDOW)
+
+
 def judge(progress: dict[str, float], sample: HealthSample, gates: ProbationGates,
           baseline: dict[str, float], version: str) -> Verdict:
     """Rollback on crash loop, missing heartbeat, wrong model, latency or drift beyond the gates; else wait/commit."""
@@ -54,7 +57,9 @@ def judge(progress: dict[str, float], sample: HealthSample, gates: ProbationGate
     if judged and sample.latency_ms_p95 is not None and sample.latency_ms_p95 > gate:
         return Verdict("rollback", f"latency: p95 {sample.latency_ms_p95:.1f} ms > {gate:.1f} ms")
     gate = _drift_gate(gates, baseline)
-    if judged and sample.drift_alarm_rate is not None and sample.drift_alarm_rate > gate:
+    alarms = (sample.drift_alarm_rate or 0.0) * min(progress.get("frames", 0.0), HEALTH_WINDOW) / 1000
+    if judged and sample.drift_alarm_rate is not None and sample.drift_alarm_rate > gate \
+            and alarms >= gates.min_drift_alarms:
         return Verdict("rollback", f"drift_alarms: {sample.drift_alarm_rate:.1f}/1000 frames > {gate:.1f}")
     if progress.get("elapsed_s", 0.0) >= gates.window_s and progress.get("frames", 0.0) >= gates.min_frames:
         return Verdict("commit", f"healthy for {progress['elapsed_s']:.0f} s, {progress['frames']:.0f} frames")

@@ -33,7 +33,8 @@ class ProbationGates:
     latency_factor: float = 2.0  # p95 latency may grow to this multiple of the previous model's ...
     latency_floor_ms: float = 50.0  # ... and a p95 under this is always accepted
     drift_rate_factor: float = 3.0  # drift alarms per 1000 frames may grow to this multiple ...
-    drift_rate_floor: float = 20.0  # ... and a rate under this is always accepted
+    drift_rate_floor: float = 20.0  # ... and a rate under this is always accepted ...
+    min_drift_alarms: int = 5  # ... as is one resting on fewer alarms (2 in 70 frames is noise, not 28/1000)
     min_gate_frames: int = 20  # latency/drift gates are judged only after this many frames of the new model
 
     def __post_init__(self) -> None:
@@ -41,8 +42,8 @@ class ProbationGates:
             raise ValueError("probation: window_s, reload_timeout_s and heartbeat_timeout_s must be > 0")
         if self.latency_factor < 1 or self.drift_rate_factor < 1:
             raise ValueError("probation: latency_factor and drift_rate_factor must be >= 1")
-        if min(self.min_frames, self.max_restarts, self.min_gate_frames) < 0:
-            raise ValueError("probation: min_frames, max_restarts and min_gate_frames must be >= 0")
+        if min(self.min_frames, self.max_restarts, self.min_gate_frames, self.min_drift_alarms) < 0:
+            raise ValueError("probation: min_frames, max_restarts, min_gate_frames and min_drift_alarms must be >= 0")
 
 
 @dataclass(frozen=True)
