@@ -13,7 +13,7 @@ from typing import Any
 
 from device.simulator.agents import AgentFleet
 from device.simulator.devices import DeviceSetup, DeviceStatus
-from device.simulator.processes import ProcessDevice
+from device.simulator.processes import ProcessDevice, stop_all
 from device.simulator.relay import Relay
 from device.simulator.server import OperatorAPI
 from device.simulator.spec import Fault, FleetSpec, SimulationError
@@ -41,8 +41,7 @@ class ProcessFleet:
             device.power_cycle()
 
     def close(self) -> None:
-        for device in self.devices:
-            device.kill()
+        stop_all(self.devices)
 
 
 @dataclass

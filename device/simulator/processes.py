@@ -80,12 +80,18 @@ class ProcessDevice:
 
     def kill(self, hard: bool = False) -> None:
         """SIGTERM both services (SIGKILL after 20 s), or SIGKILL at once (`hard`: the power is cut)."""
+        self.signal(hard)
+        self.wait()
+
+    def signal(self, hard: bool = False) -> None:
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
+
+    def wait(self, timeout_s: float = 20) -> None:
         for proc in self.procs:
             try:
-                proc.wait(20)
+                proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
@@ -97,3 +103,11 @@ class ProcessDevice:
         self._last = {}
         self.restarts += 1
         self.start()
+
+
+def stop_all(devices: list[ProcessDevice]) -> None:
+    """SIGTERM every device at once, then wait for them all (each takes a few seconds to say goodbye)."""
+    for device in devices:
+        device.signal()
+    for device in devices:
+        device.wait()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from device.simulator.processes import stop_all
 from tests.e2e.fleet import (
     DIGITS_V2,
     FACTORY,
@@ -36,8 +37,7 @@ def fleet(registry: RegistryServer, tmp_path: Path) -> Iterator[list[FleetDevice
             device.start()
         yield devices
     finally:
-        for device in devices:
-            device.kill()
+        stop_all(devices)
 
 
 def _ids(fleet: list[FleetDevice]) -> list[str]:
