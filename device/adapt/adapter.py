@@ -95,7 +95,7 @@ class Adapter:
         if v.shape != (self.classifier.dim,):
             raise ValueError(f"vector has shape {v.shape}, the reference set has dimension {self.classifier.dim}")
         # A finite sum of squares proves every component finite (one dot); only otherwise look closer.
-        return v if math.isfinite(float(v @ v)) or bool(np.isfinite(v).all()) else None
+        return v if math.isfinite(float(v.dot(v))) or bool(np.isfinite(v).all()) else None
 
     # -- heuristic adaptation ---------------------------------------------------------------
     def _pseudo_label(self) -> list[Event]:

@@ -80,9 +80,9 @@ class FeatureStats(DriftDetector):
         step = np.subtract(value, self._mean, out=self._work[1])
         step *= self.lam
         self._mean += step
-        square = float(value @ value) / self.dim
+        square = float(value.dot(value)) / self.dim
         self._square += self.lam * (square - self._square)
-        t2 = float(self._mean @ self._mean) / self._c
+        t2 = float(self._mean.dot(self._mean)) / self._c
         location = (t2 - self.dim) / math.sqrt(2.0 * self.dim)
         spread = abs(self._square - 1.0) / math.sqrt(2.0 * self._c / self.dim)
         self._score = max(location, spread)

@@ -62,12 +62,12 @@ class Watch:
         detector = self.detector
         detector.update(value)
         self.seen += 1
-        statistic = detector.statistic
         if self.drifting:
-            self.calm = self.calm + 1 if statistic < EXIT_RATIO * detector.threshold else 0
+            self.calm = self.calm + 1 if detector.statistic < EXIT_RATIO * detector.threshold else 0
             self.drifting = self.calm < self.hysteresis
         if not detector.drift_detected or self.seen <= self.warmup:
-            return None
+            return None  # the usual case: no statistic needed
+        statistic = detector.statistic
         self.drifting, self.calm = True, 0
         if self.last_alarm >= 0 and self.seen - self.last_alarm <= self.cooldown:
             return None
@@ -118,7 +118,7 @@ class Monitor:
             values["confidence"] = (float(result.model_confidence) - self._conf_mean) * self._conf_scale
         if "features" in self._uses:
             vector = result.vector
-            if vector.shape != self._feat_mean.shape or not math.isfinite(float(vector @ vector)):
+            if vector.shape != self._feat_mean.shape or not math.isfinite(float(vector.dot(vector))):
                 return None
             z = np.subtract(vector, self._feat_mean, out=self._feat_z)
             z *= self._feat_scale

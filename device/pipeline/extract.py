@@ -67,6 +67,7 @@ class Extractor:
         self._probs = _find(outs, bundle.outputs["probabilities"], "probabilities", model)
         self._feats = _find(outs, bundle.outputs["features"], "features", model)
         self.input_shape: tuple[int, ...] = bundle.input.shape
+        self._frame_shape = self.input_shape[1:]
         self.feature_dim = int(bundle.outputs["features"].shape[-1])
         scale, zero = self._in["quantization"]
         self._raw_input = self._in["dtype"] == np.uint8 and (scale, zero) in ((0.0, 0), (1.0, 0))
@@ -79,7 +80,7 @@ class Extractor:
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """Frame (H, W, 3) uint8 -> the input tensor, quantized as the model expects."""
-        if image.shape != self.input_shape[1:] or image.dtype != np.uint8:
+        if image.shape != self._frame_shape or image.dtype != np.uint8:
             want = list(self.input_shape[1:])
             raise FrameError(f"frame is {image.dtype}{list(image.shape)}, the model takes uint8{want}")
         if self._raw_input:

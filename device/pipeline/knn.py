@@ -115,26 +115,25 @@ class KNNClassifier:
     # -- search and vote -----------------------------------------------------------------
     def search(self, x: np.ndarray) -> Neighbours:
         """The k nearest reference samples of `x` (one pass over the reference set)."""
-        n, dim = self._vectors.shape
+        dim = self._vectors.shape[1]
         if x.shape != (dim,):
             raise ValueError(f"query has shape {x.shape}, the reference set has dimension {dim}")
         # Rank by a key monotone in the distance; finish the distance for the k winners only.
         # In place where the result is bit-identical: this runs once per frame, right after `invoke`.
         if self.metric == "euclidean":
-            key = self._vectors @ x
+            key = self._vectors.dot(x)
             key *= -2.0
             key += self._aux
         elif self.metric == "manhattan":
             key = np.abs(self._vectors - x).sum(axis=1)
         else:
-            key = -(self._vectors @ x) / self._aux
-        k = min(self.k, n)
-        idx = np.argpartition(key, k - 1)[:k] if k < n else np.arange(n)
+            key = -self._vectors.dot(x) / self._aux
+        # One stable sort of a few hundred keys costs less than a partition plus a sort of the winners,
+        # and settles exact ties (duplicate reference samples) by position.
+        idx = key.argsort(kind="stable")[: self.k]
         top = key[idx]
-        order = top.argsort(kind="stable")
-        idx, top = idx[order], top[order]
         if self.metric == "euclidean":
-            top += float(x @ x)
+            top += float(x.dot(x))
             np.maximum(top, 0.0, out=top)
             np.sqrt(top, out=top)
         elif self.metric == "cosine":

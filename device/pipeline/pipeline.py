@@ -142,7 +142,9 @@ class Pipeline:
 
     def observe(self, result: Result) -> None:
         """Detectors and adapter on the decision's single neighbour search; sets `result.drift`."""
-        if self.monitor is not None:
-            self.signals = self.monitor.update(result)
-            result.drift = [s.detector for s in self.signals]
-        self.events = self.adapter.observe(result, bool(self.monitor and self.monitor.drifting)) if self.adapter else []
+        monitor = self.monitor
+        if monitor is not None:
+            signals = self.signals = monitor.update(result)
+            result.drift = [s.detector for s in signals] if signals else []
+        drifting = monitor is not None and monitor.drifting
+        self.events = self.adapter.observe(result, drifting) if self.adapter is not None else []

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import BundleError
+from device.pipeline.hugepages import huge_page_copy
 
 _KEYS = ("mean", "scale", "components", "pca_mean")
 
@@ -29,7 +30,7 @@ class FeatureTransform:
         self.input_dim = d
         self.output_dim = components.shape[0]
         weight = components.T / scale[:, None]
-        self._weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self._weight = huge_page_copy(np.ascontiguousarray(weight, dtype=np.float32))
         self._bias = (-(mean / scale + pca_mean) @ components.T).astype(np.float32)
 
     @classmethod
@@ -51,6 +52,6 @@ class FeatureTransform:
             raise BundleError(str(exc), path) from exc
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        out: np.ndarray = features.astype(np.float32, copy=False) @ self._weight
+        out: np.ndarray = features.astype(np.float32, copy=False).dot(self._weight)
         out += self._bias
         return out
