@@ -133,7 +133,8 @@ def run(bundle: Path, blocks: int, block_size: int, threads: int) -> dict[str, A
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, default=FIXTURE)
-    parser.add_argument("--blocks", type=int, default=40, help="blocks of frames per contender")
+    parser.add_argument("--blocks", type=int, default=100,
+                        help="blocks of frames per contender (more blocks: less noise on a shared host)")
     parser.add_argument("--block-size", type=int, default=20, help="frames per block")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="interpreter threads (default: half the cores, as the device config gives it 2 of 4)")

@@ -123,8 +123,9 @@ class Monitor:
             z = np.subtract(vector, self._feat_mean, out=self._feat_z)
             z *= self._feat_scale
             values["features"] = z
-        if not all(math.isfinite(values[k]) for k in ("knn", "confidence") if k in values):
-            return None
+        for key in ("knn", "confidence"):
+            if key in values and not math.isfinite(values[key]):
+                return None
         return values
 
     def update(self, result: Result) -> list[DriftSignal]:
