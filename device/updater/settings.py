@@ -34,7 +34,7 @@ class ProbationGates:
     latency_floor_ms: float = 50.0  # ... and a p95 under this is always accepted
     drift_rate_factor: float = 3.0  # drift alarms per 1000 frames may grow to this multiple ...
     drift_rate_floor: float = 20.0  # ... and a rate under this is always accepted ...
-    min_drift_alarms: int = 5  # ... as is one resting on fewer alarms (2 in 70 frames is noise, not 28/1000)
+    min_drift_alarms: int = 3  # ... as is one resting on fewer alarms (2 in 70 frames is noise, not 28/1000)
     min_gate_frames: int = 20  # latency/drift gates are judged only after this many frames of the new model
 
     def __post_init__(self) -> None:
