@@ -111,8 +111,8 @@ def run(bundle: Path, blocks: int, block_size: int, threads: int) -> dict[str, A
             names = list(contenders)[b % 3 :] + list(contenders)[: b % 3]
             for name in names:
                 per_block[name].append(_block_ms(contenders[name], block))
+        outbox_stats = runner.outbox.stats() if runner.outbox else {}  # drops in the loop, not in the stage timing
         stages = stage_costs(pipeline, runner, stream[0], 2000)
-        outbox_stats = runner.outbox.stats() if runner.outbox else {}
     med = {name: statistics.median(times) for name, times in per_block.items()}
     return {
         "model": pipeline.bundle.name,
