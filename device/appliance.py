@@ -85,7 +85,7 @@ class Appliance:
         return {
             "model_version": self.pipeline.bundle.version, "frames": stats.frames, "skipped": stats.skipped,
             "drift_events": stats.drift_events, "latency_ms_p95": stats.latency_ms(95),
-            "drift_alarm_rate": stats.drift_alarm_rate(),
+            "drift_alarm_rate": stats.drift_alarm_rate(), "drift_alarms": int(sum(stats.alarms)),
             "error_rate": round(stats.skipped / max(1, stats.frames + stats.skipped), 4),
         }
 

@@ -23,6 +23,7 @@ class HealthSample:
     drift_events: int = 0
     latency_ms_p95: float | None = None
     drift_alarm_rate: float | None = None  # alarms per 1000 frames over a recent window
+    drift_alarms: float | None = None  # how many alarms that rate rests on (the window restarts with each model)
     last_frame_age_s: float | None = None
 
     @property
@@ -39,7 +40,8 @@ class HealthSample:
         return cls(reachable=True, status=str(data.get("status")), frames=int(number("frames") or 0),
                    model_version=str(version) if version is not None else None,
                    drift_events=int(number("drift_events") or 0), latency_ms_p95=number("latency_ms_p95"),
-                   drift_alarm_rate=number("drift_alarm_rate"), last_frame_age_s=number("last_frame_age_s"))
+                   drift_alarm_rate=number("drift_alarm_rate"), drift_alarms=number("drift_alarms"),
+                   last_frame_age_s=number("last_frame_age_s"))
 
 
 def read_health(url: str, timeout_s: float = 3.0) -> HealthSample:

@@ -57,7 +57,8 @@ def judge(progress: dict[str, float], sample: HealthSample, gates: ProbationGate
     if judged and sample.latency_ms_p95 is not None and sample.latency_ms_p95 > gate:
         return Verdict("rollback", f"latency: p95 {sample.latency_ms_p95:.1f} ms > {gate:.1f} ms")
     gate = _drift_gate(gates, baseline)
-    alarms = (sample.drift_alarm_rate or 0.0) * min(progress.get("frames", 0.0), HEALTH_WINDOW) / 1000
+    alarms = sample.drift_alarms if sample.drift_alarms is not None else \
+        (sample.drift_alarm_rate or 0.0) * min(progress.get("frames", 0.0), HEALTH_WINDOW) / 1000
     if judged and sample.drift_alarm_rate is not None and sample.drift_alarm_rate > gate \
             and alarms >= gates.min_drift_alarms:
         return Verdict("rollback", f"drift_alarms: {sample.drift_alarm_rate:.1f}/1000 frames > {gate:.1f}")

@@ -18,6 +18,7 @@ def test_the_demo_tells_the_whole_loop(tmp_path: Path) -> None:
     done = subprocess.run([str(ROOT / "scripts" / "demo")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
     out = done.stdout + done.stderr
+    (tmp_path / "demo.out").write_text(out)  # the whole narration, for a failed run
     assert done.returncode == 0, out[-6000:]
     assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/ui/", out) and re.search(r"\n    tso_\S{20,}\n", out)
     assert "drift: every device raised alarms" in out

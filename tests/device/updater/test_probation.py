@@ -53,3 +53,9 @@ def test_missing_heartbeat_and_crash_loop() -> None:
     assert run([ok(5), ok(10), ok(2), ok(7), ok(1)]) == ["wait", "wait", "wait", "wait", "rollback"]
     stalled = HealthSample(reachable=True, status="stalled", model_version="2", frames=5)
     assert run([ok(5), stalled, stalled, stalled, stalled, ok(6)])[-3:] == ["wait", "rollback", "wait"]
+
+
+def test_the_alarm_count_the_service_reports_is_the_evidence() -> None:
+    # the service's window started at the switch, before probation counted its first frame: its own count wins
+    assert run([ok(25, drift_alarm_rate=100.0, drift_alarms=3)], {"drift_alarm_rate": 2.0}) == ["rollback"]
+    assert run([ok(25, drift_alarm_rate=100.0, drift_alarms=2)], {"drift_alarm_rate": 2.0}) == ["wait"]
