@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from device.errors import DeviceAuthError, ServerRefusedError, ServerUnavailableError, StateError
 from device.state import write_bytes_atomic, write_json_atomic
 from device.sync.client import ClientSettings, SyncClient
-from device.sync.identity import Identity, load_identity, save_identity
+from device.sync.identity import Identity, attempt_key, load_identity, save_identity
 from device.sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -288,10 +288,11 @@ class Provisioner:
         assert found.enrollment_token is not None
         name = found.device_name or socket.gethostname()
         hardware = self._hardware if self._hardware is not None else hardware_facts()
+        key = attempt_key(self.settings.identity_path)
 
         async def call() -> tuple[str, str]:
             async with SyncClient(found.server_url, self.settings.client) as client:
-                return await client.enroll(found.enrollment_token or "", name, hardware)
+                return await client.enroll(found.enrollment_token or "", name, hardware, key)
 
         where = f"{found.server_url}/api/v1/devices/enroll"
         try:

@@ -90,11 +90,15 @@ def authenticate_device(session: Session, secret: str) -> DeviceCaller | None:
 
 
 def enroll_device(
-    session: Session, token: str, hardware: dict[str, object], name: str | None
+    session: Session, token: str, hardware: dict[str, object], name: str | None, attempt_key: str | None = None
 ) -> tuple[str, str] | None:
-    """Spend a one-time enrollment token; `(device_id, device_secret)`, or None if it is not valid."""
+    """Spend a one-time enrollment token; `(device_id, device_secret)`, or None if it is not valid.
+
+    A token already spent with the same `attempt_key` (the device never stored the first answer) gives
+    the same device id again with a new secret, which invalidates the lost one; until the token expires."""
     now = datetime.now(UTC)
     device_id = "dev-" + secrets.token_hex(8)
+    attempt = token_hash(attempt_key) if attempt_key else None
     claimed = session.execute(
         update(EnrollmentToken)
         .where(
@@ -102,14 +106,29 @@ def enroll_device(
             EnrollmentToken.used_at.is_(None),
             EnrollmentToken.expires_at > now,
         )
-        .values(used_at=now, device_id=device_id)
+        .values(used_at=now, device_id=device_id, attempt_hash=attempt)
         .returning(EnrollmentToken.tags)
     ).first()
     if claimed is None:
-        return None
+        return _repeat_enrollment(session, token, attempt, now)
     secret = new_token(DEVICE_PREFIX)
     session.add(
         Device(id=device_id, name=name, tags=list(claimed.tags), hardware=hardware, secret_hash=token_hash(secret))
     )
     session.flush()
     return device_id, secret
+
+
+def _repeat_enrollment(session: Session, token: str, attempt: str | None, now: datetime) -> tuple[str, str] | None:
+    if attempt is None:
+        return None
+    spent = session.scalars(select(EnrollmentToken).where(
+        EnrollmentToken.token_hash == token_hash(token), EnrollmentToken.attempt_hash == attempt,
+        EnrollmentToken.expires_at > now, EnrollmentToken.device_id.is_not(None))).first()
+    device = session.get(Device, spent.device_id) if spent is not None else None
+    if device is None or device.status != DeviceStatus.active.value:
+        return None
+    secret = new_token(DEVICE_PREFIX)
+    device.secret_hash = token_hash(secret)
+    session.flush()
+    return device.id, secret

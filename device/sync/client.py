@@ -72,9 +72,11 @@ class SyncClient:
             await self._session.close()
             self._session = None
 
-    async def enroll(self, token: str, name: str | None, hardware: dict[str, Any]) -> tuple[str, str]:
-        """Exchange a one-time enrollment token for (device_id, device secret)."""
-        body = {"hardware": hardware, **({"name": name} if name else {})}
+    async def enroll(self, token: str, name: str | None, hardware: dict[str, Any],
+                     attempt_key: str | None = None) -> tuple[str, str]:
+        """Exchange a one-time enrollment token for (device_id, device secret); `attempt_key` makes it repeatable."""
+        body = {"hardware": hardware, **({"name": name} if name else {}),
+                **({"attempt_key": attempt_key} if attempt_key else {})}
         reply = await self.request("POST", "/devices/enroll", json_body=body, token=token)
         return str(reply.body["device_id"]), str(reply.body["device_secret"])
 

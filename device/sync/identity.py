@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,3 +33,19 @@ def save_identity(path: Path, identity: Identity) -> None:
     """Store the identity atomically, readable by the owner only."""
     write_bytes_atomic(path, json.dumps({"device_id": identity.device_id, "secret": identity.secret}).encode())
     os.chmod(path, 0o600)
+
+
+def attempt_key(identity_path: Path) -> str:
+    """The key this device sends with every enrollment attempt, made and stored before the first one.
+
+    If the device loses power after the server spent its token but before the identity reached the
+    disk, the next attempt sends the same token with the same key, and the server hands the device
+    its id again (with a fresh secret) instead of refusing a spent token: the device is not bricked."""
+    path = identity_path.with_name("enrollment_attempt.key")
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(32)
+        write_bytes_atomic(path, key.encode())
+        os.chmod(path, 0o600)
+        return key

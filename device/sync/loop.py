@@ -26,7 +26,7 @@ from device.errors import (
 )
 from device.outbox import Outbox
 from device.sync.client import SyncClient
-from device.sync.identity import Identity, load_identity, save_identity
+from device.sync.identity import Identity, attempt_key, load_identity, save_identity
 from device.sync.package import Package
 from device.sync.packer import Packer
 from device.sync.settings import SyncSettings
@@ -101,8 +101,9 @@ class SyncLoop:
                 if not self.settings.enrollment_token:
                     raise StateError("not enrolled and no enrollment token configured", path)
                 hardware = {"machine": platform.machine(), "system": platform.system(), "node": platform.node()}
+                key = await asyncio.to_thread(attempt_key, path)
                 device_id, secret = await self.client.enroll(
-                    self.settings.enrollment_token, self.settings.device_name, hardware)
+                    self.settings.enrollment_token, self.settings.device_name, hardware, key)
                 identity = Identity(device_id, secret)
                 await asyncio.to_thread(save_identity, path, identity)
                 log.info("enrolled as device %s", device_id)

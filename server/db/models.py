@@ -82,6 +82,7 @@ class EnrollmentToken(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
     used_at: Mapped[datetime | None] = mapped_column(Timestamp)
     device_id: Mapped[str | None] = mapped_column(String(40))
+    attempt_hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of the key the device enrolled with
 
 
 class Device(Base):

@@ -161,3 +161,24 @@ def test_fault_6_the_device_clock_jumps_backwards_and_forwards(
         spread = conn.execute(text("SELECT max(ts) - min(ts) FROM records WHERE device_id = :d"),
                               {"d": device.device_id}).scalar_one()
     assert spread.days >= 400  # the jumps really reached the records
+
+
+def test_an_enrollment_whose_answer_is_lost_is_asked_again_with_the_same_key(
+    server: ServerProcess, server_db: ServerDatabase, tmp_path: Path
+) -> None:
+    """The server spends the token, the device never hears back: the device is not bricked, and not doubled."""
+    from server.identity import token_hash
+
+    enroll = FaultProxy(server.port, path_prefix="/api/v1/devices/enroll").start()
+    try:
+        enroll.queue(Fault("drop_response"))
+        token = server_db.enrollment_token()
+        device = Device(tmp_path, f"http://127.0.0.1:{enroll.port}", token)
+        assert device.run(frames=60, fps=20, sync_interval=0.2) == 0
+        assert enroll.pending() == 0  # the answer really was lost once
+    finally:
+        enroll.close()
+    spent = server_db.rows("SELECT device_id FROM enrollment_tokens WHERE token_hash = :h", h=token_hash(token))
+    assert [row["device_id"] for row in spent] == [device.device_id]
+    assert server_db.rows("SELECT count(*) AS n FROM devices WHERE id = :d", d=device.device_id)[0]["n"] == 1
+    assert server_db.wait_imported(device.device_id)  # and it synced with the identity it got the second time

@@ -64,3 +64,35 @@ def test_summary_counts_status_versions_and_offline(client: TestClient, operator
     assert after["offline"] == before["offline"] + 1  # never seen counts as offline
     assert after["by_model_version"]["sum-1"] == 1
     assert silent.device_id != talking.device_id
+
+
+def test_an_enrollment_whose_answer_was_lost_can_be_repeated_with_its_attempt_key(
+        client: TestClient, operator_token: str) -> None:
+    token = client.post("/api/v1/enrollment-tokens", json={}, headers=auth(operator_token)).json()["token"]
+    key, other = "k" * 43, "o" * 43
+    first = client.post("/api/v1/devices/enroll", json={"attempt_key": key}, headers=auth(token))
+    assert first.status_code == 201, first.text
+    # the device lost power before storing the answer: the same token with the same key gives it back
+    again = client.post("/api/v1/devices/enroll", json={"attempt_key": key}, headers=auth(token))
+    assert again.status_code == 201, again.text
+    assert again.json()["device_id"] == first.json()["device_id"]
+    assert again.json()["device_secret"] != first.json()["device_secret"]
+    beat = f"/api/v1/devices/{first.json()['device_id']}/heartbeat"
+    assert client.post(beat, json={}, headers=auth(first.json()["device_secret"])).status_code == 401  # lost one
+    assert client.post(beat, json={}, headers=auth(again.json()["device_secret"])).status_code == 200
+    # anyone else holding the spent token gets nothing
+    for body in ({"attempt_key": other}, {}):
+        assert client.post("/api/v1/devices/enroll", json=body, headers=auth(token)).status_code == 401
+    assert client.post("/api/v1/devices/enroll", json={"attempt_key": "short"}, headers=auth(token)).status_code == 422
+    listed = client.get("/api/v1/devices?limit=500", headers=auth(operator_token)).json()["items"]
+    assert [d["id"] for d in listed].count(first.json()["device_id"]) == 1
+
+
+def test_a_decommissioned_device_cannot_come_back_through_its_attempt_key(
+        client: TestClient, operator_token: str) -> None:
+    token = client.post("/api/v1/enrollment-tokens", json={}, headers=auth(operator_token)).json()["token"]
+    device_id = client.post("/api/v1/devices/enroll", json={"attempt_key": "k" * 43},
+                            headers=auth(token)).json()["device_id"]
+    client.post(f"/api/v1/devices/{device_id}/decommission", headers=auth(operator_token))
+    again = client.post("/api/v1/devices/enroll", json={"attempt_key": "k" * 43}, headers=auth(token))
+    assert again.status_code == 401

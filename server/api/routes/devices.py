@@ -42,7 +42,7 @@ def enroll(body: EnrollRequest, session: SessionDep, token: TokenDep) -> EnrollR
     """Exchange a one-time enrollment token (as bearer) for a device id and secret."""
     if not token.startswith(ENROLLMENT_PREFIX):
         raise forbidden("enrollment needs an enrollment token")
-    enrolled = enroll_device(session, token, dict(body.hardware), body.name)
+    enrolled = enroll_device(session, token, dict(body.hardware), body.name, body.attempt_key)
     if enrolled is None:
         raise unauthorized("enrollment token is unknown, expired or already used")
     session.commit()

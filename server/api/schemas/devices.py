@@ -16,6 +16,9 @@ Version = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 class EnrollRequest(BaseModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    attempt_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{32,128}$")] | None = Field(
+        default=None, description="random, kept by the device: the same token with the same key may be retried "
+        "after a lost answer and yields the same device id with a new secret")
     hardware: dict[Annotated[str, StringConstraints(max_length=64)], Scalar] = Field(
         default_factory=dict, max_length=64
     )
