@@ -45,8 +45,8 @@ class FeatureTransformationConfig:
             raise ValueError(f"feature_transformation.type must be 'standard_scaler_pca', got {self.type!r}")
 
 
-# what device.pipeline.knn implements (a test keeps the two equal; importing it here would pull numpy
-# into the updater, which reads this config too)
+# what device.pipeline.knn implements; defined here so that validating a config (the updater does too)
+# never imports numpy
 METRICS = ("euclidean", "manhattan", "cosine")
 POLICIES = ("class_balanced", "fifo", "random")
 

@@ -33,6 +33,7 @@ from typing import Any
 from device.simulator import FleetSpec
 from device.simulator.bundles import drifting_bundle
 from device.simulator.fleet import Simulation, Summary
+from device.simulator.server import OperatorAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 FACTORY = ROOT / "device" / "models" / "digits"
@@ -111,11 +112,7 @@ class Demo:
         say("    published the factory bundle digits 1.0.0 (signed offline with targets.key)")
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(  # noqa: S310 - loopback
-            f"{self.url}/api/v1{path}", method=method, data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.operator}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-            return json.loads(response.read() or b"null")
+        return OperatorAPI(self.url, self.operator).json(method, f"/api/v1{path}", body)
 
     def publish_tar(self, bundle: Path) -> None:
         tar = self.workdir / f"{bundle.name}.tar"

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from device.config import METRICS, POLICIES
 from device.errors import StateError
 from device.state import save_npz_atomic
-
-METRICS = ("euclidean", "manhattan", "cosine")
-POLICIES = ("class_balanced", "fifo", "random")
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,9 +126,7 @@ class AgentFleet:
 
     def drain(self, timeout_s: float) -> bool:
         """Stop capturing, then sync until every outbox is empty (or `timeout_s`); True when all are."""
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(120)
+        self._halt()
         deadline = time.monotonic() + timeout_s
         for agent in self.agents:
             agent.app.outbox.flush(10)
@@ -143,10 +141,14 @@ class AgentFleet:
     def statuses(self) -> list[DeviceStatus]:
         return [agent.status() for agent in self.agents]
 
-    def close(self) -> None:
+    def _halt(self) -> None:
+        """Stop the frame and updater threads (the agents' own sync and outbox threads go on)."""
         self.stop.set()
         for thread in self._threads:
             thread.join(120)
+
+    def close(self) -> None:
+        self._halt()
         with ThreadPoolExecutor(16) as pool:  # each close sends a last heartbeat
             list(pool.map(Agent.close, self.agents))
 

@@ -46,13 +46,9 @@ class DeviceSetup:
 
     @property
     def device_id(self) -> str | None:
-        """The id the server gave at enrollment, None until then (an identity never changes once given)."""
-        known = self.__dict__.get("_device_id")
-        if known is None:
-            identity = read_json(self.data / "state" / "sync_identity.json")
-            known = str(identity["device_id"]) if "device_id" in identity else None
-            object.__setattr__(self, "_device_id", known)
-        return known
+        """The id the server gave at enrollment, None until then."""
+        identity = read_json(self.data / "state" / "sync_identity.json")
+        return str(identity["device_id"]) if "device_id" in identity else None
 
     def update_state(self) -> dict[str, Any]:
         return read_json(self.data / "state" / "updater.json")
