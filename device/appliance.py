@@ -19,7 +19,7 @@ import numpy as np
 
 from device.bundle import factory_bundle
 from device.capture import open_source
-from device.config import Config
+from device.config import Config, overlap_enabled
 from device.errors import TinyLCMError
 from device.health import HealthServer
 from device.outbox import Outbox
@@ -220,12 +220,13 @@ class Appliance:
                              size=self.pipeline.bundle.frame_size, fps=cfg.camera.fps,
                              realtime=cfg.camera.realtime)
         health = HealthServer(self.snapshot, cfg.device.health_port).start()
-        seq = self.resume()
-        log.info("running %s %s on %s; health on 127.0.0.1:%d", self.pipeline.bundle.name,
-                 self.pipeline.bundle.version, cfg.camera.source, health.port)
+        seq, overlap = self.resume(), overlap_enabled(cfg)
+        log.info("running %s %s on %s (%s); health on 127.0.0.1:%d", self.pipeline.bundle.name,
+                 self.pipeline.bundle.version, cfg.camera.source,
+                 "decided on a second thread while the interpreter runs" if overlap else "sequential", health.port)
         self.connect()
         try:
-            for result in self.runner.run(source, start_seq=seq, overlap=cfg.device.overlap):
+            for result in self.runner.run(source, start_seq=seq, overlap=overlap):
                 seq = self.after_frame(result)
         finally:
             self.close(seq, source, health)

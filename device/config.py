@@ -9,6 +9,7 @@ naming the key and the file.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -76,9 +77,17 @@ class DeviceConfig:
     name: str = ""  # shown on the server; defaults to the hostname
     data_dir: str = "/data"  # the state volume: outbox, models, state, tuf
     health_port: int = 8321  # /healthz and /metrics on 127.0.0.1
-    overlap: bool = False  # observe frame N (detectors, adapter, outbox) on a thread while frame N+1 runs;
-    # for boards with cores to spare beside the interpreter's threads (measured slower on a 2-core x86 host)
+    overlap: bool | None = None  # decide and observe frame N on a thread while the interpreter runs frame N+1;
+    # None: on when a core is free beside the interpreter's threads (a Pi Zero 2W: 4 cores, 2 threads)
     log_level: str = "INFO"
+
+
+def overlap_enabled(config: Config) -> bool:
+    """`device.overlap`, or when it is unset: whether this process may use a core beside the interpreter's threads."""
+    if config.device.overlap is not None:
+        return config.device.overlap
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores > config.feature_extractor.num_threads
 
 
 @dataclass

@@ -89,9 +89,10 @@ class Stats:
 class Runner:
     """Processes frames and records what they produced; bad frames are logged and counted.
 
-    `run(..., overlap=True)` observes frame N (detectors, adapter, outbox) on a worker thread while
-    the interpreter runs frame N+1 (it releases the GIL); the next decision waits for that
-    observation, so the classifier is never read and changed at once and nothing is reordered.
+    `run(..., overlap=True)` decides and observes frame N (transform, kNN, detectors, adapter, outbox)
+    on a worker thread while the interpreter runs frame N+1 (it releases the GIL); frame N+1 goes to
+    the worker only once frame N is done, so the classifier is never read and changed at once and
+    nothing is reordered.
     """
 
     def __init__(self, pipeline: Pipeline, outbox: Outbox | None = None, outbox_cfg: OutboxConfig | None = None,
@@ -114,8 +115,7 @@ class Runner:
         try:
             return self.pipeline.classify(frame, seq, *self.pipeline.extract(frame), started)
         except FrameError as exc:
-            self.stats.skipped += 1
-            log.warning("skipping frame %d: %s", seq, exc)
+            self._skip(seq, exc)
             return None
 
     def observe(self, frame: Frame, result: Result) -> Result:
@@ -164,26 +164,50 @@ class Runner:
             yield from self._overlapped(frames, start_seq, worker)
 
     def _overlapped(self, frames: Iterable[Frame], start_seq: int, worker: ThreadPoolExecutor) -> Iterator[Result]:
-        pending: Future[Result] | None = None
+        pending: tuple[int, Future[Result | FrameError]] | None = None
         for seq, frame in enumerate(frames, start=start_seq):
             if self.stop.is_set():
                 break
             started, extracted_by = time.perf_counter(), self.pipeline
             try:
-                outputs = extracted_by.extract(frame)  # the interpreter runs while frame N-1 is observed
-                if pending is not None:
-                    yield pending.result()
-                    pending = None
-                if self.pipeline is not extracted_by:  # the consumer switched bundles meanwhile
-                    outputs = self.pipeline.extract(frame)
-                result = self.pipeline.classify(frame, seq, *outputs, started)
+                outputs = extracted_by.infer(frame)  # the interpreter runs while frame N-1 is decided and observed
             except FrameError as exc:
-                self.stats.skipped += 1
-                log.warning("skipping frame %d: %s", seq, exc)
+                self._skip(seq, exc)
                 continue
-            pending = worker.submit(self.observe, frame, result)
-        if pending is not None:
-            yield pending.result()
+            if pending is not None:
+                if (done := self._settle(*pending)) is not None:
+                    yield done
+                pending = None
+            try:
+                if self.pipeline is not extracted_by:  # the consumer switched bundles meanwhile
+                    outputs = self.pipeline.infer(frame)
+            except FrameError as exc:
+                self._skip(seq, exc)
+                continue
+            pending = seq, worker.submit(self._finish, self.pipeline, frame, seq, outputs, started)
+        if pending is not None and (done := self._settle(*pending)) is not None:
+            yield done
+
+    def _finish(self, pipeline: Pipeline, frame: Frame, seq: int, outputs: tuple[np.ndarray, np.ndarray],
+                started: float) -> Result | FrameError:
+        """On the worker: decide and observe one inferred frame (a bad one is handed back, counted by the caller)."""
+        try:
+            result = pipeline.classify(frame, seq, *pipeline.extractor.dequantize(outputs), started)
+        except FrameError as exc:
+            return exc
+        return self.observe(frame, result)
+
+    def _settle(self, seq: int, future: Future[Result | FrameError]) -> Result | None:
+        """The worker's outcome for frame `seq`: its result, or None (counted) when it was skipped."""
+        done = future.result()
+        if isinstance(done, Result):
+            return done
+        self._skip(seq, done)
+        return None
+
+    def _skip(self, seq: int, exc: FrameError) -> None:
+        self.stats.skipped += 1
+        log.warning("skipping frame %d: %s", seq, exc)
 
     def stop_on_signals(self) -> None:
         """SIGTERM/SIGINT end the loop after the frame in progress."""

@@ -92,18 +92,26 @@ class Extractor:
         q = np.round(image.astype(np.float32) / scale + zero)
         return np.clip(q, info.min, info.max).astype(self._in["dtype"])[None]
 
-    def _output(self, dequantizer: tuple[int, int, np.float32 | None]) -> np.ndarray:
-        """Read one output and dequantize it to float32 (two in-place numpy ops)."""
-        index, zero, scale = dequantizer
-        out = np.subtract(self._interp.get_tensor(index)[0], zero, dtype=np.float32)
-        if scale is not None:
-            out *= scale
-        return out
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Invoke the model on one frame: its raw (still quantized) outputs, copied out of the interpreter."""
+        self.invoke(self.preprocess(image))
+        return self._interp.get_tensor(self._deq_probs[0]), self._interp.get_tensor(self._deq_feats[0])
+
+    def dequantize(self, raw: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs -> (probabilities, features) in float32 (two in-place numpy ops each)."""
+        return _dequantize(raw[0][0], self._deq_probs), _dequantize(raw[1][0], self._deq_feats)
 
     def invoke(self, tensor: np.ndarray) -> None:
         self._interp.set_tensor(self._in["index"], tensor)
         self._interp.invoke()
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.invoke(self.preprocess(image))
-        return self._output(self._deq_probs), self._output(self._deq_feats)
+        return self.dequantize(self.run(image))
+
+
+def _dequantize(values: np.ndarray, dequantizer: tuple[int, int, np.float32 | None]) -> np.ndarray:
+    _, zero, scale = dequantizer
+    out = np.subtract(values, zero, dtype=np.float32)
+    if scale is not None:
+        out *= scale
+    return out

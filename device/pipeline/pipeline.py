@@ -117,6 +117,10 @@ class Pipeline:
         """The interpreter's (probabilities, features); touches no state but the interpreter's own."""
         return self.extractor(frame.image)
 
+    def infer(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """`extract` without the dequantization (`extractor.dequantize` finishes it, on any thread)."""
+        return self.extractor.run(frame.image)
+
     def classify(self, frame: Frame, seq: int, probs: np.ndarray, features: np.ndarray, started: float) -> Result:
         """Transform and one kNN search: the decision for the frame (`started` is its perf_counter start)."""
         if not self._finite_features and not np.isfinite(features).all():

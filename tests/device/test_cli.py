@@ -95,17 +95,20 @@ def _wait_for(pattern: str, proc: subprocess.Popen, timeout: float = 60) -> re.M
     raise AssertionError(f"{pattern!r} not in:\n{seen}")
 
 
-def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["sequential", "overlapped"])
+def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path, overlap: bool) -> None:
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({
-        "device": {"data_dir": str(tmp_path / "data"), "health_port": 0},
+        "device": {"data_dir": str(tmp_path / "data"), "health_port": 0, "overlap": overlap},
         "camera": {"source": "digits", "fps": 50, "realtime": True},  # paced like a camera
         "feature_extractor": {"bundle": str(FACTORY)},
     }))
     proc = subprocess.Popen([*TINYLCM, "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        port = int(_wait_for(r"health on 127\.0\.0\.1:(\d+)", proc).group(1))
+        started = _wait_for(r"\((sequential|decided on a second thread)[^)]*\); health on 127\.0\.0\.1:(\d+)", proc)
+        assert started.group(1) == ("decided on a second thread" if overlap else "sequential")
+        port = int(started.group(2))
         deadline = time.monotonic() + 30
         health = {"frames": 0}
         while health["frames"] < 20 and time.monotonic() < deadline:

@@ -72,3 +72,25 @@ def test_the_config_knows_what_the_classifier_implements() -> None:
     from device.pipeline import knn
 
     assert (config.METRICS, config.POLICIES) == (knn.METRICS, knn.POLICIES)
+
+
+@pytest.mark.parametrize(("overlap", "cores", "threads", "expected"), [
+    (None, {0, 1, 2, 3}, 2, True),  # a Pi Zero 2W: a core is free beside the interpreter's two threads
+    (None, {0, 1}, 2, False),  # every core runs the interpreter: decide inline
+    (None, {0, 1}, 1, True),
+    (False, {0, 1, 2, 3}, 2, False),
+    (True, {0}, 1, True),
+])
+def test_overlap_follows_the_setting_or_the_free_cores(monkeypatch, overlap, cores, threads, expected) -> None:
+    from device.config import overlap_enabled
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: cores)
+    cfg = parse_config({"device": {"overlap": overlap}, "feature_extractor": {"num_threads": threads}})
+    assert overlap_enabled(cfg) is expected
+
+
+def test_overlap_must_be_a_boolean_or_null(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"device": {"overlap": "yes"}}))
+    with pytest.raises(ConfigError, match=r"device.overlap"):
+        load_config(path)

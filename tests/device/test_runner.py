@@ -1,10 +1,12 @@
 """The runner gives the same results whether frame N is observed inline or while frame N+1 runs."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from device.capture import open_source
 from device.capture.base import Frame
+from device.errors import FrameError
 from device.outbox import Outbox
 from device.pipeline.pipeline import Pipeline
 from device.service import Runner
@@ -33,6 +35,24 @@ def test_overlapped_observation_changes_nothing(tmp_path) -> None:
         b.stats.summary() | {"latency_ms_p50": 0, "latency_ms_p95": 0}
     assert a.stats.skipped == 1 and a.stats.drift_events > 0 and a.stats.adaptations > 0
 
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["sequential", "overlapped"])
+def test_a_frame_the_decision_refuses_is_skipped_and_counted(overlap: bool) -> None:
+    """Non-finite features surface in `classify`, which the overlapped loop runs on its worker thread."""
+    pipeline = Pipeline.from_bundle(FACTORY)
+    classify = pipeline.classify
+
+    def refuse_frame_5(frame, seq, probs, features, started):
+        if seq == 5:
+            raise FrameError("frame 5: the model gave non-finite features")
+        return classify(frame, seq, probs, features, started)
+
+    pipeline.classify = refuse_frame_5  # type: ignore[method-assign]
+    runner = Runner(pipeline)
+    seqs = [r.seq for r in runner.run(open_source("digits", seed=2, limit=12), overlap=overlap)]
+    assert seqs == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
+    assert runner.stats.skipped == 1 and runner.stats.frames == 11
 
 def test_overlapped_run_stops_after_the_frame_in_progress(tmp_path) -> None:
     runner = Runner(Pipeline.from_bundle(FACTORY))
