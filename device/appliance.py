@@ -138,6 +138,22 @@ class Appliance:
             vector = np.asarray(label["vector"], dtype=np.float32) if label.get("vector") else None
             for event in adapter.apply_label(int(label["frame_seq"]), str(label["label"]), vector):
                 self.outbox.append("adaptation", {**event, "model_version": self.pipeline.bundle.version})
+            self.score_label(label)
+
+    def score_label(self, label: dict[str, Any]) -> None:
+        """A validated label says whether this model's prediction for its frame was right: the input of the
+        label-based detectors (`accuracy`). Labels of another model's predictions, or without one, say nothing."""
+        monitor, version = self.pipeline.monitor, self.pipeline.bundle.version
+        predicted, frame_seq = label.get("predicted"), int(label["frame_seq"])
+        if monitor is None or not isinstance(predicted, str) or label.get("model_version") != version:
+            return
+        for signal_ in monitor.update_label(predicted == str(label["label"]), frame_seq):
+            log.warning("drift: %s %.2f > %.2f on validated labels", signal_.detector, signal_.statistic,
+                        signal_.threshold)
+            self.runner.stats.drift_events += 1
+            self.outbox.append("drift_event", {"detector": signal_.detector, "statistic": signal_.statistic,
+                                               "threshold": signal_.threshold, "frame_seq": frame_seq,
+                                               "label": predicted, "model_version": version})
 
     def reload_if_switched(self, seq: int) -> None:
         """Load the bundle `models/current` points to once the updater flipped it; keep the old one if it fails."""

@@ -40,7 +40,8 @@ _HEARTBEAT = text(
 )
 # The event's frame seq and feature vector ride along: the device's adapter learns from them.
 _PENDING_LABELS = text(
-    "SELECT l.id, l.drift_event_id, l.seq, l.label, e.frame_seq, e.vector "
+    "SELECT l.id, l.drift_event_id, l.seq, l.label, e.frame_seq, e.vector, "
+    "e.label AS predicted, e.model_version "
     "FROM drift_labels l JOIN drift_events e ON e.id = l.drift_event_id "
     "WHERE l.device_id = :device_id AND l.delivered_at IS NULL ORDER BY l.id LIMIT 100"
 )

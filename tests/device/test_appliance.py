@@ -33,6 +33,33 @@ def test_operator_labels_reach_the_adapter_and_the_outbox(tmp_path) -> None:
     appliance.outbox.close()
 
 
+
+def test_labels_that_contradict_this_models_predictions_raise_the_accuracy_alarm(tmp_path) -> None:
+    appliance = _appliance(tmp_path)
+    dim = appliance.pipeline.classifier.dim
+    vector = np.full(dim, 3.0, dtype=np.float32).tolist()
+
+    def label(i: int, truth: str, predicted: str | None, version: str | None = "1.0.0") -> dict:
+        return {"id": i, "frame_seq": 1000 + i, "label": truth, "vector": vector, "predicted": predicted,
+                "model_version": version}
+
+    # Right predictions, another model's wrong ones, and labels without a prediction: no alarm.
+    appliance._queue_labels([label(i, "3", "3") for i in range(20)]
+                            + [label(i, "7", "2", "0.9.0") for i in range(20, 40)]
+                            + [label(i, "7", None) for i in range(40, 60)])
+    appliance.apply_labels()
+    assert appliance.outbox.flush(10) and appliance.outbox.records("drift_event") == []
+    # The operator says this model got frame after frame wrong: the accuracy CUSUM fires within a few.
+    appliance._queue_labels([label(i, "7", "1") for i in range(60, 70)])
+    appliance.apply_labels()
+    assert appliance.outbox.flush(10)
+    alarms = [r["data"] for r in appliance.outbox.records("drift_event")]
+    assert alarms and {a["detector"] for a in alarms} == {"accuracy"}
+    assert 1061 <= alarms[0]["frame_seq"] <= 1066 and alarms[0]["statistic"] > alarms[0]["threshold"]
+    assert alarms[0]["label"] == "1" and alarms[0]["model_version"] == "1.0.0"
+    assert appliance.pipeline.monitor is not None and appliance.pipeline.monitor.drifting
+    appliance.outbox.close()
+
 def test_run_stops_on_request_and_saves_state(tmp_path) -> None:
     appliance = _appliance(tmp_path)
     stop = threading.Event()

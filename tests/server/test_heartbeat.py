@@ -80,7 +80,7 @@ def test_labels_are_delivered_until_acknowledged(client: TestClient, operator_to
         first = _beat(client, device)["labels"]
     assert [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")] == ["WITH", "SELECT"]
     assert first == [{"id": label.json()["id"], "drift_event_id": event_id, "seq": 5, "label": "dog",
-                      "frame_seq": None, "vector": None}]
+                      "frame_seq": None, "vector": None, "predicted": None, "model_version": None}]
     assert _beat(client, device)["labels"] == first  # not acknowledged yet: sent again
     assert _beat(client, device, acked_labels=[first[0]["id"]])["labels"] == []
     assert _beat(client, device)["labels"] == []
@@ -114,6 +114,8 @@ def test_labels_carry_the_frame_seq_and_vector_of_the_sample(client: TestClient,
     assert [(label["seq"], label["frame_seq"], label["vector"]) for label in labels] == [
         (7, 42, vector), (8, None, None), (9, None, [0.1, 0.2, 0.3]), (10, None, None)]
     assert labels[0]["drift_event_id"] == by_seq[7]["id"] and labels[0]["label"] == "dog"
+    # what the device predicted for that frame, and with which model: the accuracy detector's input
+    assert {(label["predicted"], label["model_version"]) for label in labels} == {("cat", "1.0.0")}
 
 
 def test_a_device_cannot_acknowledge_for_another(client: TestClient, operator_token: str,

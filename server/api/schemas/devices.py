@@ -105,6 +105,8 @@ class PendingLabel(BaseModel):
     label: str
     frame_seq: int | None = Field(default=None, description="frame the drift sample came from, if reported")
     vector: list[float] | None = Field(default=None, description="feature vector of the drift sample")
+    predicted: str | None = Field(default=None, description="the device's prediction for that frame, if reported")
+    model_version: str | None = Field(default=None, description="the model that made that prediction")
 
 
 class HeartbeatResponse(BaseModel):
