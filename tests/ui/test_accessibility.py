@@ -50,7 +50,8 @@ def test_every_page_has_labelled_controls_and_readable_contrast(page: Page, stac
 
 def test_the_dashboard_works_from_the_keyboard(page: Page, stack: Stack) -> None:
     page.goto("/ui/login")
-    page.keyboard.type(stack.tokens["operator"])  # the token field has the focus
+    expect(page.get_by_label("API token")).to_be_focused()  # autofocus: type right away
+    page.keyboard.type(stack.tokens["operator"])
     page.keyboard.press("Enter")
     expect(page.locator("#count-total")).to_be_visible()
     page.keyboard.press("Tab")
