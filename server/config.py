@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     max_bundle_bytes: int = Field(default=512 * 2**20, ge=1024)
     rollout_tick_s: float = Field(default=5.0, gt=0)  # how often a worker runs the rollout controller
 
-    expose_docs: bool = True  # /openapi.json, /docs and /redoc without a token (the API shape is not secret)
+    expose_docs: bool = False  # /openapi.json, /docs and /redoc without a token (a development aid);
+    # viewers always get the schema at /api/v1/openapi.json
     offline_after_s: int = Field(default=900, ge=1)  # fleet summary: no heartbeat for this long
     retry_after_s: int = Field(default=5, ge=1)  # Retry-After on 503 answers
 

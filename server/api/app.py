@@ -20,6 +20,7 @@ from server.api.routes import (
     objects,
     registry,
     rollouts,
+    schema,
     sync,
     telemetry,
     tokens,
@@ -35,7 +36,7 @@ API_PREFIX = "/api/v1"
 
 def _api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tokens, devices, heartbeat, telemetry, sync, drift, jobs, objects, registry, rollouts):
+    for module in (tokens, devices, heartbeat, telemetry, sync, drift, jobs, objects, registry, rollouts, schema):
         api.include_router(module.router)
     return api
 

@@ -95,16 +95,23 @@ def test_cli_creates_tokens(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     assert detail["tags"] == ["lab"]
 
 
-def test_docs_can_be_hidden(backends) -> None:  # type: ignore[no-untyped-def]
+def test_the_schema_needs_a_token_unless_docs_are_exposed(backends, client: TestClient,  # type: ignore[no-untyped-def]
+                                                          operator_token: str) -> None:
     from server.api.app import create_app
     from server.backends import Backends
 
-    hidden = Backends(backends.settings.model_copy(update={"expose_docs": False}), backends.engine,
-                      backends.sessions, backends.store)
-    with TestClient(create_app(hidden)) as client:
-        assert client.get("/openapi.json").status_code == 404
-        assert client.get("/docs").status_code == 404
-        assert client.get("/healthz").status_code == 200
+    assert backends.settings.expose_docs is False  # the default
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert client.get(path).status_code == 404
+    assert client.get("/api/v1/openapi.json").status_code == 401
+    schema = client.get("/api/v1/openapi.json", headers=auth(operator_token))
+    assert schema.status_code == 200 and "/api/v1/rollouts" in schema.json()["paths"]
+    exposed = Backends(backends.settings.model_copy(update={"expose_docs": True}), backends.engine,
+                       backends.sessions, backends.store)
+    with TestClient(create_app(exposed)) as open_client:
+        assert open_client.get("/openapi.json").status_code == 200
+        assert open_client.get("/docs").status_code == 200
+        assert open_client.get("/healthz").status_code == 200
 
 
 # Reachable without a bearer token, on purpose: liveness, enrollment (the one-time token is in the body)
