@@ -138,6 +138,7 @@ class Appliance:
             vector = np.asarray(label["vector"], dtype=np.float32) if label.get("vector") else None
             for event in adapter.apply_label(int(label["frame_seq"]), str(label["label"]), vector):
                 self.outbox.append("adaptation", {**event, "model_version": self.pipeline.bundle.version})
+            self.pipeline.notice_classes()
             self.score_label(label)
 
     def score_label(self, label: dict[str, Any]) -> None:

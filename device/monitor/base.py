@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 _MODES = ("up", "down", "both")
@@ -37,6 +38,9 @@ class DriftDetector(abc.ABC):
     @abc.abstractmethod
     def update(self, value: Any) -> None:
         """Feed one observation."""
+
+    def learn(self, classes: Sequence[str]) -> None:  # noqa: B027 - most detectors do not read labels
+        """The classes the device's classifier knows now (after an adaptation); only label detectors care."""
 
     def state(self) -> dict[str, Any]:
         """The private state as JSON-friendly values (deques become lists)."""

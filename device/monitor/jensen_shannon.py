@@ -34,6 +34,12 @@ class JensenShannon(DriftDetector):
     Labels outside `classes` (a class learned after the reference was built) share one extra
     bin of reference mass 0. The test starts once the window is full; per update O(classes).
 
+    When the device learns classes (`learn`), they get bins of their own, and once a full window
+    of predictions has been made with them the reference takes them in: each learned class gets
+    its share of that window, and the reference classes keep their relative shares in the rest.
+    A device that has adapted to a new class stops alarming on it; one whose predictions keep
+    moving does not.
+
     Reference: J. Lin, "Divergence measures based on the Shannon entropy",
     IEEE Transactions on Information Theory 37 (1991) 145-151.
     """
@@ -53,23 +59,57 @@ class JensenShannon(DriftDetector):
         self.threshold = check_positive("threshold", threshold)
         self._index = {c: i for i, c in enumerate(self.classes)}
         self._reference = [*self.distribution, 0.0]
+        self._learned: list[str] = []  # classes learned on the device: bins after the "other" bin
+        self._rebase_in = 0  # 1 + predictions still to come before the reference takes learned classes in
         super().__init__()
 
     def _reset(self) -> None:
         super()._reset()
         self._labels: deque[int] = deque(maxlen=self.window)
-        self._counts = [0] * (len(self.classes) + 1)
+        self._counts = [0] * len(self._reference)
         self._divergence = 0.0
         self._terms = [_bin_terms(0.0, b) for b in self._reference]  # per bin, kept in step with _counts
 
     def state(self) -> dict[str, object]:
         state = super().state()
-        del state["_index"], state["_reference"], state["_terms"]  # derived from the hyperparameters and counts
+        del state["_index"], state["_terms"]  # derived from the classes, the learned ones and the counts
         return state
 
     def restore(self, state: dict[str, object]) -> None:
-        super().restore({**state, "_index": self._index, "_reference": self._reference, "_terms": self._terms})
+        # State saved before classes could be learned has no learned bins and the bundle's reference.
+        state = {"_learned": [], "_rebase_in": 0, "_reference": [*self.distribution, 0.0], **state}
+        learned = [str(c) for c in state["_learned"]]  # type: ignore[attr-defined]
+        index = {**{c: i for i, c in enumerate(self.classes)},
+                 **{c: len(self.classes) + 1 + i for i, c in enumerate(learned)}}
+        super().restore({**state, "_index": index, "_terms": self._terms})
+        self._reference = [float(b) for b in self._reference]
+        if len(self._reference) != len(self._counts) or len(self._reference) != len(self.classes) + 1 + len(learned):
+            raise ValueError("prediction-distribution state: bins, counts and classes disagree")
         self._terms = [_bin_terms(c / self.window, b) for c, b in zip(self._counts, self._reference, strict=True)]
+
+    def learn(self, classes: Sequence[str]) -> None:
+        """Classes the device's classifier knows now: new ones get bins, and the reference takes them in
+        once a full window of predictions has been made with them."""
+        new = [c for c in dict.fromkeys(classes) if c not in self._index]
+        if not new:
+            return
+        for name in new:
+            self._index[name] = len(self._reference)
+            self._learned.append(name)
+            self._reference.append(0.0)
+            self._counts.append(0)
+            self._terms.append((0.0, 0.0))
+        self._rebase_in = self.window + 1
+
+    def _rebase(self) -> None:
+        """Give each learned class its share of the current window; the reference classes share the rest
+        in their original proportions (the "other" bin keeps no mass)."""
+        first_learned = len(self.classes) + 1
+        shares = [c / self.window for c in self._counts]
+        learned = shares[first_learned:]
+        rest = max(0.0, 1.0 - sum(learned))
+        self._reference = [*(d * rest for d in self.distribution), 0.0, *learned]
+        self._terms = [_bin_terms(a, b) for a, b in zip(shares, self._reference, strict=True)]
 
     @property
     def statistic(self) -> float:
@@ -87,6 +127,12 @@ class JensenShannon(DriftDetector):
         labels.append(code)
         counts[code] += 1
         terms[code] = _bin_terms(counts[code] / window, self._reference[code])
+        if self._rebase_in:  # a class was learned: rebase once a whole window was predicted after it
+            self._rebase_in = max(self._rebase_in - 1, 1)
+            if self._rebase_in == 1 and len(labels) == window:
+                self._rebase_in = 0
+                self._rebase()
+                terms = self._terms
         if len(labels) < window:
             return
         self._divergence = _summed(terms)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +143,12 @@ class Monitor:
             if signal is not None:
                 signals.append(signal)
         return signals
+
+    def learn_classes(self, classes: Sequence[str]) -> None:
+        """The classifier knows these classes now: the prediction-histogram detector takes new ones in."""
+        for watch in self._frame_watches:
+            if watch.input == "label":
+                watch.detector.learn(classes)
 
     def update_label(self, correct: bool, seq: int = -1) -> list[DriftSignal]:
         """Feed one validated label (was the prediction right?) to the label-based detectors."""

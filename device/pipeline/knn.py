@@ -74,6 +74,11 @@ class KNNClassifier:
         return int(self._vectors.shape[0])
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """Every class the reference set has held (learned ones included), in the order they came."""
+        return tuple(self._classes)
+
+    @property
     def labels(self) -> np.ndarray:
         """Labels of the reference set, in storage order."""
         return np.asarray(self._classes, dtype=str)[self._codes] if len(self) else np.zeros(0, dtype=str)

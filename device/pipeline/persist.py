@@ -60,5 +60,6 @@ def load_state(root: Path, pipeline: Pipeline) -> int:
         _resume("detectors", lambda: monitor.load(directory / MONITOR_FILE))
     if adapter is not None:
         _resume("adapter", lambda: adapter.load(directory))
+    pipeline.notice_classes()
     log.info("resumed pipeline state from %s at frame %d", directory, next_seq)
     return next_seq

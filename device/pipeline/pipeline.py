@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,8 @@ class Monitor(Protocol):
     def update(self, result: Result) -> list[Any]: ...
 
     def update_label(self, correct: bool, seq: int = -1) -> list[Any]: ...
+
+    def learn_classes(self, classes: Sequence[str]) -> None: ...
 
     def save(self, path: str | Path) -> None: ...
 
@@ -154,3 +157,10 @@ class Pipeline:
             result.drift = [s.detector for s in signals] if signals else []
         drifting = monitor is not None and monitor.drifting
         self.events = self.adapter.observe(result, drifting) if self.adapter is not None else []
+        if self.events:
+            self.notice_classes()
+
+    def notice_classes(self) -> None:
+        """Tell the detectors which classes the classifier knows (an adaptation may have added one)."""
+        if self.monitor is not None:
+            self.monitor.learn_classes(self.classifier.classes)

@@ -27,6 +27,9 @@ def test_operator_labels_reach_the_adapter_and_the_outbox(tmp_path) -> None:
     appliance.apply_labels()
     assert appliance.labels.empty()
     assert "7" in appliance.pipeline.classifier.labels.tolist()
+    monitor = appliance.pipeline.monitor
+    assert monitor is not None  # the prediction histogram has a bin for the new class from now on
+    assert [w.detector._learned for w in monitor.watches if w.input == "label"] == [["7"]]
     assert appliance.outbox.flush(10)
     events = [r["data"] for r in appliance.outbox.records("adaptation")]
     assert [e["action"] for e in events] == ["validated_label"] and events[0]["label"] == "7"
