@@ -28,7 +28,7 @@ from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
 from device.pipeline.result import Result
 from device.provision import Provisioner, ProvisioningStatus, ProvisionSettings
-from device.service import Runner
+from device.service import Runner, alarm_record
 from device.state import read_json, write_json_atomic
 from device.sync.service import SyncService
 from device.sync.settings import sync_settings_from
@@ -152,9 +152,8 @@ class Appliance:
             log.warning("drift: %s %.2f > %.2f on validated labels", signal_.detector, signal_.statistic,
                         signal_.threshold)
             self.runner.stats.drift_events += 1
-            self.outbox.append("drift_event", {"detector": signal_.detector, "statistic": signal_.statistic,
-                                               "threshold": signal_.threshold, "frame_seq": frame_seq,
-                                               "label": predicted, "model_version": version})
+            self.outbox.append("drift_event", {**alarm_record(signal_), "frame_seq": frame_seq, "label": predicted,
+                                               "model_version": version})
 
     def reload_if_switched(self, seq: int) -> None:
         """Load the bundle `models/current` points to once the updater flipped it; keep the old one if it fails."""

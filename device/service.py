@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -22,6 +22,9 @@ from device.errors import FrameError
 from device.outbox import Outbox
 from device.pipeline.pipeline import Pipeline
 from device.pipeline.result import Result
+
+if TYPE_CHECKING:
+    from device.monitor.monitor import DriftSignal
 
 log = logging.getLogger(__name__)
 MAX_EVENT_JPEG = 32 * 1024  # bytes; a drift event's frame is re-encoded smaller until it fits
@@ -145,7 +148,7 @@ class Runner:
         if result.drift:
             jpeg = encode_jpeg(frame.image, self.outbox_cfg.image_max_side, self.outbox_cfg.jpeg_quality)
             for signal_ in self.pipeline.signals:
-                event = {"detector": signal_.detector, "statistic": signal_.statistic, "threshold": signal_.threshold}
+                event = alarm_record(signal_)
                 self.outbox.append("drift_event", {**event, **drift_context(result, version)}, blob=jpeg)
         for event in self.pipeline.events:
             self.outbox.append("adaptation", {**event, "frame_seq": result.seq, "model_version": version})
@@ -226,6 +229,11 @@ def prediction_record(result: Result, model_version: str) -> dict[str, Any]:
         "drift": result.drift,
         "model_version": model_version,
     }
+
+
+def alarm_record(signal_: DriftSignal) -> dict[str, Any]:
+    """What a drift event says of the alarm itself; the frame's context is added by the caller."""
+    return {"detector": signal_.detector, "statistic": signal_.statistic, "threshold": signal_.threshold}
 
 
 def drift_context(result: Result, model_version: str) -> dict[str, Any]:
