@@ -66,6 +66,7 @@ class Appliance:
         self._sync_lock = threading.Lock()
         self._confidence = [0.0, 0]  # sum and count of the kNN confidence since the last metric record
         self._next_metrics = time.monotonic() + METRICS_EVERY_S
+        self._desired: dict[str, Any] | None = None  # what desired.json holds, as last written by this process
 
     # -- the world outside: health, provisioning, sync ------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -97,9 +98,16 @@ class Appliance:
                 "health": health}
 
     def _on_desired(self, desired: dict[str, Any]) -> None:
-        """The server's desired bundle, for the updater (a separate process) to act on."""
+        """The server's desired bundle, for the updater (a separate process) to act on.
+
+        Written when it changes (and once per start), not on every heartbeat: each write is an fsync
+        on the SD card. `received_at` is when this desired state first arrived.
+        """
+        if desired == self._desired:
+            return
         write_json_atomic(self.state_root / "desired.json",
                           {**desired, "received_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        self._desired = dict(desired)
 
     def _start_sync(self, server_url: str) -> None:
         self.config.sync.server_url = server_url

@@ -81,11 +81,13 @@ class AgentFleet:
         self._threads: list[threading.Thread] = []
 
     def start(self, progress: Callable[[str], None] | None = None) -> AgentFleet:
+        began = time.monotonic()
         with ThreadPoolExecutor(4, thread_name_prefix="agent-boot") as pool:  # boots wait on fsync and enrollment
             for agent in pool.map(lambda setup: Agent(setup, self.spec), self.setups):
                 self.agents.append(agent)
                 if progress is not None and len(self.agents) % 100 == 0:
-                    progress(f"{len(self.agents)}/{len(self.setups)} agents started")
+                    progress(f"{len(self.agents)}/{len(self.setups)} agents started"
+                             f" ({time.monotonic() - began:.0f} s)")
         for target, name in ((self._frames, "agent-frames"), (self._updaters, "agent-updaters")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -124,17 +126,33 @@ class AgentFleet:
                     continue
                 self.stop.wait(0.05)
 
-    def drain(self, timeout_s: float) -> bool:
-        """Stop capturing, then sync until every outbox is empty (or `timeout_s`); True when all are."""
+    def drain(self, stall_s: float, cap_s: float | None = None) -> bool:
+        """Stop capturing, then sync until every outbox is empty; True when all are.
+
+        Gives up when the fleet's backlog has not shrunk for `stall_s` (a server that stopped taking
+        packages), or after `cap_s` in all (default ten times `stall_s`). A slow but moving drain, e.g.
+        hundreds of agents uploading at once to a loaded server, is waited for.
+        """
         self._halt()
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        cap = started + (cap_s if cap_s is not None else 10 * stall_s)
         for agent in self.agents:
             agent.app.outbox.flush(10)
-            if agent.app.sync is not None:
-                agent.app.sync.trigger()
-        while time.monotonic() < deadline:
-            if all(agent.app.outbox.depth() == 0 for agent in self.agents):
+        best, progressed, nudged = None, started, 0.0
+        while (now := time.monotonic()) < cap:
+            depths = [agent.app.outbox.depth() for agent in self.agents]
+            total = sum(depths)
+            if total == 0:
                 return True
+            if best is None or total < best:
+                best, progressed = total, now
+            elif now - progressed > stall_s:
+                return False
+            if now - nudged >= 2.0:  # wake every agent still holding records (a round may have just ended)
+                for agent, depth in zip(self.agents, depths, strict=True):
+                    if depth and agent.app.sync is not None:
+                        agent.app.sync.trigger()
+                nudged = now
             time.sleep(0.5)
         return False
 

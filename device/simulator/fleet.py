@@ -93,6 +93,7 @@ class Simulation:
         self.faults_done: list[str] = []
         self.pending = sorted(spec.faults, key=lambda f: f.at_s)
         self.started = time.monotonic()
+        self.boot_s: float | None = None  # how long starting the devices took
 
     def setups(self) -> list[DeviceSetup]:
         root = self.root if self.root is not None else self.api.root()
@@ -109,8 +110,10 @@ class Simulation:
         mode = self.spec.resolved_mode
         self.say(f"starting {len(setups)} devices as {mode} (tag {self.tag}) in {self.workdir}")
         fleet = ProcessFleet(setups, self.spec) if mode == "processes" else AgentFleet(setups, self.spec)
+        began = time.monotonic()
         self.fleet = fleet.start(self.say)
         self.started = time.monotonic()
+        self.boot_s = round(self.started - began, 1)
         return self.fleet
 
     def summary(self, elapsed_s: float, ask_server: bool = True) -> Summary:
@@ -157,13 +160,19 @@ class Simulation:
             time.sleep(0.2)
 
     def stop(self, drain_s: float = 30.0) -> dict[str, Any]:
-        """Drain the agents' outboxes (up to `drain_s`), stop every device; the final report."""
+        """Drain the agents' outboxes (until done, or no progress for `drain_s`), stop every device; the
+        final report."""
         fleet = self.fleet
         assert fleet is not None, "start() first"
         try:
             if self.relay is not None:
                 self.relay.restore()
-            drained = fleet.drain(drain_s) if isinstance(fleet, AgentFleet) and drain_s > 0 else None
+            drained, drain_took = None, None
+            if isinstance(fleet, AgentFleet) and drain_s > 0:
+                began = time.monotonic()
+                drained = fleet.drain(drain_s)
+                drain_took = round(time.monotonic() - began, 1)
+                self.say(f"outboxes {'drained' if drained else 'NOT drained'} in {drain_took} s")
             final = self.summary(time.monotonic() - self.started)
         finally:
             fleet.close()
@@ -173,7 +182,8 @@ class Simulation:
                 "enrolled": final.enrolled, "server_seen": final.server_seen, "frames": final.frames,
                 "drift_events": final.drift_events, "outbox_depth": final.outbox_depth, "drained": drained,
                 "models": final.models, "updates": final.updates, "faults": self.faults_done,
-                "frame_lag_s": round(fleet.lag_s, 3) if isinstance(fleet, AgentFleet) else None}
+                "frame_lag_s": round(fleet.lag_s, 3) if isinstance(fleet, AgentFleet) else None,
+                "boot_s": self.boot_s, "drain_s": drain_took}
 
     def run(self, drain_s: float = 30.0) -> dict[str, Any]:
         """Start, run for the spec's duration with its faults, stop; the final report."""

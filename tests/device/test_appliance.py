@@ -122,8 +122,15 @@ def test_desired_state_and_update_state_cross_the_state_volume(tmp_path) -> None
 
     appliance = _appliance(tmp_path)
     appliance._on_desired({"bundle_version": "2.0.0", "model": "digits", "target": "digits/2.0.0/bundle.tar"})
-    desired = json.loads((tmp_path / "state" / "desired.json").read_text())
+    path = tmp_path / "state" / "desired.json"
+    desired = json.loads(path.read_text())
     assert desired["target"] == "digits/2.0.0/bundle.tar" and "received_at" in desired
+    # The same desired state again (every heartbeat repeats it) is not written again: no fsync per heartbeat.
+    path.write_text("{}")
+    appliance._on_desired({"bundle_version": "2.0.0", "model": "digits", "target": "digits/2.0.0/bundle.tar"})
+    assert path.read_text() == "{}"
+    appliance._on_desired({"bundle_version": "1.0.0", "model": "digits", "target": "digits/1.0.0/bundle.tar"})
+    assert json.loads(path.read_text())["bundle_version"] == "1.0.0"
     (tmp_path / "state" / "updater.json").write_text(json.dumps({"state": "PROBATION"}))
     report = appliance._sync_status()
     assert report["update_state"] == "PROBATION" and report["model_version"] == "1.0.0"
