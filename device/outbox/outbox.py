@@ -34,7 +34,8 @@ class OutboxSettings:
     batch_max: int = 512  # records per transaction at most
     linger_s: float = 0.05  # pause after each commit so the next batch gathers (fewer fsyncs)
     synchronous: str = "FULL"  # SQLite synchronous pragma: FULL makes a committed batch survive power loss
-    wal_pages: int = 256  # WAL checkpoint threshold in 4 KiB pages; the WAL is truncated back to this size
+    wal_pages: int = 1024  # WAL checkpoint threshold in pages (1 KiB each, see store.PAGE_SIZE): about 1 MiB;
+    # the WAL is truncated back to this size
 
     def __post_init__(self) -> None:
         if self.max_mb <= 0 or self.queue_size < 1 or self.batch_max < 1 or self.linger_s < 0 or self.wal_pages < 1:

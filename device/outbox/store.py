@@ -21,6 +21,7 @@ from device.outbox.records import Entry, Record
 COUNTERS = ("evicted", "dropped", "rejected")
 _COLUMNS = "seq, kind, ts, priority, data, blob, size"
 _BUSY_TIMEOUT_S = 30.0
+PAGE_SIZE = 1024  # bytes; SQLite's default is 4096
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,19 @@ class Removed:
 class RecordStore:
     """One connection to the outbox database; the writer thread and the sync side each own one."""
 
-    def __init__(self, path: Path, synchronous: str = "FULL", wal_pages: int = 256) -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL", wal_pages: int = 1024) -> None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
+        # Small pages: each commit appends every page it touched to the WAL, and an outbox commit touches a
+        # few (a records leaf, the eviction index, meta). A new database only; an older one keeps its size.
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self.db.enable_wal()
         conn.execute(f"PRAGMA synchronous={synchronous}")
         # A small WAL, truncated after each checkpoint: on a nearly full card it must not eat the space.
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         conn.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
-        conn.execute(f"PRAGMA journal_size_limit={int(wal_pages) * 4096}")
+        conn.execute(f"PRAGMA journal_size_limit={int(wal_pages) * page_size}")
         self._create()
 
     def _create(self) -> None:

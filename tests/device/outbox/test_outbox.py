@@ -133,6 +133,35 @@ def test_a_database_of_the_first_outbox_is_upgraded(tmp_path: Path) -> None:
     box.close()
 
 
+def _wal_bytes_per_commit(path: Path) -> float:
+    box = _open(path)
+    box.append("log", {"message": "warm-up"})
+    box.flush()
+    wal = path / "outbox.db-wal"
+    before = wal.stat().st_size
+    for i in range(20):  # one record per commit, as at a low frame rate
+        box.append("prediction", {"label": "3", "confidence": 0.9, "i": i})
+        box.flush()
+    grown = wal.stat().st_size - before
+    box.close()
+    return grown / 20
+
+
+def test_a_new_outbox_uses_small_pages_so_each_commit_writes_less(tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    small = _wal_bytes_per_commit(tmp_path / "new")
+    (tmp_path / "old").mkdir()  # a database created with SQLite's default 4 KiB pages keeps them, and works
+    db = sqlite3.connect(tmp_path / "old" / "outbox.db")
+    db.execute("PRAGMA page_size=4096")
+    db.execute("VACUUM")
+    db.close()
+    large = _wal_bytes_per_commit(tmp_path / "old")
+    for name, size in (("new", 1024), ("old", 4096)):
+        with sqlite3.connect(tmp_path / name / "outbox.db") as conn:
+            assert conn.execute("PRAGMA page_size").fetchone()[0] == size
+    assert small * 2 < large, (small, large)
+
+
 def test_a_full_disk_lowers_the_bound_evicts_and_keeps_high_priority_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
