@@ -91,11 +91,10 @@ def test_hundreds_of_agents_in_one_process(registry: RegistryServer, tmp_path: P
     proc = simulate(registry, workdir, "--devices", str(AGENTS), "--mode", "agents", "--duration", "30",
                     "--fps", "0.5", "--heartbeat", "10", "--sync-interval", "10", "--every", "10")
     result = result_of(proc)
-    log = proc.stderr[-3000:]  # the live summary lines, boot and drain times
+    log = proc.stderr[-3000:]  # the live summary lines and the drain line, for a failure
     assert result["mode"] == "agents" and result["alive"] == AGENTS and result["enrolled"] == AGENTS, (result, log)
     assert result["server_seen"] == AGENTS, (result, log)
     assert result["drained"] is True and result["outbox_depth"] == 0, (result, log)
-    print(f"boot {result['boot_s']} s, drain {result['drain_s']} s")
     assert result["models"] == {"1.0.0": AGENTS} and result["frames"] > 0, result
     check_nothing_lost_or_doubled(registry, workdir, AGENTS)
 
