@@ -1,7 +1,8 @@
 """The SQLite side of the outbox (WAL, via sqlite-utils): the `records` table and a small `meta` table.
 
 `meta` keeps what must survive a restart: the next `seq` (so a seq is never reused, even after its
-row was delivered or evicted), the drop/evict/reject counters, and the package in flight.
+row was delivered or evicted; written before rows are deleted, and otherwise derived from the rows),
+the drop/evict/reject counters, and the package in flight.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class RecordStore:
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
         # Small pages: each commit appends every page it touched to the WAL, and an outbox commit touches a
-        # few (a records leaf, the eviction index, meta). A new database only; an older one keeps its size.
+        # few (a records leaf or two, the eviction index's). A new database only; an older one keeps its size.
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self.db.enable_wal()
         conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -100,13 +101,22 @@ class RecordStore:
         return int(rows), int(size), next_seq
 
     def insert(self, entries: Sequence[Entry]) -> None:
-        """Inside a transaction: insert entries (blobs already on disk) and advance `next_seq`."""
+        """Inside a transaction: insert entries (blobs already on disk).
+
+        `next_seq` is not written here: while a row holds the highest seq, `usage()` derives it from the
+        rows, and a commit that leaves `meta` alone writes one page less to the WAL. Deleting rows
+        records it first (`_keep_next_seq`).
+        """
         self.conn.executemany(
             f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant
             [(e.seq, e.kind, e.ts, e.priority, e.data, e.blob_name, e.size) for e in entries],
         )
-        top = max(e.seq for e in entries)
-        if top + 1 > int(self.meta("next_seq", 1)):
+
+    def _keep_next_seq(self) -> None:
+        """Inside a transaction, before rows are deleted: persist one past the highest seq stored, so that
+        no seq is reused once the rows holding it are gone."""
+        top = self.conn.execute("SELECT max(seq) FROM records").fetchone()[0]
+        if top is not None and top + 1 > int(self.meta("next_seq", 1)):
             self.set_meta("next_seq", top + 1)
 
     def eviction_candidates(self, excess: int, keep: tuple[int, int] | None) -> list[tuple[int, str | None, int]]:
@@ -131,10 +141,12 @@ class RecordStore:
 
     def delete_seqs(self, seqs: Sequence[int]) -> None:
         """Inside a transaction: delete rows by seq."""
+        self._keep_next_seq()
         self.conn.executemany("DELETE FROM records WHERE seq = ?", [(s,) for s in seqs])
 
     def delete_range(self, first: int, last: int) -> Removed:
         """Inside a transaction: delete every row with first <= seq <= last."""
+        self._keep_next_seq()
         rows = self.conn.execute(
             "SELECT seq, blob, size FROM records WHERE seq BETWEEN ? AND ?", (first, last)
         ).fetchall()

@@ -45,10 +45,14 @@ def pending_seqs(data: Path) -> list[int]:
 
 
 def outbox_meta(data: Path) -> dict[str, int]:
-    """The outbox's persisted counters: `next_seq` (one past the last seq it committed), evicted, rejected, ..."""
+    """The outbox's persisted counters (evicted, rejected, dropped) and `next_seq`, one past the last seq it
+    committed: the larger of the stored value (written when rows are deleted) and the highest row's seq + 1."""
     with sqlite3.connect(data / "outbox.db") as conn:
         rows = conn.execute("SELECT key, value FROM meta WHERE key IN ('next_seq', 'evicted', 'rejected', 'dropped')")
-        return {key: int(value) for key, value in rows if value is not None}
+        meta = {key: int(value) for key, value in rows if value is not None}
+        top = conn.execute("SELECT max(seq) FROM records").fetchone()[0]
+    meta["next_seq"] = max(meta.get("next_seq", 1), (top or 0) + 1)
+    return meta
 
 
 def check_nothing_lost_or_doubled(registry: RegistryServer, workdir: Path, devices: int) -> None:

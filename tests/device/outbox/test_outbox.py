@@ -133,6 +133,26 @@ def test_a_database_of_the_first_outbox_is_upgraded(tmp_path: Path) -> None:
     box.close()
 
 
+@pytest.mark.parametrize("delete", ["evicted", "delivered"])
+def test_no_seq_is_reused_when_the_rows_holding_the_highest_seqs_are_deleted(tmp_path: Path, delete: str) -> None:
+    from device.outbox.records import Entry
+    from device.outbox.store import RecordStore
+
+    store = RecordStore(tmp_path / "outbox.db")
+    with store.transaction():
+        store.insert([Entry(seq, "metric", "t", 1, "{}") for seq in range(1, 6)])
+    assert store.meta("next_seq") is None and store.usage()[2] == 6  # derived from the rows: no meta write
+    with store.transaction():
+        if delete == "evicted":
+            store.delete_seqs([4, 5])
+        else:
+            store.delete_range(1, 5)
+    store.conn.close()
+    reopened = RecordStore(tmp_path / "outbox.db")
+    assert reopened.meta("next_seq") == 6 and reopened.usage()[2] == 6
+    reopened.conn.close()
+
+
 def _wal_bytes_per_commit(path: Path) -> float:
     box = _open(path)
     box.append("log", {"message": "warm-up"})
