@@ -4,6 +4,8 @@
 the model's input) and `tinylcm updater` side by side as real processes for `--seconds`, then reads
 each one's peak RSS (VmHWM) and bytes written to storage (/proc/<pid>/io) and scales writes to an
 hour. The Pi Zero 2W has 512 MB; the TinyLCM proof of concept peaked at 212 MB for inference alone.
+The default window (90 s at 5 fps) takes in two of the service's periodic state saves (every 200
+frames), not only the outbox's commits: a shorter one would leave them out of the hourly figure.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def run(seconds: float, fps: float, bundle: Path, commit_s: float | None = None)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=90.0, help="how long both services run")
     parser.add_argument("--fps", type=float, default=5.0, help="camera frame rate of the inference service")
     parser.add_argument("--bundle", type=Path, default=FIXTURE)
     parser.add_argument("--commit-s", type=float, help="outbox.commit_interval_s (default: the shipped one)")
