@@ -238,7 +238,7 @@ class Adapter:
 
     # -- state ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
-        """Write the reference set and the adapter's state atomically, as one file."""
+        """Write the reference set and the adapter's state atomically (see `device.adapt.store`)."""
         save_state(self, Path(directory))
 
     def load(self, directory: str | Path) -> bool:

@@ -1,9 +1,15 @@
-"""The adapter's state on disk: one `.npz` (no pickle) written atomically, so a power cut mid-write
-leaves either the old state or the new one, and the reference set always matches its quarantine.
+"""The adapter's state on disk, as `.npz` files (no pickle) written atomically.
+
+The reference set, the bulk of it, goes to a file named after its content (`adapt_reference.<digest>.npz`),
+written only when that content is new: the periodic save of an adapter that did not adapt rewrites a
+few kilobytes, not the whole set, on the SD card. `adapt_state.npz` names the reference file it goes
+with and is replaced last, and older reference files are removed after it: a power cut at any point
+leaves the old state or the new one, each with its own reference set.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +24,8 @@ if TYPE_CHECKING:
     from device.adapt.adapter import Adapter
 
 STATE_FILE = "adapt_state.npz"
-VERSION = 1
+REFERENCE_GLOB = "adapt_reference.*.npz"
+VERSION = 2  # 1: the reference set inside STATE_FILE (still loads)
 
 
 def save_state(adapter: Adapter, directory: Path) -> None:
@@ -27,8 +34,6 @@ def save_state(adapter: Adapter, directory: Path) -> None:
     arrays: dict[str, np.ndarray] = {
         **adapter.quarantine.to_arrays(),
         **adapter.pending.to_arrays(knn.dim),
-        "knn_vectors": knn.vectors,
-        "knn_labels": knn.labels.astype("<U64"),
     }
     watch = adapter.probation.watch
     if watch is not None:
@@ -46,8 +51,25 @@ def save_state(adapter: Adapter, directory: Path) -> None:
         "pseudo": adapter.pseudo.to_state(),
         "probation": adapter.probation.to_state(),
     }
+    reference = _save_reference(directory, knn.vectors, knn.labels.astype("<U64"))
+    meta["reference"] = reference
     arrays["meta"] = np.asarray(json.dumps(meta))
     save_npz_atomic(directory / STATE_FILE, **arrays)
+    for old in directory.glob(REFERENCE_GLOB):
+        if old.name != reference:
+            old.unlink(missing_ok=True)
+
+
+def _save_reference(directory: Path, vectors: np.ndarray, labels: np.ndarray) -> str:
+    """The reference set's file name, written if no file holds this content yet."""
+    digest = hashlib.sha256()
+    for array in (vectors, labels):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    name = f"adapt_reference.{digest.hexdigest()[:16]}.npz"
+    if not (directory / name).exists():
+        save_npz_atomic(directory / name, knn_vectors=vectors, knn_labels=labels)
+    return name
 
 
 def load_state(adapter: Adapter, directory: Path) -> bool:
@@ -56,21 +78,31 @@ def load_state(adapter: Adapter, directory: Path) -> bool:
     if not path.exists():
         return False
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        arrays = _read_npz(path)
         meta = json.loads(str(arrays["meta"]))
     except (OSError, KeyError, ValueError) as exc:
         raise StateError(f"{path}: cannot read adapter state: {exc}") from exc
-    if meta.get("version") != VERSION or meta.get("dim") != adapter.classifier.dim:
+    if meta.get("version") not in (1, VERSION) or meta.get("dim") != adapter.classifier.dim:
         raise StateError(
             f"{path}: state version {meta.get('version')} of dimension {meta.get('dim')}, "
             f"expected version {VERSION} of dimension {adapter.classifier.dim}"
         )
+    if meta["version"] >= 2:
+        reference = directory / str(meta.get("reference"))
+        try:
+            arrays.update(_read_npz(reference))
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{reference}: cannot read the adapter's reference set: {exc}") from exc
     try:
         _restore(adapter, arrays, meta)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise StateError(f"{path}: inconsistent adapter state: {exc}") from exc
     return True
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
 
 
 def _restore(adapter: Adapter, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -25,7 +25,8 @@ def test_state_round_trips_mid_probation(tmp_path):
     feed(world, first, rows[:70])  # unknown-1 joined at 64: on probation now
     first.apply_label(66, "6")  # queued behind the probation
     first.save(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2 and names[1] == STATE_FILE and names[0].startswith("adapt_reference.")
 
     restored_world = World(seed=0)  # the factory reference set, as after a reboot
     second = Adapter(restored_world.knn, CONFIG, clock=lambda: 1000.0)
@@ -40,6 +41,77 @@ def test_state_round_trips_mid_probation(tmp_path):
     assert restored_world.knn.labels.tolist() == world.knn.labels.tolist()
 
 
+def references(directory) -> list:
+    return sorted(directory.glob("adapt_reference.*.npz"))
+
+
+def test_a_save_without_adaptation_leaves_the_reference_file_alone(tmp_path):
+    world = World(seed=0)
+    adapter = Adapter(world.knn, CONFIG)
+    rows = frames(world, range(300))
+    feed(world, adapter, rows[:30])
+    adapter.save(tmp_path)
+    [reference] = references(tmp_path)
+    written = reference.stat()
+    feed(world, adapter, rows[30:40])  # no adaptation yet: the reference set is unchanged
+    adapter.save(tmp_path)
+    assert references(tmp_path) == [reference] and reference.stat().st_mtime_ns == written.st_mtime_ns
+    assert reference.stat().st_ino == written.st_ino
+
+    feed(world, adapter, rows[40:120])  # unknown-1 joins the reference set
+    assert adapter.stats()["adaptations"] > 0
+    adapter.save(tmp_path)
+    [newer] = references(tmp_path)  # the old set's file is gone once the state names the new one
+    assert newer != reference
+    restored = World(seed=0)
+    assert Adapter(restored.knn, CONFIG).load(tmp_path) is True
+    assert restored.knn.labels.tolist() == world.knn.labels.tolist()
+
+
+def test_a_power_cut_after_the_new_reference_set_keeps_the_old_state_whole(tmp_path):
+    from device.adapt.store import _save_reference
+
+    world = World(seed=0)
+    adapter = Adapter(world.knn, CONFIG)
+    adapter.save(tmp_path)
+    before = world.knn.labels.tolist()
+    feed(world, adapter, frames(world, range(120)))
+    assert world.knn.labels.tolist() != before
+    _save_reference(tmp_path, world.knn.vectors, world.knn.labels.astype("<U64"))  # then the power went
+    assert len(references(tmp_path)) == 2
+    restored = World(seed=0)
+    assert Adapter(restored.knn, CONFIG).load(tmp_path) is True
+    assert restored.knn.labels.tolist() == before  # the old state, with the reference set it was saved with
+
+
+def test_state_of_the_first_format_still_loads(tmp_path):
+    import json
+
+    world = World(seed=0)
+    adapter = Adapter(world.knn, CONFIG)
+    feed(world, adapter, frames(world, range(120)))
+    adapter.save(tmp_path)
+    [reference] = references(tmp_path)
+    with np.load(tmp_path / STATE_FILE) as state, np.load(reference) as ref:
+        arrays = {**{k: state[k] for k in state.files}, **{k: ref[k] for k in ref.files}}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["reference"]
+    arrays["meta"] = np.asarray(json.dumps({**meta, "version": 1}))
+    reference.unlink()
+    np.savez(tmp_path / STATE_FILE, **arrays)  # version 1: one file with the reference set inside
+    restored = World(seed=0)
+    second = Adapter(restored.knn, CONFIG)
+    assert second.load(tmp_path) is True
+    assert second.stats() == adapter.stats() and restored.knn.labels.tolist() == world.knn.labels.tolist()
+
+
+def test_a_missing_reference_file_is_a_state_error(tmp_path):
+    Adapter(World(seed=0).knn, CONFIG).save(tmp_path)
+    references(tmp_path)[0].unlink()
+    with pytest.raises(StateError, match="cannot read the adapter's reference set"):
+        Adapter(World(seed=0).knn, CONFIG).load(tmp_path)
+
+
 def test_load_without_state_is_a_fresh_start(tmp_path):
     adapter = Adapter(World(seed=0).knn, CONFIG)
     assert adapter.load(tmp_path) is False
@@ -48,7 +120,7 @@ def test_load_without_state_is_a_fresh_start(tmp_path):
 def test_state_of_another_dimension_is_refused(tmp_path):
     Adapter(World(seed=0).knn, CONFIG).save(tmp_path)
     other = KNNClassifier(k=1).fit(np.zeros((2, 3)), np.array(["a", "b"]))
-    with pytest.raises(StateError, match="dimension 8, expected version 1 of dimension 3"):
+    with pytest.raises(StateError, match="dimension 8, expected version 2 of dimension 3"):
         Adapter(other, CONFIG).load(tmp_path)
 
 
