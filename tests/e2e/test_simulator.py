@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from device.outbox.store import RecordStore
 from device.simulator.spec import FleetSpec, SimulationError, parse_fault
 from tests.e2e.fleet import RegistryServer
 from tests.e2e.server_proc import ROOT
@@ -46,13 +47,12 @@ def pending_seqs(data: Path) -> list[int]:
 
 def outbox_meta(data: Path) -> dict[str, int]:
     """The outbox's persisted counters (evicted, rejected, dropped) and `next_seq`, one past the last seq it
-    committed: the larger of the stored value (written when rows are deleted) and the highest row's seq + 1."""
-    with sqlite3.connect(data / "outbox.db") as conn:
-        rows = conn.execute("SELECT key, value FROM meta WHERE key IN ('next_seq', 'evicted', 'rejected', 'dropped')")
-        meta = {key: int(value) for key, value in rows if value is not None}
-        top = conn.execute("SELECT max(seq) FROM records").fetchone()[0]
-    meta["next_seq"] = max(meta.get("next_seq", 1), (top or 0) + 1)
-    return meta
+    committed, as the outbox itself reads them at startup."""
+    store = RecordStore(data / "outbox.db")
+    try:
+        return {**store.counters(), "next_seq": store.usage()[2]}
+    finally:
+        store.close()
 
 
 def check_nothing_lost_or_doubled(registry: RegistryServer, workdir: Path, devices: int) -> None:
