@@ -125,7 +125,9 @@ def _mlflow(admin_url: str, s3_port: int) -> tuple[int, bool]:
     backend = sqlalchemy_url(make_url(admin_url).set(database=MLFLOW_DB).render_as_string(False), "psycopg2")
     port = _free_port()
     env = {"MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
-           "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+           "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
+           # MLflow 3's job runner and its consumer processes (~290 MB each); nothing here uses them
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     argv = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1", "--no-serve-artifacts",
             "--default-artifact-root", f"s3://{MLFLOW_BUCKET}/artifacts"]
@@ -206,16 +208,21 @@ def down(only: list[str] | None = None) -> None:
         _stop_postgres()
 
 
+USAGE = "usage: scripts/services up [--started-file FILE] | down [mlflow|moto|postgres ...]"
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["up"]:
-        env, _ = up()
+    if argv[:1] == ["up"] and len(argv) in (1, 3) and argv[1:2] in ([], ["--started-file"]):
+        env, started = up()
+        if len(argv) == 3:  # the caller stops what it started, and only that
+            Path(argv[2]).write_text("".join(f"{name}\n" for name in started))
         for key, value in env.items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
-    if argv[:1] == ["down"]:
-        down()
+    if argv[:1] == ["down"] and set(argv[1:]) <= {"mlflow", "moto", "postgres"}:
+        down(argv[1:] or None)
         return 0
-    print("usage: scripts/services up|down", file=sys.stderr)
+    print(USAGE, file=sys.stderr)
     return 2
 
 
