@@ -1,7 +1,11 @@
 """The server's TUF repository in PostgreSQL: every version of every top-level role, byte for byte.
 
 Root and targets arrive signed offline and are only verified here; snapshot and timestamp are
-signed with the online keys. Writers serialise on one advisory lock, so replicas never fork versions.
+signed with the online keys. Every writer holds one transaction-level advisory lock: a change spans
+several roles and inserts new versions numbered from the newest rows, so there is no single row to
+lock; the lock is released by commit, rollback or a dropped connection. Publishing waits for it; the
+periodic re-signing only tries it, so of replicas refreshing at once one signs and the others skip
+(or, coming after its commit, find nothing due): each version is signed once and never forked.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """The rollout controller: one tick assigns, observes, evaluates and advances or rolls back.
 
-Stateless between ticks: it reads rollouts and heartbeats from PostgreSQL and locks each rollout
-row (`FOR UPDATE SKIP LOCKED`) while deciding, so several workers can tick at once.
+Stateless between ticks, and safe with any number of workers ticking at once: each rollout is decided
+under a row lock on it (`FOR UPDATE SKIP LOCKED`, re-checking that it still runs). A row lock rather
+than one advisory lock because the decision belongs to one rollout: replicas step different rollouts
+in parallel, operators' pause/resume/abort lock the same row, and a replica that dies frees it with
+its transaction. A replica that finds the row taken skips it; one that comes after the commit reads
+the new state (READ COMMITTED), for which the decision just made is no longer due.
 """
 
 from __future__ import annotations
