@@ -102,6 +102,7 @@ def _sign_online(settings: Settings, root: Root, signed: Signed) -> Metadata[Any
         root.verify_delegate(signed.type, metadata.signed_bytes, metadata.signatures)
     except UnsignedMetadataError as exc:
         raise OnlineKeyError(f"the server's {signed.type} key is not the one root names: {exc}") from exc
+    logger.info("%s version %d signed", signed.type, signed.version)  # which replica signed, in its log
     return metadata
 
 
