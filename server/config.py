@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     offline_after_s: int = Field(default=900, ge=1)  # fleet summary: no heartbeat for this long
     retry_after_s: int = Field(default=5, ge=1)  # Retry-After on 503 answers
 
+    # Failed credential attempts (dashboard sign-in, enrollment, bearer tokens), counted in PostgreSQL for every
+    # replica: a key that reaches its limit within a window is refused (429), right credential or wrong, until
+    # that window ends. Keys: the client address (per kind of credential; IPv6 by /64) and the credential's prefix.
+    auth_failure_window_s: int = Field(default=300, ge=1)
+    auth_failures_per_address: int = Field(default=30, ge=1)
+    auth_failures_per_credential: int = Field(default=10, ge=1)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "development":

@@ -36,6 +36,14 @@ class DigestMismatchError(InputError):
     """A body's SHA-256 differs from the one its sender declared."""
 
 
+class TooManyAttemptsError(InputError):
+    """Too many failed credential attempts under one key; refused, right or wrong, for `retry_after_s` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
 class RemoteError(TinySphereError):
     """A backing service failed or timed out; `service` names it. The operation may be retried."""
 

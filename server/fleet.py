@@ -11,8 +11,10 @@ from sqlalchemy import RowMapping, Select, func, select, text
 from sqlalchemy.orm import Session
 
 from server.db.models import Device, DeviceStatus
+from server.ratelimit import BLOCKED_SQL
 
-# Authenticates, records and acknowledges in one statement: the heartbeat is the hottest path.
+# Authenticates (a blocked credential key included), records and acknowledges in one statement: the heartbeat is
+# the hottest path.
 _HEARTBEAT = text(
     """
     WITH acked AS (
@@ -20,6 +22,7 @@ _HEARTBEAT = text(
         WHERE device_id = :device_id AND id = ANY(CAST(:acked AS bigint[])) AND delivered_at IS NULL
           AND EXISTS (SELECT 1 FROM devices
                       WHERE id = :device_id AND secret_hash = :secret_hash AND status = 'active')
+          AND NOT """ + BLOCKED_SQL + """
         RETURNING 1
     )
     UPDATE devices SET
@@ -30,7 +33,7 @@ _HEARTBEAT = text(
         evictions = COALESCE(:evictions, evictions),
         health = COALESCE(CAST(:health AS jsonb), health),
         pending_labels = GREATEST(pending_labels - (SELECT count(*) FROM acked), 0)
-    WHERE id = :device_id AND secret_hash = :secret_hash AND status = 'active'
+    WHERE id = :device_id AND secret_hash = :secret_hash AND status = 'active' AND NOT """ + BLOCKED_SQL + """
     RETURNING desired_bundle_version, desired_model, pending_labels,
         (SELECT b.target_path FROM bundles b
          WHERE b.version = devices.desired_bundle_version
@@ -106,10 +109,11 @@ def _pending_label(row: RowMapping) -> dict[str, Any]:
     return label
 
 
-def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[str, Any],
-              acked: list[int]) -> tuple[dict[str, str | None], list[dict[str, Any]]] | None:
-    """Record a heartbeat; returns (desired state, pending labels), or None if not authentic."""
-    params = {**report, "device_id": device_id, "secret_hash": secret_hash, "acked": acked,
+def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[str, Any], acked: list[int],
+              blocked: dict[str, Any]) -> tuple[dict[str, str | None], list[dict[str, Any]]] | None:
+    """Record a heartbeat; returns (desired state, pending labels), or None if not authentic or its credential
+    keys are blocked (`blocked`: `CredentialLimits.blocked_params`)."""
+    params = {**report, **blocked, "device_id": device_id, "secret_hash": secret_hash, "acked": acked,
               "health": json.dumps(report["health"]) if report.get("health") is not None else None}
     row = session.execute(_HEARTBEAT, params).first()
     if row is None:

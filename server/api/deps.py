@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from server.identity import (
     authenticate_device,
     authenticate_operator,
 )
+from server.ratelimit import CredentialLimits, Kind
 
 bearer = HTTPBearer(auto_error=False, description="An operator API token or a device secret")
 
@@ -54,6 +56,30 @@ async def get_session(backends: BackendsDep) -> AsyncIterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def get_clock() -> Callable[[], float]:
+    """The wall clock (seconds since the epoch) for expiries and limits; tests override it to move time."""
+    return time.time
+
+
+ClockDep = Annotated[Callable[[], float], Depends(get_clock)]
+
+
+async def client_address(request: Request) -> str:
+    """The caller's address (uvicorn takes it from X-Forwarded-For when the peer is a trusted proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
+AddressDep = Annotated[str, Depends(client_address)]
+
+
+async def get_credential_limits(settings: SettingsDep, clock: ClockDep) -> CredentialLimits:
+    """The limits on failed credential attempts."""
+    return CredentialLimits.from_settings(settings, clock)
+
+
+LimitsDep = Annotated[CredentialLimits, Depends(get_credential_limits)]
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
@@ -75,18 +101,26 @@ async def bearer_token(credentials: CredentialsDep) -> str:
 
 
 TokenDep = Annotated[str, Depends(bearer_token)]
+_AUTHENTICATORS: dict[str, Callable[[Session, str], Operator | DeviceCaller | None]] = {
+    OPERATOR_PREFIX: authenticate_operator, DEVICE_PREFIX: authenticate_device}
 
 
-def get_caller(session: SessionDep, token: TokenDep) -> Operator | DeviceCaller:
-    """The operator or device behind the bearer token; 401 if it is unknown."""
-    caller: Operator | DeviceCaller | None = None
-    if token.startswith(OPERATOR_PREFIX):
-        caller = authenticate_operator(session, token)
-    elif token.startswith(DEVICE_PREFIX):
-        caller = authenticate_device(session, token)
-    session.rollback()  # hand the connection back: handlers may stream for a long time before using it
-    if caller is None:
+def get_caller(session: SessionDep, token: TokenDep, limits: LimitsDep, address: AddressDep,
+               ) -> Operator | DeviceCaller:
+    """The operator or device behind the bearer token; 401 if it is unknown, 429 while its keys are blocked.
+
+    A token of no known kind is refused without a lookup and counts nothing."""
+    authenticate = _AUTHENTICATORS.get(token[:len(OPERATOR_PREFIX)])
+    if authenticate is None:
         raise unauthorized()
+    keys = limits.keys(Kind.bearer, address, token)
+    limits.check(session, keys)  # before the token is tried: a lockout must not tell right from wrong
+    caller = authenticate(session, token)
+    if caller is None:
+        limits.failed(session, keys)
+        session.commit()
+        raise unauthorized()
+    session.rollback()  # hand the connection back: handlers may stream for a long time before using it
     return caller
 
 

@@ -19,6 +19,7 @@ from server.errors import (
     RangeNotSatisfiableError,
     RemoteError,
     TooLargeError,
+    TooManyAttemptsError,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ def _retry_after(request: Request) -> str:
 async def _client_error(request: Request, exc: Exception) -> JSONResponse:
     code = next(code for kind, code in _STATUS if isinstance(exc, kind))
     return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+async def _throttled(request: Request, exc: Exception) -> JSONResponse:
+    retry_after = exc.retry_after_s if isinstance(exc, TooManyAttemptsError) else 1
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                        headers={"Retry-After": str(retry_after)})
 
 
 async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
@@ -66,6 +73,7 @@ def install(app: FastAPI) -> None:
     """Register the exception handlers on `app`."""
     for kind, _code in _STATUS:
         app.add_exception_handler(kind, _client_error)
+    app.add_exception_handler(TooManyAttemptsError, _throttled)  # the most specific handler wins
     app.add_exception_handler(ClientDisconnect, _disconnected)
     app.add_exception_handler(DataError, _bad_value)  # last line of defence; schemas bound values first
     for outage in (RemoteError, OperationalError, InterfaceError, PoolTimeoutError):

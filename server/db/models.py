@@ -70,6 +70,30 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class DashboardSession(Base):
+    """A dashboard sign-in: the cookie holds a random secret, this row its SHA-256; sign-out revokes the row."""
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class CredentialFailure(Base):
+    """Failed credential attempts under one key (a client address, a credential's prefix) in its current window."""
+
+    __tablename__ = "credential_failures"
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    blocked_until: Mapped[datetime | None] = mapped_column(Timestamp)  # set by the failure that reached the limit
+
+
 class EnrollmentToken(Base):
     """A one-time credential a new device exchanges for its identity."""
 

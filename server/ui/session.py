@@ -1,8 +1,8 @@
-"""Dashboard sign-in: an operator token is exchanged for a signed, expiring, HttpOnly cookie with a CSRF secret.
+"""Dashboard sign-in: an operator token is exchanged for an expiring, HttpOnly session cookie with a CSRF secret.
 
-The cookie names the token row and is signed with a key derived from that token's stored hash, so every
-replica can check it without shared process state or a session table, and revoking the token ends its
-sessions at once. Whoever holds the token could mint a cookie anyway, so this grants nothing new.
+The cookie holds a random secret; PostgreSQL holds its SHA-256 in `ui_sessions`, so every replica checks the same
+row with one indexed read, signing out revokes it at once (a copied cookie stops working), and revoking the token
+ends all of its sessions.
 """
 
 from __future__ import annotations
@@ -10,22 +10,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from server.api.deps import SessionDep
-from server.db.models import ApiToken, Role
+from server.api.deps import ClockDep, SessionDep
+from server.db.models import ApiToken, DashboardSession, Role
 from server.identity import OPERATOR_PREFIX, Operator, authenticate_operator, token_hash
 
 COOKIE = "tinysphere_ui"
 LOGIN_COOKIE = "tinysphere_ui_login"  # double-submit secret for the login form, which precedes any session
 COOKIE_PATH = "/ui"
 LIFETIME_S = 8 * 3600
+_SECRET_CHARS = (43, 64)  # what `issue` makes is 43 characters; anything far off is not worth a lookup
 
 
 class LoginRequired(Exception):
@@ -51,6 +52,7 @@ class UiSession:
     operator: Operator
     csrf: str
     expires_at: int
+    session_id: int
 
     @property
     def may_act(self) -> bool:
@@ -58,40 +60,57 @@ class UiSession:
         return self.operator.may(Role.operator)
 
 
-def _mac(key_hash: str, purpose: str, message: str) -> str:
-    return hmac.new(key_hash.encode(), f"{purpose}\0{message}".encode(), hashlib.sha256).hexdigest()
+def _at(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
 
 
-def issue(token_id: int, key_hash: str, now: float, lifetime_s: int = LIFETIME_S) -> str:
-    """A cookie value for token row `token_id` (whose stored hash is `key_hash`), valid for `lifetime_s`."""
-    payload = f"{token_id}.{int(now) + lifetime_s}.{secrets.token_urlsafe(16)}"
-    return f"{payload}.{_mac(key_hash, 'session', payload)}"
+def _csrf(secret: str) -> str:
+    # Derived from the cookie's secret: a page shows it, but it does not give the cookie away.
+    return hmac.new(secret.encode(), b"csrf", hashlib.sha256).hexdigest()
+
+
+def issue(session: Session, token_id: int, now: float, lifetime_s: int = LIFETIME_S) -> str:
+    """Store a new session of token row `token_id`, valid for `lifetime_s`; its cookie value (the only copy)."""
+    secret = secrets.token_urlsafe(32)
+    session.execute(delete(DashboardSession).where(DashboardSession.expires_at <= _at(now)))  # sign-ins are rare
+    session.add(DashboardSession(token_id=token_id, secret_hash=token_hash(secret), created_at=_at(now),
+                                 expires_at=_at(now) + timedelta(seconds=lifetime_s)))
+    session.flush()
+    return secret
 
 
 def read(session: Session, cookie: str, now: float) -> UiSession | None:
-    """The session a cookie stands for, or None if it is forged, expired, or its token was revoked."""
-    parts = cookie.split(".")
-    if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 12:
+    """The session a cookie stands for, or None if it is unknown, expired, signed out, or its token revoked."""
+    if not _SECRET_CHARS[0] <= len(cookie) <= _SECRET_CHARS[1]:
         return None
-    token_id, expires_at, nonce, mac = int(parts[0]), int(parts[1]), parts[2], parts[3]
-    if expires_at <= now:
+    row = session.execute(
+        select(DashboardSession.id, DashboardSession.expires_at, ApiToken.id.label("token_id"), ApiToken.name,
+               ApiToken.role)
+        .join(ApiToken, ApiToken.id == DashboardSession.token_id)
+        .where(DashboardSession.secret_hash == token_hash(cookie), DashboardSession.revoked_at.is_(None),
+               DashboardSession.expires_at > _at(now), ApiToken.revoked_at.is_(None))).first()
+    if row is None:
         return None
-    row = session.execute(select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.token_hash)
-                          .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))).first()
-    if row is None or not hmac.compare_digest(mac, _mac(row.token_hash, "session", ".".join(parts[:3]))):
-        return None
-    return UiSession(Operator(row.id, row.name, Role(row.role)), _mac(row.token_hash, "csrf", nonce), expires_at)
+    return UiSession(Operator(row.token_id, row.name, Role(row.role)), _csrf(cookie),
+                     int(row.expires_at.timestamp()), row.id)
 
 
-def sign_in(session: Session, token: str) -> tuple[Operator, str] | None:
-    """Check an operator token pasted into the login form; the operator and a fresh cookie, or None."""
+def end(session: Session, session_id: int, now: float) -> None:
+    """Sign a session out: its cookie is refused from now on, by every replica (the caller commits)."""
+    session.execute(update(DashboardSession).where(DashboardSession.id == session_id,
+                                                   DashboardSession.revoked_at.is_(None))
+                    .values(revoked_at=_at(now)))
+
+
+def sign_in(session: Session, token: str, now: float) -> tuple[Operator, str] | None:
+    """Check an operator token pasted into the login form; the operator and a new session's cookie, or None."""
     token = token.strip()
     if not token.startswith(OPERATOR_PREFIX) or len(token) > 256:
         return None
     operator = authenticate_operator(session, token)
     if operator is None:
         return None
-    return operator, issue(operator.token_id, token_hash(token), time.time())
+    return operator, issue(session, operator.token_id, now)
 
 
 def login_csrf() -> str:
@@ -104,10 +123,10 @@ def same_secret(sent: object, expected: str) -> bool:
     return isinstance(sent, str) and bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
-def current(request: Request, session: SessionDep) -> UiSession:
+def current(request: Request, session: SessionDep, clock: ClockDep) -> UiSession:
     """The signed-in operator; sends the browser to the login page when there is none."""
     cookie = request.cookies.get(COOKIE)
-    found = read(session, cookie, time.time()) if cookie else None
+    found = read(session, cookie, clock()) if cookie else None
     session.rollback()  # hand the connection back before the page does its own queries
     if found is None:
         raise LoginRequired(request.url.path)

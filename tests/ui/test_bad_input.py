@@ -77,13 +77,20 @@ def _token_row(stack: Stack, token: str) -> tuple[int, str]:
         return operator.token_id, token_hash(token)
 
 
+def _issue(stack: Stack, token_id: int, now: float) -> str:
+    with stack.backends.sessions() as session:
+        cookie = ui_session.issue(session, token_id, now)
+        session.commit()
+    return cookie
+
+
 def test_an_expired_or_forged_session_goes_back_to_login(page: Page, stack: Stack) -> None:
-    token_id, key = _token_row(stack, stack.tokens["operator"])
-    _set_session(page, stack, ui_session.issue(token_id, key, time.time() - ui_session.LIFETIME_S - 5))
+    token_id, _ = _token_row(stack, stack.tokens["operator"])
+    _set_session(page, stack, _issue(stack, token_id, time.time() - ui_session.LIFETIME_S - 5))
     page.goto("/ui/")
     _on_login_page(page)
-    fresh = ui_session.issue(token_id, key, time.time())
-    for forged in (fresh[:-4] + "0000", fresh.replace(f"{token_id}.", f"{token_id + 1}.", 1), "garbage", "1.2.3.4"):
+    fresh = _issue(stack, token_id, time.time())
+    for forged in (fresh[:-4] + "0000", fresh[1:], "garbage", "1.2.3.4"):
         _set_session(page, stack, forged)
         page.goto("/ui/rollouts")
         _on_login_page(page)

@@ -10,7 +10,9 @@ from sqlalchemy import update
 
 from server import fleet
 from server.api.deps import (
+    AddressDep,
     DeviceOrViewerDep,
+    LimitsDep,
     OperatorDep,
     SessionDep,
     SettingsDep,
@@ -31,6 +33,7 @@ from server.api.schemas.devices import (
 from server.db.models import Device, DeviceStatus
 from server.errors import NotFoundError
 from server.identity import ENROLLMENT_PREFIX, enroll_device
+from server.ratelimit import Kind
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -38,12 +41,18 @@ Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 
 @router.post("/enroll", status_code=status.HTTP_201_CREATED)
-def enroll(body: EnrollRequest, session: SessionDep, token: TokenDep) -> EnrollResponse:
-    """Exchange a one-time enrollment token (as bearer) for a device id and secret."""
+def enroll(body: EnrollRequest, session: SessionDep, token: TokenDep, limits: LimitsDep,
+           address: AddressDep) -> EnrollResponse:
+    """Exchange a one-time enrollment token (as bearer) for a device id and secret (429 after repeated failures)."""
     if not token.startswith(ENROLLMENT_PREFIX):
         raise forbidden("enrollment needs an enrollment token")
+    keys = limits.keys(Kind.enrollment, address, token)
+    limits.check(session, keys)  # before the token is tried, so a lockout tells nothing about it
     enrolled = enroll_device(session, token, dict(body.hardware), body.name, body.attempt_key)
     if enrolled is None:
+        session.rollback()
+        limits.failed(session, keys)
+        session.commit()
         raise unauthorized("enrollment token is unknown, expired or already used")
     session.commit()
     return EnrollResponse(device_id=enrolled[0], device_secret=enrolled[1])
