@@ -216,6 +216,7 @@ def test_an_ipv6_host_counts_by_its_64(address: str, network: str) -> None:
 
 def test_keys_hold_no_secret() -> None:
     token = "tso_" + secrets.token_urlsafe(32)
+    assert CredentialLimits.from_settings(Settings()) == CredentialLimits()  # the same defaults
     keys = CredentialLimits().keys(Kind.bearer, "192.0.2.7", token)
     assert [key.limit for key in keys] == [30, 10]
     assert keys[0].name == "bearer:192.0.2.7" and keys[1].name.startswith("credential:")
