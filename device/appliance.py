@@ -78,7 +78,8 @@ class Appliance:
             "last_frame_age_s": round(age, 3), "outbox_depth": self.outbox.depth(), "sync": self.sync is not None,
             "bundle_error": self.bundle_error,
         }
-        return {**state, **(self.provisioner.health() if self.provisioner else {})}
+        sync = self.sync.counters() if self.sync else {}  # sync_conflicts: integrity incidents since start
+        return {**state, **sync, **(self.provisioner.health() if self.provisioner else {})}
 
     def _health(self) -> dict[str, Any]:
         """The figures rollout gates compare: recent latency, drift-alarm rate, error rate."""

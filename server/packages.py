@@ -1,7 +1,9 @@
 """Receiving sync packages: keep the verified bytes in the `packages` bucket and queue their import.
 
-Idempotent by `package_id`: the same bytes again answer "already had it", other bytes under a known
-id are a conflict. Objects are named by content hash, so a losing racer can never overwrite.
+A package belongs to the device that uploaded it, and is idempotent by `(device_id, package_id)`: the
+same device sending the same bytes again is answered "already had it", other bytes under one of its
+own ids are a conflict, and another device's id never collides with it. Objects are named by device
+and content hash, so a losing racer can never overwrite.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ def object_key(device_id: str, package_id: str, sha256: str) -> str:
     return f"{device_id}/{package_id}/{sha256}.tar.gz"
 
 
+def find(session: Session, device_id: str, package_id: str) -> Package | None:
+    """The package `package_id` of device `device_id`, if it was stored."""
+    return session.get(Package, {"device_id": device_id, "id": package_id})
+
+
 def _existing(session: Session, device_id: str, package_id: str, sha256: str) -> Package | None:
-    package = session.get(Package, package_id)
+    package = find(session, device_id, package_id)
     if package is None:
         return None
-    if package.device_id != device_id or package.sha256 != sha256:
-        raise ConflictError(f"package {package_id} exists with other content", existing=package_id)
+    if package.sha256 != sha256:
+        raise ConflictError(f"package {package_id} of this device exists with other content", existing=package_id)
     return package
 
 
@@ -50,15 +57,17 @@ def receive(backends: Backends, device_id: str, package_id: str, body: IO[bytes]
         inserted = session.execute(
             insert(Package)
             .values(id=package_id, device_id=device_id, sha256=sha256, size=size, object_key=key)
-            .on_conflict_do_nothing(index_elements=["id"])
+            .on_conflict_do_nothing(index_elements=["device_id", "id"])
             .returning(Package.id)
         ).first()
-        if inserted is None:  # a concurrent upload of the same id won
+        if inserted is None:  # a concurrent upload of the same id by the same device won
             session.rollback()
             return _settle_race(session, backends.store, device_id, package_id, sha256, key)
-        enqueue_import(session, package_id)
+        enqueue_import(session, device_id, package_id)
         session.commit()
-        package = session.scalars(select(Package).where(Package.id == package_id)).one()
+        package = session.scalars(
+            select(Package).where(Package.device_id == device_id, Package.id == package_id)
+        ).one()
     logger.info("package %s from %s stored (%d bytes)", package_id, device_id, size)
     return package, True
 

@@ -81,9 +81,19 @@ class SyncClient:
         return str(reply.body["device_id"]), str(reply.body["device_secret"])
 
     async def put_package(self, package: Package) -> bool:
-        """Upload a package (idempotent by id); True if the server stored it now, False if it had it."""
+        """Upload a package (idempotent by id); True if the server stored it now, False if it had it.
+
+        Only an answer naming this package's id, its device and its SHA-256 acknowledges it; any other
+        answer raises `PackageConflictError`, as a 409 does: the server holds something else under the id.
+        """
         headers = {"Content-Type": "application/gzip", "X-Content-SHA256": package.sha256}
-        reply = await self.request("PUT", f"/sync/packages/{package.package_id}", data=package.body, headers=headers)
+        path = f"/sync/packages/{package.package_id}"
+        reply = await self.request("PUT", path, data=package.body, headers=headers)
+        body = reply.body if isinstance(reply.body, dict) else {}
+        named = (body.get("id"), body.get("device_id"), body.get("sha256"))
+        if named != (package.package_id, package.device_id, package.sha256):
+            raise PackageConflictError(f"PUT {path}: HTTP {reply.status} acknowledges {named}, not this device's "
+                                       f"package {package.sha256[:12]}", reply.status)
         return reply.status == 201
 
     async def heartbeat(self, device_id: str, report: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The sync task: deliver the outbox backlog package by package, and send heartbeats, until stopped.
 
-Rows are deleted only after the server acknowledged their package (201 or 200). A package the server
-finds too large (413) or conflicting (409) is split in halves; a single record it still refuses is
-dropped and counted (413) or, on 409, known to be on the server already and acknowledged.
+Rows are deleted only after the server acknowledged their package with an answer that names this
+device, this package id and the SHA-256 of these bytes. A package the server finds too large (413) is
+split in halves, and a single record it still refuses is dropped and counted. A conflict (409, or an
+answer naming other content) never deletes: it is an integrity incident, logged and counted
+(`sync_conflicts` in the heartbeat and the health snapshot), and the same records go again under a
+fresh id of this device; when that keeps failing the round ends with the records kept for the next.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import (
-    DeviceAuthError,
     PackageConflictError,
     PackageTooLargeError,
     RemoteError,
@@ -32,6 +34,7 @@ from device.sync.packer import Packer
 from device.sync.settings import SyncSettings
 
 log = logging.getLogger(__name__)
+MAX_RENEWALS = 3  # fresh ids tried for one package in one round before the round ends (the records stay)
 StatusFn = Callable[[], dict[str, Any]]
 LabelsFn = Callable[[list[dict[str, Any]]], None]
 DesiredFn = Callable[[dict[str, Any]], None]
@@ -53,6 +56,7 @@ class SyncLoop:
         self.delivered = 0  # records acknowledged by the server since start
         self.packages = 0
         self.bytes_sent = 0
+        self.conflicts = 0  # integrity incidents since start: the server held other content under our id
         self._acked_labels: list[int] = []
         self.wake = asyncio.Event()
         self._enrolling = asyncio.Lock()  # heartbeat and sync both need the identity; enroll once
@@ -121,22 +125,33 @@ class SyncLoop:
             delivered += await self.deliver(package)
         return delivered
 
+    def counters(self) -> dict[str, int]:
+        """What the sync task did since start, for the heartbeat and the health snapshot."""
+        return {"sync_conflicts": self.conflicts, "sync_delivered": self.delivered, "sync_packages": self.packages}
+
     async def deliver(self, package: Package) -> int:
-        """Upload one package (splitting it on 413/409) and delete what the server acknowledged."""
+        """Upload one package (splitting it on 413, renewing its id on conflict); delete what was acknowledged."""
         assert self.packer is not None
         current: Package | None = package
+        renewals = 0
         while current is not None:
             try:
                 await self.client.put_package(current)
-            except (PackageTooLargeError, PackageConflictError) as exc:
+            except PackageTooLargeError as exc:
                 log.warning("package %s (%d-%d) refused: %s", current.package_id, *current.range, exc)
                 smaller = await asyncio.to_thread(self.packer.shrink, current)
                 if smaller is None:
-                    return await self._settle_single(current, exc)
+                    return await self._settle_too_large(current)
                 current = smaller
                 continue
-            except DeviceAuthError:
-                raise
+            except PackageConflictError as exc:
+                current = await self._renew(current, exc)
+                renewals += 1
+                if current is not None and renewals >= MAX_RENEWALS:
+                    raise PackageConflictError(f"{renewals} conflicts in a row for seqs {current.seq_first}-"
+                                               f"{current.seq_last}; the records are kept for the next round",
+                                               exc.status) from exc
+                continue
             self.packages += 1
             self.bytes_sent += len(current.body)
             n = await asyncio.to_thread(self.outbox.backlog.acknowledge, *current.range)
@@ -145,9 +160,16 @@ class SyncLoop:
             return n
         return 0
 
-    async def _settle_single(self, package: Package, exc: RemoteError) -> int:
-        if isinstance(exc, PackageConflictError):  # the server already holds this seq
-            return await asyncio.to_thread(self.outbox.backlog.acknowledge, *package.range)
+    async def _renew(self, package: Package, exc: PackageConflictError) -> Package | None:
+        """Count and log an integrity incident; the same records under a fresh id (None: they are gone)."""
+        assert self.packer is not None
+        self.conflicts += 1
+        log.warning("integrity incident %d: the server holds other content under package %s of this device "
+                    "(seqs %d-%d), so it is not acknowledged; its records are kept and sent again under a "
+                    "fresh id: %s", self.conflicts, package.package_id, *package.range, exc)
+        return await asyncio.to_thread(self.packer.renew, package)
+
+    async def _settle_too_large(self, package: Package) -> int:
         if len(package.body) < self.settings.pack.droppable_bytes:  # no real server limit is this low
             raise ServerUnavailableError(f"413 for a package of {len(package.body)} bytes; trying again later")
         await asyncio.to_thread(self.outbox.backlog.reject, *package.range)
@@ -174,6 +196,6 @@ class SyncLoop:
         stats = self.outbox.stats()
         health = {**(status.pop("health", None) or {}), "outbox_bytes": stats["bytes"],
                   "outbox_dropped": stats["dropped"], "outbox_rejected": stats["rejected"],
-                  "outbox_bound_bytes": stats["bound_bytes"]}
+                  "outbox_bound_bytes": stats["bound_bytes"], **self.counters()}
         return {**status, "outbox_depth": stats["depth"], "evictions": stats["evicted"], "health": health,
                 "acked_labels": self._acked_labels}

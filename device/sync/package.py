@@ -2,7 +2,7 @@
 
 The same seq range always gives the same bytes (ids are UUID5 of device and range, tar members have
 fixed mtimes and owners, gzip mtime is 0), so a package rebuilt after a restart is the one the server
-may already hold.
+may already hold. After a conflict the same range goes again under a fresh id, `<id>.r<attempt>`.
 """
 
 from __future__ import annotations
@@ -48,9 +48,16 @@ class ImagePolicy:
     jpeg_quality: int = 80
 
 
-def package_id(device_id: str, seq_first: int, seq_last: int) -> str:
-    """The id of the package holding seqs first..last of a device: the same range, the same id."""
-    return str(uuid.uuid5(NAMESPACE, f"{device_id}/{seq_first}-{seq_last}"))
+def package_id(device_id: str, seq_first: int, seq_last: int, attempt: int = 0) -> str:
+    """The id of the package holding seqs first..last of a device: the same range and attempt, the same id.
+
+    `attempt` counts the times the server held other content under this range's id (integrity incidents);
+    each gives the range a fresh id of this device, within the server's id pattern.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    base = str(uuid.uuid5(NAMESPACE, f"{device_id}/{seq_first}-{seq_last}"))
+    return f"{base}.r{attempt}" if attempt else base
 
 
 def estimate(record: Record) -> int:
@@ -71,7 +78,7 @@ def plan(records: Sequence[Record], max_bytes: int, max_files: int) -> int:
 
 
 def build(device_id: str, records: Sequence[Record], blob: Callable[[str], bytes | None],
-          images: ImagePolicy) -> Package:
+          images: ImagePolicy, attempt: int = 0) -> Package:
     """The package of `records` (sorted by seq, not empty); `blob(name)` reads a blob file (None: it is gone)."""
     lines, files = [], []
     for r in records:
@@ -86,7 +93,7 @@ def build(device_id: str, records: Sequence[Record], blob: Callable[[str], bytes
         lines.append(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
     files.insert(0, ("records.jsonl", ("\n".join(lines) + "\n").encode(), "records"))
     first, last = records[0].seq, records[-1].seq
-    pid = package_id(device_id, first, last)
+    pid = package_id(device_id, first, last, attempt)
     manifest = {
         "format": FORMAT, "package_id": pid, "device_id": device_id,
         "seq_first": first, "seq_last": last, "record_count": len(records), "created": records[-1].ts,

@@ -43,6 +43,10 @@ class SyncService:
         except Exception:
             log.exception("sync task ended unexpectedly")
 
+    def counters(self) -> dict[str, int]:
+        """The sync task's counters since start (`sync_conflicts`, ...), for the health snapshot."""
+        return self.loop.counters()
+
     def trigger(self) -> None:
         """Start the next sync round now instead of after the interval."""
         if self._aio is not None:

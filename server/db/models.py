@@ -11,9 +11,11 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -136,12 +138,17 @@ class Device(Base):
 
 
 class Package(Base):
-    """An uploaded sync package; its bytes are in the `packages` bucket under `object_key`."""
+    """An uploaded sync package; its bytes are in the `packages` bucket under `object_key`.
+
+    It belongs to the device that uploaded it: the key is `(device_id, id)`, so no other device's
+    upload can ever collide with it.
+    """
 
     __tablename__ = "packages"
+    __table_args__ = (PrimaryKeyConstraint("device_id", "id", name="packages_pkey"),)
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    id: Mapped[str] = mapped_column(String(128))  # the device's package id
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     object_key: Mapped[str] = mapped_column(String(300))
@@ -158,11 +165,16 @@ class Job(Base):
     """A queued unit of worker work (today: importing one package)."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "state", "run_after"),)
+    __table_args__ = (
+        Index("ix_jobs_claim", "state", "run_after"),
+        ForeignKeyConstraint(["device_id", "package_id"], ["packages.device_id", "packages.id"],
+                             name="jobs_device_id_package_id_fkey"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
-    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    device_id: Mapped[str] = mapped_column(String(40))
+    package_id: Mapped[str] = mapped_column(String(128), index=True)
     state: Mapped[str] = mapped_column(String(16), server_default=JobState.queued.value)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     run_after: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
@@ -176,11 +188,15 @@ class Record(Base):
     """The ledger of every imported record: `(device_id, seq)` is unique, so imports are idempotent."""
 
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_device_kind_seq", "device_id", "kind", "seq"),)
+    __table_args__ = (
+        Index("ix_records_device_kind_seq", "device_id", "kind", "seq"),
+        ForeignKeyConstraint(["device_id", "package_id"], ["packages.device_id", "packages.id"],
+                             name="records_device_id_package_id_fkey"),
+    )
 
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"), index=True)
+    package_id: Mapped[str] = mapped_column(String(128), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     ts: Mapped[datetime | None] = mapped_column(Timestamp)
     priority: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -195,12 +211,14 @@ class DriftEvent(Base):
     __table_args__ = (
         UniqueConstraint("device_id", "seq"),
         Index("ix_drift_events_device_ts", "device_id", "ts"),
+        ForeignKeyConstraint(["device_id", "package_id"], ["packages.device_id", "packages.id"],
+                             name="drift_events_device_id_package_id_fkey"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
     seq: Mapped[int] = mapped_column(BigInteger)
-    package_id: Mapped[str] = mapped_column(ForeignKey("packages.id"))
+    package_id: Mapped[str] = mapped_column(String(128))
     ts: Mapped[datetime | None] = mapped_column(Timestamp)
     received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     frame_seq: Mapped[int | None] = mapped_column(BigInteger)  # the device's frame counter; `seq` is the outbox's

@@ -80,7 +80,7 @@ def import_package(
         mlflow.record_package(package.device_id, package.id, params, points)
     session.execute(
         update(Package)
-        .where(Package.id == package.id)
+        .where(Package.device_id == package.device_id, Package.id == package.id)
         .values(status=PackageStatus.imported.value, imported_at=datetime.now(UTC), error=None,
                 seq_first=manifest.seq_first, seq_last=manifest.seq_last, record_count=manifest.record_count)
     )

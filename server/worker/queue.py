@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text, update
+from sqlalchemy import text, tuple_, update
 from sqlalchemy.orm import Session
 
 from server.db.models import Job, JobState, Package, PackageStatus
@@ -28,7 +28,7 @@ _CLAIM = text(
         FOR UPDATE SKIP LOCKED
         LIMIT 1
     )
-    RETURNING id, kind, package_id, attempts
+    RETURNING id, kind, device_id, package_id, attempts
     """
 )
 
@@ -37,19 +37,20 @@ _CLAIM = text(
 class ClaimedJob:
     id: int
     kind: str
+    device_id: str  # the package's owner: package ids are unique per device only
     package_id: str
     attempts: int
 
 
-def enqueue_import(session: Session, package_id: str) -> None:
+def enqueue_import(session: Session, device_id: str, package_id: str) -> None:
     """Queue the import of a stored package (in the caller's transaction)."""
-    session.add(Job(kind=IMPORT_PACKAGE, package_id=package_id))
+    session.add(Job(kind=IMPORT_PACKAGE, device_id=device_id, package_id=package_id))
 
 
 def claim(session: Session, lease_s: int) -> ClaimedJob | None:
     """Take the next due job, or None; the caller commits."""
     row = session.execute(_CLAIM, {"lease_s": lease_s}).first()
-    return ClaimedJob(row.id, row.kind, row.package_id, row.attempts) if row else None
+    return ClaimedJob(row.id, row.kind, row.device_id, row.package_id, row.attempts) if row else None
 
 
 def complete(session: Session, job_id: int) -> None:
@@ -84,22 +85,28 @@ def park(session: Session, job: ClaimedJob, error: str, package_status: PackageS
         .values(state=JobState.parked.value, finished_at=now, locked_at=None, last_error=error[:4000])
     )
     session.execute(
-        update(Package).where(Package.id == job.package_id).values(status=package_status.value, error=error[:4000])
+        update(Package)
+        .where(Package.device_id == job.device_id, Package.id == job.package_id)
+        .values(status=package_status.value, error=error[:4000])
     )
 
 
-def requeue_parked(session: Session, package_id: str | None = None) -> int:
-    """Give parked jobs (all, or one package's) a fresh set of attempts; returns how many."""
+def requeue_parked(session: Session, package_id: str | None = None, device_id: str | None = None) -> int:
+    """Give parked jobs (all, or those of a package id and/or a device) a fresh set of attempts; how many."""
     query = update(Job).where(Job.state == JobState.parked.value)
     if package_id is not None:
         query = query.where(Job.package_id == package_id)
+    if device_id is not None:
+        query = query.where(Job.device_id == device_id)
     rows = session.execute(
         query.values(state=JobState.queued.value, attempts=0, run_after=datetime.now(UTC), finished_at=None)
-        .returning(Job.package_id)
+        .returning(Job.device_id, Job.package_id)
     ).all()
-    ids = [row.package_id for row in rows]
-    if ids:
+    keys = [(row.device_id, row.package_id) for row in rows]
+    if keys:
         session.execute(
-            update(Package).where(Package.id.in_(ids)).values(status=PackageStatus.queued.value, error=None)
+            update(Package)
+            .where(tuple_(Package.device_id, Package.id).in_(keys))
+            .values(status=PackageStatus.queued.value, error=None)
         )
-    return len(ids)
+    return len(keys)

@@ -53,7 +53,7 @@ class Worker:
             self._import(job)
         except (PackageError, ConflictError) as exc:
             reason = str(exc)
-            logger.warning("package %s rejected: %s", job.package_id, reason)
+            logger.warning("package %s of %s rejected: %s", job.package_id, job.device_id, reason)
             self._settle(lambda s: queue.park(s, job, reason, PackageStatus.rejected))
         except Exception as exc:
             self._failed(job, exc)
@@ -101,7 +101,7 @@ class Worker:
         with tempfile.TemporaryDirectory(prefix="tinysphere-import-") as tmp:
             workdir = Path(tmp)
             with self.backends.sessions() as session:
-                package = session.get(Package, job.package_id)
+                package = session.get(Package, {"device_id": job.device_id, "id": job.package_id})
                 if package is None:
                     raise PackageError("package row is missing", job.package_id)
                 archive = workdir / "package.tar.gz"
@@ -111,17 +111,19 @@ class Worker:
                 summary = import_package(session, self.backends.store, self.backends.mlflow, package, unpacked)
                 queue.complete(session, job.id)
                 session.commit()
-        logger.info("imported package %s: %d records, %d new", job.package_id, summary.total, summary.new)
+        logger.info("imported package %s of %s: %d records, %d new", job.package_id, job.device_id, summary.total,
+                    summary.new)
 
     def _failed(self, job: queue.ClaimedJob, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
         if job.attempts >= self.settings.job_max_attempts:
-            logger.error("package %s parked after %d attempts: %s", job.package_id, job.attempts, error)
+            logger.error("package %s of %s parked after %d attempts: %s", job.package_id, job.device_id,
+                         job.attempts, error)
             self._settle(lambda s: queue.park(s, job, error, PackageStatus.parked))
             return
         delay = queue.backoff_s(job.attempts, self.settings.job_backoff_base_s, self.settings.job_backoff_max_s)
-        logger.warning("package %s failed (attempt %d), retry in %.1fs: %s", job.package_id, job.attempts,
-                       delay, error)
+        logger.warning("package %s of %s failed (attempt %d), retry in %.1fs: %s", job.package_id, job.device_id,
+                       job.attempts, delay, error)
         self._settle(lambda s: queue.retry_later(s, job, error, delay))
 
     def _settle(self, action: Callable[[Session], None]) -> None:

@@ -37,9 +37,7 @@ def _send(client: TestClient, device: EnrolledDevice, records: list[dict[str, An
 
 def _package(backends: Backends, package_id: str) -> Package:
     with backends.sessions() as session:
-        package = session.get(Package, package_id)
-        assert package is not None
-        return package
+        return session.scalars(select(Package).where(Package.id == package_id)).one()  # ids are unique here
 
 
 def _count(backends: Backends, model: Any, device_id: str) -> int:
@@ -90,7 +88,7 @@ def test_reimport_is_idempotent(client: TestClient, operator_token: str, backend
                        {"a.jpg": JPEG})
     worker.drain()
     with backends.sessions() as session:  # as if a crashed worker's job came back
-        session.add(Job(kind="import_package", package_id=package_id))
+        session.add(Job(kind="import_package", device_id=device.device_id, package_id=package_id))
         session.commit()
     worker.drain()
     assert _package(backends, package_id).status == "imported"

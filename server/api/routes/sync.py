@@ -1,7 +1,9 @@
 """`PUT /sync/packages/{id}`: the server half of the sync protocol (device auth).
 
-The body is streamed to a spooled temporary file while its size and SHA-256 are checked, then
-handed to the object store; it is never held whole in memory.
+A package id names a package of the calling device: ids are unique per device, never across the
+fleet, so a device can neither collide with nor read another device's packages. Operators name the
+device with `?device_id=`. The body is streamed to a spooled temporary file while its size and
+SHA-256 are checked, then handed to the object store; it is never held whole in memory.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from server.api.schemas import Page
 from server.api.schemas.sync import PackageOut
 from server.api.uploads import spool
 from server.db.models import Package, PackageStatus
-from server.errors import DigestMismatchError, NotFoundError
+from server.errors import DigestMismatchError, InputError, NotFoundError
 from server.identity import DeviceCaller
 from server.package_format import PACKAGE_ID_PATTERN
 
@@ -29,7 +31,8 @@ Sha256Header = Annotated[str, Header(alias="X-Content-SHA256", pattern=r"^[0-9a-
 @router.put(
     "/packages/{package_id}",
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "already stored (same bytes)"}, 409: {"description": "id reused"},
+    responses={200: {"description": "already stored (this device, same bytes)"},
+               409: {"description": "this device already stored other bytes under this id"},
                413: {"description": "too large"}, 400: {"description": "SHA-256 mismatch"}},
     openapi_extra={"requestBody": {"required": True,
                                    "content": {"application/octet-stream": {"schema": {"type": "string",
@@ -39,7 +42,11 @@ async def upload_package(
     package_id: PackageId, request: Request, response: Response, device: DeviceDep, backends: BackendsDep,
     sha256: Sha256Header,
 ) -> PackageOut:
-    """Store a package (tar.gz, see the package format) and queue its import."""
+    """Store a package of the calling device (tar.gz, see the package format) and queue its import.
+
+    The answer names the device and the SHA-256 of what is stored under the id; the device deletes
+    its records only when both are its own.
+    """
     body, size, actual = await spool(request, backends.settings.max_package_bytes, "package")
     with body:
         if actual != sha256.lower():
@@ -68,14 +75,22 @@ def list_packages(
     if status_ is not None:
         query = query.where(Package.status == status_.value)
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Package.received_at.desc(), Package.id).limit(limit).offset(offset))
+    order = (Package.received_at.desc(), Package.device_id, Package.id)
+    rows = session.scalars(query.order_by(*order).limit(limit).offset(offset))
     return Page(items=[PackageOut.model_validate(r) for r in rows], count=count, limit=limit, offset=offset)
 
 
 @router.get("/packages/{package_id}")
-def get_package(package_id: PackageId, session: SessionDep, caller: CallerDep) -> PackageOut:
-    """Import status of a package (its device or any operator)."""
-    package = session.get(Package, package_id)
-    if package is None or (isinstance(caller, DeviceCaller) and package.device_id != caller.device_id):
-        raise NotFoundError(f"no package {package_id}")
+def get_package(package_id: PackageId, session: SessionDep, caller: CallerDep,
+                device_id: Annotated[str | None, Query(max_length=40)] = None) -> PackageOut:
+    """Import status of a package: a device reads its own; an operator names the device (`?device_id=`)."""
+    if isinstance(caller, DeviceCaller):
+        if device_id not in (None, caller.device_id):
+            raise NotFoundError(f"no package {package_id}")
+        device_id = caller.device_id
+    elif device_id is None:
+        raise InputError("package ids are unique per device: name it with ?device_id=")
+    package = packages.find(session, device_id, package_id)
+    if package is None:
+        raise NotFoundError(f"no package {package_id} of device {device_id}")
     return PackageOut.model_validate(package)

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class PackageOut(BaseModel):
+    """A stored package; `(device_id, id)` is its key, `sha256` is that of the stored bytes."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
@@ -28,6 +30,7 @@ class JobOut(BaseModel):
 
     id: int
     kind: str
+    device_id: str
     package_id: str
     state: str
     attempts: int

@@ -1,8 +1,9 @@
 """A small in-process aiohttp server implementing the sync contract, for the client's unit tests.
 
 It checks what the real server checks about a package (SHA-256 header, manifest first, every listed
-file present with its digest and size, nothing else), keeps records by (device_id, seq), and can be
-told to answer the next requests with a fault (status, Retry-After, a dropped connection).
+file present with its digest and size, nothing else), keeps packages by (device_id, package_id) and
+records by (device_id, seq), answers with the device and SHA-256 it stored, and can be told to answer
+the next requests with a fault (status, Retry-After, a dropped connection) or a forged acknowledgement.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ class Fault:
 
 @dataclass
 class ContractState:
-    packages: dict[str, str] = field(default_factory=dict)  # package_id -> sha256
-    package_seqs: dict[str, set[int]] = field(default_factory=dict)
+    packages: dict[tuple[str, str], str] = field(default_factory=dict)  # (device_id, package_id) -> sha256
+    package_seqs: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    rejected: set[tuple[str, str]] = field(default_factory=set)  # stored, but its seqs overlap another package
     records: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     imports: Counter[tuple[str, int]] = field(default_factory=Counter)  # record imported how often
     faults: list[Fault] = field(default_factory=list)  # applied to the next requests, in order
+    acks: list[dict[str, Any]] = field(default_factory=list)  # fields forged into the next package answers
     fault_paths: str = "/api/v1/"  # only requests whose path starts with this get faults
     max_bytes: int = 64 << 20
     labels: list[dict[str, Any]] = field(default_factory=list)
@@ -106,21 +109,31 @@ def build_app(state: ContractState) -> web.Application:
         sha = hashlib.sha256(body).hexdigest()
         if request.headers.get("X-Content-SHA256") != sha:
             return web.json_response({"detail": "digest mismatch"}, status=400)
-        pid = request.match_info["package_id"]
-        if pid in state.packages:
-            return web.json_response({"id": pid}, status=200 if state.packages[pid] == sha else 409)
+        key = (DEVICE_ID, request.match_info["package_id"])  # the device the secret belongs to
+        if key in state.packages:
+            if state.packages[key] != sha:
+                return web.json_response({"detail": "other content under this id"}, status=409)
+            return _ack(key, sha, 200)
         try:
             manifest, records = _unpack(body)
         except (ValueError, KeyError, tarfile.TarError) as exc:
             return web.json_response({"detail": str(exc)}, status=422)
+        if (manifest["device_id"], manifest["package_id"]) != key:
+            return web.json_response({"detail": "the manifest names another package"}, status=422)
         seqs = {r["seq"] for r in records}
-        if manifest["package_id"] != pid or any(seqs & other for other in state.package_seqs.values()):
-            return web.json_response({"detail": "overlapping seqs"}, status=409)
-        state.packages[pid], state.package_seqs[pid] = sha, seqs
+        overlap = any(seqs & other for k, other in state.package_seqs.items() if k[0] == key[0])
+        state.packages[key], state.package_seqs[key] = sha, seqs
+        if overlap:  # stored, but its import is refused (the real server rejects it in the worker)
+            state.rejected.add(key)
+            return _ack(key, sha, 201)
         for r in records:
             state.records[(manifest["device_id"], r["seq"])] = r
             state.imports[(manifest["device_id"], r["seq"])] += 1
-        return web.json_response({"id": pid}, status=201)
+        return _ack(key, sha, 201)
+
+    def _ack(key: tuple[str, str], sha: str, status: int) -> web.Response:
+        forged = state.acks.pop(0) if state.acks else {}
+        return web.json_response({"id": key[1], "device_id": key[0], "sha256": sha, **forged}, status=status)
 
     async def heartbeat(request: web.Request) -> web.Response:
         if not _authorized(request):

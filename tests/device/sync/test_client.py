@@ -43,6 +43,15 @@ def test_other_bytes_under_a_known_id_are_a_conflict(server_url: str) -> None:
         _put(server_url, _package(body='{"other":1}'))
 
 
+@pytest.mark.parametrize("forged", [{"device_id": "dev-2"}, {"sha256": "0" * 64}, {"id": "another"}, {"id": None}])
+def test_an_answer_that_names_something_else_is_no_acknowledgement(server_url: str, contract: ContractState,
+                                                                    forged: dict[str, object]) -> None:
+    contract.acks = [forged]
+    with pytest.raises(PackageConflictError) as err:
+        _put(server_url, _package())
+    assert err.value.status == 201 and len(contract.requests) == 1  # not retried: asking again cannot help
+
+
 @pytest.mark.parametrize("fault", [Fault(500), Fault(503, "0"), Fault(429, "0"), Fault(drop=True)])
 def test_transient_failures_are_retried(server_url: str, contract: ContractState, fault: Fault) -> None:
     contract.faults = [fault, fault]

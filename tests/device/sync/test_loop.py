@@ -1,4 +1,5 @@
-"""The sync loop against the contract server: exactly once, across restarts, splits, refusals, heartbeats."""
+"""The sync loop against the contract server: exactly once, across restarts, splits, refusals, conflicts,
+heartbeats."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from device.errors import ServerUnavailableError
+import pytest
+
+from device.errors import PackageConflictError, ServerUnavailableError
+from device.health import prometheus
 from device.outbox import Outbox, OutboxSettings
 from device.sync import SyncLoop, SyncService
+from device.sync.loop import MAX_RENEWALS
 from device.sync.packer import Packer
 from tests.device.sync.conftest import sync_settings
 from tests.device.sync.contract_server import DEVICE_ID, ContractState, Fault
@@ -40,6 +45,17 @@ def _sync(loop: SyncLoop) -> int:
 def _assert_exactly_once(contract: ContractState, seqs: list[int]) -> None:
     assert contract.seqs == set(seqs)
     assert set(contract.imports.values()) == {1}
+
+
+def _next_id(outbox: Outbox) -> str:
+    """The id the oldest records will go under (the packer marks it in flight; the loop rebuilds it)."""
+    package = Packer(outbox.backlog, DEVICE_ID).next_package()
+    assert package is not None
+    return package.package_id
+
+
+def _puts(contract: ContractState) -> list[tuple[str, int]]:
+    return [(path.rsplit("/", 1)[-1], status) for method, path, status in contract.requests if method == "PUT"]
 
 
 def test_the_backlog_is_delivered_exactly_once_in_capped_packages(
@@ -95,16 +111,62 @@ def test_a_package_too_large_for_the_server_is_split_and_a_lone_oversized_record
     assert big not in contract.seqs and outbox.stats()["rejected"] == 1 and outbox.depth() == 0
 
 
-def test_a_record_the_server_already_has_is_acknowledged_after_splitting(
+def test_a_conflict_keeps_the_records_counts_the_incident_and_resends_under_a_fresh_id(
     server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
 ) -> None:
-    seqs = _produce(outbox, 40)
-    contract.package_seqs["imported-elsewhere"] = {seqs[7]}
-    contract.records[(DEVICE_ID, seqs[7])] = {"seq": seqs[7]}
-    contract.imports[(DEVICE_ID, seqs[7])] = 1
-    assert _sync(SyncLoop(outbox, sync_settings(server_url, tmp_path))) == 40
+    seq = outbox.append("log", {"message": "the only copy"})
+    outbox.flush()
+    squatted = _next_id(outbox)
+    contract.packages[(DEVICE_ID, squatted)] = "f" * 64  # other content under this device's next id
+    loop = SyncLoop(outbox, sync_settings(server_url, tmp_path))
+
+    async def sync_and_beat() -> int:
+        async with loop.client:
+            delivered = await loop.sync()
+            await loop.heartbeat()
+            return delivered
+
+    assert asyncio.run(sync_and_beat()) == 1
+    assert _puts(contract) == [(squatted, 409), (f"{squatted}.r1", 201)]
+    assert contract.seqs == {seq} and outbox.depth() == 0
+    assert contract.packages[(DEVICE_ID, squatted)] == "f" * 64
+    assert loop.conflicts == 1 and contract.heartbeats[-1]["health"]["sync_conflicts"] == 1
+    assert "tinylcm_sync_conflicts 1\n" in prometheus(loop.counters())
+
+
+def test_an_acknowledgement_naming_another_device_or_other_content_deletes_nothing(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    seqs = _produce(outbox, 5)
+    first = _next_id(outbox)
+    contract.acks = [{"device_id": "dev-2"}, {"sha256": "0" * 64}]
+    loop = SyncLoop(outbox, sync_settings(server_url, tmp_path))
+    assert _sync(loop) == 5
+    assert _puts(contract) == [(first, 201), (f"{first}.r1", 201), (f"{first}.r2", 201)]
+    assert loop.conflicts == 2 and outbox.depth() == 0
+    _assert_exactly_once(contract, seqs)  # the copies sent again are refused by the import, not counted twice
+    assert contract.rejected == {(DEVICE_ID, f"{first}.r1"), (DEVICE_ID, f"{first}.r2")}
+
+
+def test_a_lasting_conflict_ends_the_round_and_the_records_wait_under_a_fresh_id(
+    server_url: str, contract: ContractState, outbox: Outbox, tmp_path: Path
+) -> None:
+    seqs = _produce(outbox, 3)
+    squatted = _next_id(outbox)
+    taken = [squatted] + [f"{squatted}.r{n}" for n in range(1, MAX_RENEWALS)]
+    contract.packages.update({(DEVICE_ID, pid): "f" * 64 for pid in taken})
+    settings = sync_settings(server_url, tmp_path)
+    loop = SyncLoop(outbox, settings)
+    with pytest.raises(PackageConflictError, match="kept"):
+        _sync(loop)
+    assert [pid for pid, _ in _puts(contract)] == taken and loop.conflicts == MAX_RENEWALS
+    assert outbox.depth() == 3 and contract.seqs == set()
+    flight = outbox.backlog.in_flight()
+    assert flight is not None and flight["package_id"] == f"{squatted}.r{MAX_RENEWALS}"
+    again = SyncLoop(outbox, settings)  # the next round, or a restart: the persisted fresh id goes first
+    assert _sync(again) == 3 and again.conflicts == 0
+    assert _puts(contract)[-1] == (f"{squatted}.r{MAX_RENEWALS}", 201)
     _assert_exactly_once(contract, seqs)
-    assert outbox.depth() == 0
 
 
 def test_faults_on_the_way_are_retried_without_duplicates(

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from device.outbox.records import ROW_OVERHEAD, Record
 from device.sync.package import ImagePolicy, build, package_id, plan, read_manifest
+from server.package_format import PACKAGE_ID_PATTERN  # the server's pattern: the ids must pass it
 
 
 def _png(side: int) -> bytes:
@@ -80,3 +82,11 @@ def test_plan_caps_the_estimated_size_and_files_but_takes_at_least_one() -> None
     assert plan(records[:5], max_bytes=10, max_files=1000) == 1
     blobs = [Record(i, "image", "t", 1, "{}", f"{i}.jpg", 1000) for i in range(1, 11)]
     assert plan(blobs, max_bytes=1 << 20, max_files=4) == 3  # records.jsonl counts as a file
+
+
+def test_a_fresh_id_after_a_conflict_is_another_id_the_server_accepts() -> None:
+    plain, fresh = package_id("dev-1", 1, 4), package_id("dev-1", 1, 4, attempt=2)
+    assert fresh == f"{plain}.r2" and re.fullmatch(PACKAGE_ID_PATTERN, fresh)
+    package = build("dev-1", _records(), BLOBS.__getitem__, ImagePolicy(), attempt=2)
+    assert package.package_id == read_manifest(package.body)["package_id"] == fresh
+    assert package.body != build("dev-1", _records(), BLOBS.__getitem__, ImagePolicy()).body
