@@ -89,6 +89,7 @@ class Appliance:
             "drift_events": stats.drift_events, "latency_ms_p95": stats.latency_ms(95),
             "drift_alarm_rate": stats.drift_alarm_rate(), "drift_alarms": int(sum(stats.alarms)),
             "error_rate": round(stats.skipped / max(1, stats.frames + stats.skipped), 4),
+            "lost_in_crash": self.outbox.lost_in_crash,  # records queued when a crash hit, over all restarts
         }
 
     def _sync_status(self) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 `put` never blocks: it stamps the record with the next seq and queues it, or drops it (counted)
 when the queue is full. Records of `PROTECTED_PRIORITY` and above (adaptations, drift events) may
-use a headroom above the bound, so a burst of predictions cannot push them out.
+use a headroom above the bound, so a burst of predictions cannot push them out. A seq is handed out
+only within the block reserved on disk (`limit`) and stored in the issued mark first, so a crash
+can lose queued records but never hide the loss (see `recovery`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter, deque
 from datetime import UTC, datetime
 from typing import Any
 
+from device.outbox.issued import IssuedMark
 from device.outbox.records import PRIORITY, PROTECTED_PRIORITY, Entry
 
 log = logging.getLogger(__name__)
@@ -39,12 +42,15 @@ def to_entry(item: Pending) -> Entry:
 class Intake:
     """Assigns seqs and holds entries until the writer takes them."""
 
-    def __init__(self, next_seq: int, capacity: int, headroom: int) -> None:
+    def __init__(self, next_seq: int, capacity: int, headroom: int, limit: int | None = None,
+                 mark: IssuedMark | None = None) -> None:
         if capacity < 1 or headroom < 0:
             raise ValueError(f"queue capacity must be >= 1 and headroom >= 0, got {capacity}, {headroom}")
         self.capacity = capacity
         self.headroom = headroom
         self.next_seq = next_seq
+        self.limit = limit  # the highest seq reserved on disk (None: no reservation, for tests of the queue)
+        self._mark = mark
         self.dropped: Counter[str] = Counter()  # by kind, since the writer last persisted them
         self._items: deque[Pending] = deque()
         self._cond = threading.Condition()
@@ -57,11 +63,15 @@ class Intake:
         with self._cond:
             n = len(self._items)
             full = n >= self.capacity and (priority < PROTECTED_PRIORITY or n >= self.capacity + self.headroom)
-            if self._closed or full:
+            # The writer reserves far enough ahead that only a stalled writer lets the queue reach the limit.
+            unreserved = self.limit is not None and self.next_seq > self.limit
+            if self._closed or full or unreserved:
                 self.dropped[kind] += 1
                 return None
             seq = self.next_seq
             self.next_seq += 1
+            if self._mark is not None:
+                self._mark.set(seq)
             self._items.append((seq, kind, wall, priority, data, blob, blob_ext))
             self._cond.notify()
         return seq
@@ -82,6 +92,15 @@ class Intake:
     def give_back_dropped(self, dropped: Counter[str]) -> None:
         with self._cond:
             self.dropped.update(dropped)
+
+    def raise_limit(self, limit: int) -> None:
+        """Seqs up to `limit` are reserved on disk now (the writer committed the reservation)."""
+        with self._cond:
+            self.limit = max(self.limit or 0, limit)
+
+    def remaining(self) -> int | None:
+        """Seqs still reserved and not handed out (None: no reservation)."""
+        return None if self.limit is None else self.limit - self.next_seq + 1
 
     def close(self) -> None:
         """Refuse new records; the writer drains what is queued and stops."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,7 +16,9 @@ from device.config import OutboxConfig
 from device.outbox.backlog import Backlog
 from device.outbox.blobs import BlobDir
 from device.outbox.intake import Intake
+from device.outbox.issued import IssuedMark, boot_id, read_mark
 from device.outbox.records import KINDS
+from device.outbox.recovery import inspect, persist
 from device.outbox.store import RecordStore
 from device.outbox.usage import Usage
 from device.outbox.writer import Writer
@@ -68,19 +71,34 @@ class Outbox:
         self.blobs = BlobDir(self.path.with_name(self.path.stem + "-blobs"))
         write_store = RecordStore(self.path, self.settings.synchronous, self.settings.wal_pages)
         self.blobs.remove_orphans(write_store.blob_names())
-        rows, size, next_seq = write_store.usage()
-        self.usage = Usage(rows, size, int(self.settings.max_mb * 2**20), next_seq - 1)
-        self._intake = Intake(next_seq, self.settings.queue_size, self.settings.queue_headroom)
+        # What a crash of the last run lost is counted (and reported) before any seq is handed out again.
+        mark_path, boot = self.path.with_name(self.path.stem + "-issued"), boot_id()
+        recovery = inspect(write_store, read_mark(mark_path, boot))
+        ahead = self.settings.queue_size + self.settings.queue_headroom + self.settings.batch_max
+        limit, pending = recovery.last_issued + 2 * ahead, None
+        try:
+            with write_store.transaction():
+                persist(write_store, recovery, limit)
+        except (sqlite3.Error, OSError) as exc:  # a full disk: the writer records it once there is room
+            log.error("outbox %s: cannot reserve seqs (%s); records are dropped until it can", self.path, exc)
+            limit, pending = recovery.last_issued, recovery
+        self._mark = IssuedMark(mark_path, boot, recovery.last_issued)
+        # Records handed out and never committed, over every restart after a crash.
+        self.lost_in_crash = write_store.counters()["lost_in_crash"] + (recovery.lost if pending else 0)
+        rows, size, top = write_store.usage()
+        self.usage = Usage(rows, size, int(self.settings.max_mb * 2**20), top - 1)
+        self._intake = Intake(recovery.last_issued + 1, self.settings.queue_size, self.settings.queue_headroom,
+                              limit=limit, mark=self._mark)
         self._writer = Writer(
             write_store, self.blobs, self._intake, self.usage, batch_max=self.settings.batch_max,
-            linger_s=self.settings.linger_s, on_commit=observer.committed if observer else None,
-            on_evict=observer.evicted if observer else None,
+            linger_s=self.settings.linger_s, reserve_ahead=ahead, recovery=pending,
+            on_commit=observer.committed if observer else None, on_evict=observer.evicted if observer else None,
         )
         self.backlog = Backlog(RecordStore(self.path, self.settings.synchronous, self.settings.wal_pages),
                                self.blobs, self.usage,
                                on_deliver=observer.delivered if observer else None)
         self._writer.start()
-        log.info("outbox %s: %d records (%d bytes), next seq %d", self.path, rows, size, next_seq)
+        log.info("outbox %s: %d records (%d bytes), next seq %d", self.path, rows, size, recovery.last_issued + 1)
 
     def append(self, kind: str, data: dict[str, Any], blob: bytes | None = None, blob_ext: str = "jpg") -> int | None:
         """Queue one record (and its blob) without touching the disk; its seq, or None if dropped (queue full)."""
@@ -105,9 +123,10 @@ class Outbox:
         return self.usage.committed_seq
 
     def stats(self) -> dict[str, int]:
-        """Depth, bytes, bound and the totals of evicted, dropped and rejected records (for the heartbeat)."""
+        """Depth, bytes, bound and the persisted counters (evicted, dropped, rejected, lost in crash...)."""
         counters = self.backlog.counters()
         counters["dropped"] += sum(self._intake.dropped.values())
+        counters["dropped_full_disk"] += self._writer.unwritten
         return {"depth": self.depth(), "bytes": self.usage.size, "bound_bytes": self.usage.bound,
                 "queued": len(self._intake), **counters}
 
@@ -127,3 +146,4 @@ class Outbox:
         self._writer.join()
         self._writer.store.close()
         self.backlog.close()
+        self._mark.close()

@@ -2,7 +2,7 @@
 
 `meta` keeps what must survive a restart: the next `seq` (so a seq is never reused, even after its
 row was delivered or evicted; written before rows are deleted, and otherwise derived from the rows),
-the drop/evict/reject counters, and the package in flight.
+the seqs `reserved` ahead of it (see `recovery`), the counters, and the package in flight.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import sqlite_utils
 
 from device.outbox.records import Entry, Record
 
-COUNTERS = ("evicted", "dropped", "rejected")
+# `dropped`: records the queue or the disk could not take (`dropped_full_disk`: those of them that had a seq);
+# `lost_in_crash` and `seqs_unaccounted`: what restarts found handed out and never committed (`recovery`).
+COUNTERS = ("evicted", "dropped", "rejected", "dropped_full_disk", "lost_in_crash", "seqs_unaccounted")
 _COLUMNS = "seq, kind, ts, priority, data, blob, size"
 _BUSY_TIMEOUT_S = 30.0
 PAGE_SIZE = 1024  # bytes; SQLite's default is 4096
@@ -95,7 +97,7 @@ class RecordStore:
         return {key: int(self.meta(key, 0)) for key in COUNTERS}
 
     def usage(self) -> tuple[int, int, int]:
-        """(rows, accounted bytes, highest seq ever committed or reserved + 1)."""
+        """(rows, accounted bytes, one past the highest seq accounted for: stored, or gone and counted)."""
         rows, size, top = self.conn.execute("SELECT count(*), coalesce(sum(size), 0), max(seq) FROM records").fetchone()
         next_seq = max(int(self.meta("next_seq", 1)), (top or 0) + 1)
         return int(rows), int(size), next_seq
@@ -111,6 +113,11 @@ class RecordStore:
             f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant
             [(e.seq, e.kind, e.ts, e.priority, e.data, e.blob_name, e.size) for e in entries],
         )
+
+    def keep_next_seq(self, next_seq: int) -> None:
+        """Inside a transaction: every seq below `next_seq` is accounted for (stored, or gone and counted)."""
+        if next_seq > int(self.meta("next_seq", 1)):
+            self.set_meta("next_seq", next_seq)
 
     def _keep_next_seq(self) -> None:
         """Inside a transaction, before rows are deleted: persist one past the highest seq stored, so that

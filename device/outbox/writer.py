@@ -3,6 +3,8 @@
 One transaction per batch (the SD card pays one fsync per batch, not per frame). When the disk is
 full the bound is lowered and low-priority records are evicted to make room; a batch that still
 does not fit loses its low-priority records first (counted as dropped), and the writer goes on.
+The seqs the intake may hand out are reserved on disk a block ahead, inside a batch's transaction
+once per block (a clean stop gives back what was not used).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import replace
 from device.outbox.blobs import BlobDir
 from device.outbox.intake import Intake
 from device.outbox.records import PROTECTED_PRIORITY, Entry
+from device.outbox.recovery import Recovery, persist
 from device.outbox.store import RecordStore, Removed
 from device.outbox.usage import Usage
 
@@ -30,13 +33,18 @@ class Writer:
     """Owns the write connection; its thread runs until the intake is closed and drained."""
 
     def __init__(self, store: RecordStore, blobs: BlobDir, intake: Intake, usage: Usage, *,
-                 batch_max: int, linger_s: float, on_commit: Hook | None = None,
-                 on_evict: Hook | None = None) -> None:
+                 batch_max: int, linger_s: float, reserve_ahead: int = 0, recovery: Recovery | None = None,
+                 on_commit: Hook | None = None, on_evict: Hook | None = None) -> None:
         self._thread = threading.Thread(target=self.run, name="outbox-writer", daemon=True)
         self.store, self.blobs, self.intake, self.usage = store, blobs, intake, usage
         self.batch_max, self.linger_s = batch_max, linger_s
+        # Seqs kept reserved beyond the last one handed out. Between two of the writer's looks the intake can
+        # hand out at most a full queue plus one batch, so this much ahead is never used up by a running writer.
+        self.reserve_ahead = reserve_ahead
+        self.recovery = recovery  # what the start could not record (a full disk): recorded with the next reservation
         self.on_commit, self.on_evict = on_commit, on_evict
         self.failures = 0  # batches (or parts) that could not be stored at all
+        self.unwritten = 0  # records with a seq the disk could not hold, not yet counted on disk
 
     def start(self) -> None:
         self._thread.start()
@@ -55,8 +63,10 @@ class Writer:
                     self._count_lost(list(batch))
                     self.usage.mark_committed(max(e.seq for e in batch))
             elif self.intake.closed and not len(self.intake):
-                self._persist_drops()
+                self._finish()
                 return
+            elif self._reservation_due():
+                self._reserve_alone()
             if self.linger_s:
                 time.sleep(self.linger_s)  # let the next batch gather: fewer fsyncs on the SD card
 
@@ -76,19 +86,21 @@ class Writer:
         for attempt in (entries, kept):
             if not attempt:
                 continue
+            stored = {e.seq for e in attempt}
             try:
-                self._store(attempt)
+                self._store(attempt, [e for e in entries if e.seq not in stored])  # counted in the same commit
             except (sqlite3.Error, OSError) as exc:
                 log.error("outbox write failed again (%s)", exc)
                 continue
-            stored = {e.seq for e in attempt}
-            self._count_lost([e for e in entries if e.seq not in stored])
             return
         self._count_lost(entries)
 
     def _count_lost(self, lost: list[Entry]) -> None:
+        """Records with a seq that could not be stored: counted with the next commit (a crash before it
+        leaves their seqs to the restart, which counts them as lost in the crash)."""
         if lost:
             self.failures += 1
+            self.unwritten += len(lost)
             self.intake.give_back_dropped(Counter(e.kind for e in lost))
             self.blobs.remove(e.blob_name for e in lost if e.blob_name)
             log.error("dropped %d records the disk could not hold", len(lost))
@@ -103,21 +115,65 @@ class Writer:
             self._make_room()
         return [e if e.blob is None or e.blob_name in written else replace(e, blob=None) for e in batch]
 
-    def _store(self, entries: list[Entry]) -> None:
-        dropped = self.intake.take_dropped()
+    def _store(self, entries: list[Entry], lost: Sequence[Entry] = ()) -> None:
+        """One transaction: the entries, the drop counters (`lost`: entries of the batch left out), the
+        reservation when due, and evictions over the bound."""
+        dropped, unwritten = self.intake.take_dropped(), self.unwritten
+        self.unwritten = 0
         added = sum(e.size for e in entries)
         try:
             with self.store.transaction():
                 self.store.insert(entries)
-                self.store.add_counters({"dropped": sum(dropped.values())})
+                self.store.add_counters({"dropped": sum(dropped.values()) + len(lost),
+                                         "dropped_full_disk": unwritten + len(lost)})
+                reserved = self._reserve() if self._reservation_due() else None
                 removed = self._evict_over_bound(added)
         except BaseException:
             self.intake.give_back_dropped(dropped)
+            self.unwritten += unwritten
             raise
+        if reserved is not None:
+            self._recorded()
+            self.intake.raise_limit(reserved)
+        if lost:
+            self.failures += 1
+            self.blobs.remove(e.blob_name for e in lost if e.blob_name)
+            log.error("dropped %d records the disk could not hold", len(lost))
         self.usage.add(len(entries), added)
         self._settle(removed)
         if self.on_commit:
             self.on_commit([e.seq for e in entries])
+
+    def _reservation_due(self) -> bool:
+        remaining = self.intake.remaining()
+        return self.recovery is not None or (remaining is not None and remaining < self.reserve_ahead)
+
+    def _reserve(self) -> int:
+        """Inside a transaction: reserve seqs two blocks past the last one handed out; the new limit."""
+        limit = self.intake.next_seq - 1 + 2 * self.reserve_ahead
+        if self.recovery is not None:
+            persist(self.store, self.recovery, limit)
+        else:
+            self.store.set_meta("reserved", limit)
+        return limit
+
+    def _reserve_alone(self) -> None:
+        try:
+            with self.store.transaction():
+                limit = self._reserve()
+        except (sqlite3.Error, OSError) as exc:
+            log.error("could not reserve seqs: %s", exc)
+            self._make_room()
+            return
+        self._recorded()
+        self.intake.raise_limit(limit)
+
+    def _recorded(self) -> None:
+        """After the commit that recorded what the start could not: account for its report."""
+        if self.recovery is not None and self.recovery.report is not None:
+            self.usage.add(1, self.recovery.report.size)
+            self.usage.mark_committed(self.recovery.last_issued)
+        self.recovery = None
 
     def _evict_over_bound(self, added: int = 0) -> Removed:
         """Inside a transaction: delete the lowest-priority, oldest rows over the bound."""
@@ -165,12 +221,17 @@ class Writer:
         except (sqlite3.Error, OSError) as exc:
             log.error("could not checkpoint on a full disk: %s", exc)
 
-    def _persist_drops(self) -> None:
-        dropped = self.intake.take_dropped()
-        if not dropped:
-            return
+    def _finish(self) -> None:
+        """After the last batch: persist the drop counters and give back the seqs reserved and not used, so the
+        next start finds every seq handed out accounted for."""
+        dropped, next_seq = self.intake.take_dropped(), self.intake.next_seq
         try:
             with self.store.transaction():
-                self.store.add_counters({"dropped": sum(dropped.values())})
+                self.store.add_counters({"dropped": sum(dropped.values()), "dropped_full_disk": self.unwritten})
+                if self.recovery is not None:
+                    persist(self.store, self.recovery, next_seq - 1)
+                elif self.intake.limit is not None:
+                    self.store.keep_next_seq(next_seq)
+                    self.store.set_meta("reserved", next_seq - 1)
         except (sqlite3.Error, OSError) as exc:
-            log.error("could not persist the drop counter: %s", exc)
+            log.error("could not persist the drop counters at close: %s", exc)

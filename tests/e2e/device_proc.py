@@ -2,12 +2,13 @@
 the real outbox, with the real sync service talking to the server through the fault proxy.
 
 It writes a ledger (one line per event, flushed at once, so a kill -9 loses at most a partial line):
-`C first last` committed seqs, `E seq...` evicted, `D seq...` delivered, `F n` frames processed,
-`K kind=n...` records appended by kind, `L id seq label` a label received, `P` production finished,
-`DONE` outbox drained.
+`A seq` a seq `append` handed out, `C first last` committed seqs, `E seq...` evicted, `D seq...`
+delivered, `F n` frames processed, `K kind=n...` records appended by kind, `L id seq label` a label
+received, `P` production finished, `DONE` outbox drained.
 `--kill-at point:n` kills the process (SIGKILL) at the n-th time it reaches `packing`, `uploading`
-(after the server stored the package, before the device handled the answer) or `deleting` (inside
-the delete transaction, before COMMIT).
+(after the server stored the package, before the device handled the answer), `deleting` (inside
+the delete transaction, before COMMIT) or `frame` (after the frame's records were appended, so some
+wait in the outbox's queue). The kill never falls between an `append` and its `A` line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,10 @@ from device.sync import packer as packer_module
 class Ledger:
     def __init__(self, path: Path) -> None:
         self._file = path.open("a", buffering=1)
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()  # held from an `append` to its `A` line, and by the kill
 
     def write(self, line: str) -> None:
-        with self._lock:
+        with self.lock:
             self._file.write(line + "\n")
             self._file.flush()
 
@@ -61,15 +63,18 @@ class Ledger:
             self.write(f"L {label['id']} {label['seq']} {label['label']}")
 
 
-def _kill_at(point: str, nth: int) -> None:
-    """Install a SIGKILL at the n-th arrival at `point`."""
+def _kill_at(point: str, nth: int, ledger: Ledger) -> Callable[[], None]:
+    """Install a SIGKILL at the n-th arrival at `point`; the arrival to call for `frame`."""
     count = [0]
 
     def arrive() -> None:
         count[0] += 1
         if count[0] == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
+            with ledger.lock:
+                os.kill(os.getpid(), signal.SIGKILL)
 
+    if point == "frame":
+        return arrive
     if point == "packing":
         build = packer_module.build
 
@@ -98,6 +103,7 @@ def _kill_at(point: str, nth: int) -> None:
         store_module.RecordStore.delete_range = deleting  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown kill point {point}")
+    return lambda: None
 
 
 class JumpingClock(dt.datetime):
@@ -133,22 +139,25 @@ def _settings(args: argparse.Namespace) -> SyncSettings:
     )
 
 
-def _count_kinds(outbox: Outbox) -> Counter[str]:
-    """Count what the pipeline appended (and the outbox accepted), by kind."""
+def _count_kinds(outbox: Outbox, ledger: Ledger) -> Counter[str]:
+    """Count what the pipeline appended (and the outbox accepted), by kind; ledger each seq handed out."""
     kinds: Counter[str] = Counter()
     append = outbox.append
 
     def counting(kind: str, data: dict[str, Any], blob: bytes | None = None, blob_ext: str = "jpg") -> int | None:
-        seq = append(kind, data, blob, blob_ext)
-        if seq is not None:
-            kinds[kind] += 1
+        with ledger.lock:
+            seq = append(kind, data, blob, blob_ext)
+            if seq is not None:
+                kinds[kind] += 1
+                ledger.write(f"A {seq}")
         return seq
 
     outbox.append = counting  # type: ignore[method-assign]
     return kinds
 
 
-def _produce(runner: Runner, outbox: Outbox, args: argparse.Namespace, ledger: Ledger) -> None:
+def _produce(runner: Runner, outbox: Outbox, args: argparse.Namespace, ledger: Ledger,
+             after_frame: Callable[[], None]) -> None:
     source = open_source("digits", drift=args.drift, seed=args.seed, size=runner.pipeline.bundle.frame_size)
     period = 1.0 / args.fps
     frames = 0
@@ -162,6 +171,7 @@ def _produce(runner: Runner, outbox: Outbox, args: argparse.Namespace, ledger: L
         if args.image_kb:  # a capture kept for the server (priority 1): fills a small disk quickly
             outbox.append("image", {"frame_seq": seq}, blob=os.urandom(args.image_kb * 1024), blob_ext="bin")
         frames += 1
+        after_frame()
         if frames % 10 == 0:
             ledger.write(f"F {frames}")
         time.sleep(max(0.0, period - (time.monotonic() - started)))
@@ -176,7 +186,8 @@ def _args() -> argparse.Namespace:
                                 ("max-mb", float, 64.0), ("pack-max-bytes", int, 1 << 20),
                                 ("sync-interval", float, 0.5), ("read-timeout", float, 3.0),
                                 ("drift", str, "unseen@30"), ("seed", int, 0), ("kill-at", str, ""),
-                                ("identity-path", str, ""), ("image-kb", int, 0)]:
+                                ("identity-path", str, ""), ("image-kb", int, 0),
+                                ("commit-interval", float, OutboxSettings.linger_s)]:
         parser.add_argument(f"--{name}", type=kind, default=default)
     parser.add_argument("--clock-jumps", action="store_true")
     return parser.parse_args()
@@ -186,18 +197,21 @@ def main() -> int:
     args = _args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    ledger = Ledger(Path(args.ledger))
+    after_frame: Callable[[], None] = lambda: None  # noqa: E731
     if args.kill_at:
         point, nth = args.kill_at.split(":")
-        _kill_at(point, int(nth))
+        after_frame = _kill_at(point, int(nth), ledger)
     if args.clock_jumps:
         intake_module.time = JumpingTime  # type: ignore[assignment]
-    ledger = Ledger(Path(args.ledger))
-    outbox = Outbox(Path(args.data_dir) / "outbox.db", OutboxSettings(max_mb=args.max_mb), observer=ledger)
+    outbox = Outbox(Path(args.data_dir) / "outbox.db",
+                    OutboxSettings(max_mb=args.max_mb, linger_s=args.commit_interval), observer=ledger)
     pipeline = Pipeline.from_bundle(factory_bundle(), Config())
-    sync = SyncService(outbox, _settings(args), status=lambda: {"model_version": pipeline.bundle.version},
-                       on_labels=ledger.labels).start()
-    kinds = _count_kinds(outbox)
-    _produce(Runner(pipeline, outbox), outbox, args, ledger)
+    status = lambda: {"model_version": pipeline.bundle.version,  # noqa: E731
+                      "health": {"lost_in_crash": outbox.lost_in_crash}}
+    sync = SyncService(outbox, _settings(args), status=status, on_labels=ledger.labels).start()
+    kinds = _count_kinds(outbox, ledger)
+    _produce(Runner(pipeline, outbox), outbox, args, ledger, after_frame)
     ledger.write("K " + " ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
     ledger.write("P")
     while outbox.depth():

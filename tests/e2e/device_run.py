@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device.outbox.store import RecordStore
+
 DEVICE = Path(__file__).with_name("device_proc.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class LedgerView:
+    issued: list[int] = field(default_factory=list)  # seqs `append` handed out, over all runs (a repeat: reused)
     committed: set[int] = field(default_factory=set)
     evicted: set[int] = field(default_factory=set)
     delivered: set[int] = field(default_factory=set)
@@ -48,7 +51,9 @@ def read_ledger(path: Path) -> LedgerView:
         if tag == "K":
             view.appended.update({k: int(v) for k, _, v in (p.partition("=") for p in parts[1:])})
             continue
-        if tag == "C" and len(numbers) == 2:
+        if tag == "A" and len(numbers) == 1:
+            view.issued.append(numbers[0])
+        elif tag == "C" and len(numbers) == 2:
             view.committed.update(range(numbers[0], numbers[1] + 1))
         elif tag == "E":
             view.evicted.update(numbers)
@@ -115,6 +120,14 @@ class Device:
             self.outbox_seen |= {r[0] for r in conn.execute("SELECT seq FROM records")}
             conn.close()
 
+    def counters(self) -> dict[str, int]:
+        """The outbox's persisted counters (evicted, rejected, lost in crash...), as the outbox reads them."""
+        store = RecordStore(self.data_dir / "outbox.db")
+        try:
+            return store.counters()
+        finally:
+            store.close()
+
     def in_flight(self) -> dict[str, Any] | None:
         """The package the outbox has marked in flight, if any."""
         conn = sqlite3.connect(self.data_dir / "outbox.db")
@@ -141,21 +154,37 @@ class Device:
 
 @dataclass
 class Accounting:
+    """Per device: every seq handed out ends delivered, evicted, rejected, dropped on a full disk or lost in
+    a crash (the last three counted by the outbox); `lost` is what none of them covers, `reissued` the seqs
+    handed out twice."""
+
     fault: str
     produced: int
     delivered: int
     evicted: int
+    rejected: int
+    lost_in_crash: int
+    dropped_full_disk: int
     duplicated: int
+    reissued: int
     lost: int
     reported_evictions: int | None
+    reported_lost_in_crash: int | None
     frames: int
     extra: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         more = " ".join(f"{k}={v}" for k, v in self.extra.items())
         return (f"{self.fault:<28} produced={self.produced:<5} delivered={self.delivered:<5} "
-                f"evicted={self.evicted:<5} duplicated={self.duplicated} lost={self.lost} "
-                f"reported_evictions={self.reported_evictions} frames={self.frames} {more}").rstrip()
+                f"evicted={self.evicted:<5} rejected={self.rejected} lost_in_crash={self.lost_in_crash} "
+                f"dropped_full_disk={self.dropped_full_disk} duplicated={self.duplicated} "
+                f"reissued={self.reissued} lost={self.lost} reported_evictions={self.reported_evictions} "
+                f"reported_lost_in_crash={self.reported_lost_in_crash} frames={self.frames} {more}").rstrip()
+
+    def balances(self) -> bool:
+        """produced = delivered + evicted + rejected + lost in crash + dropped on a full disk, exactly."""
+        return self.produced == (self.delivered + self.evicted + self.rejected + self.lost_in_crash
+                                 + self.dropped_full_disk)
 
 
 def account(fault: str, device: Device, server: Any, **extra: Any) -> Accounting:
@@ -173,9 +202,14 @@ def account(fault: str, device: Device, server: Any, **extra: Any) -> Accounting
             if seq in delivered:
                 covered[seq] = covered.get(seq, 0) + 1
     duplicated = (len(seqs) - len(delivered)) + sum(n - 1 for n in covered.values())
-    produced = view.committed | device.outbox_seen | delivered
+    # Handed out by `append`, or by the outbox itself (its crash reports), committed, or delivered.
+    produced = set(view.issued) | view.committed | device.outbox_seen | delivered
     evicted = view.evicted - delivered
-    lost = produced - delivered - evicted
-    reported = server.device(device_id)["evictions"]
-    return Accounting(fault, len(produced), len(delivered), len(evicted), duplicated, len(lost), reported,
-                      max(view.frames, default=0), extra)
+    counters = device.counters()
+    counted = counters["rejected"] + counters["lost_in_crash"] + counters["dropped_full_disk"]
+    lost = len(produced - delivered - evicted) - counted
+    health = server.device(device_id)
+    return Accounting(fault, len(produced), len(delivered), len(evicted), counters["rejected"],
+                      counters["lost_in_crash"], counters["dropped_full_disk"], duplicated,
+                      len(view.issued) - len(set(view.issued)), lost, health["evictions"],
+                      (health["health"] or {}).get("lost_in_crash"), max(view.frames, default=0), extra)

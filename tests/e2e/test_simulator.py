@@ -2,8 +2,9 @@
 loss, 500 in-process agents, and every bad argument refused with a clear message.
 
 Both runs check what matters after faults: every device enrolled once and seen by the server, and for
-each device the records the server holds plus those still in its outbox form one gapless run of
-sequence numbers with no duplicate.
+each device every seq its outbox handed out is on the server or still in its outbox, with no duplicate,
+or counted: evicted, rejected, dropped on a full disk, or lost in a crash (the power loss kills the
+device with records still queued), exactly, with the crash losses reported to the server.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def pending_seqs(data: Path) -> list[int]:
 
 
 def outbox_meta(data: Path) -> dict[str, int]:
-    """The outbox's persisted counters (evicted, rejected, dropped) and `next_seq`, one past the last seq it
-    committed, as the outbox itself reads them at startup."""
+    """The outbox's persisted counters (evicted, rejected, lost in crash...) and `next_seq`, one past the last
+    seq it accounts for, as the outbox itself reads them at startup."""
     store = RecordStore(data / "outbox.db")
     try:
         return {**store.counters(), "next_seq": store.usage()[2]}
@@ -56,23 +57,25 @@ def outbox_meta(data: Path) -> dict[str, int]:
 
 
 def check_nothing_lost_or_doubled(registry: RegistryServer, workdir: Path, devices: int) -> None:
-    rows = registry.db.rows("SELECT id, name FROM devices WHERE name LIKE 'sim-%'")
+    rows = registry.db.rows("SELECT id, name, health FROM devices WHERE name LIKE 'sim-%'")
     assert len(rows) == devices, rows  # each device enrolled exactly once
-    by_name = {row["name"]: row["id"] for row in rows}
+    by_name = {row["name"]: row for row in rows}
     for data in sorted(workdir.glob("sim-*/data")):
-        device_id = by_name[data.parent.name]
-        registry.db.wait_imported(device_id)
-        server = registry.db.seqs(device_id)
+        device = by_name[data.parent.name]
+        registry.db.wait_imported(device["id"])
+        server = registry.db.seqs(device["id"])
         doubled = [seq for seq, n in Counter(server).items() if n > 1]
         assert not doubled, (data.parent.name, doubled)
-        # Every seq the outbox ever committed is on the server or still in the outbox, unless counted as
-        # evicted or rejected. (Under load an agent may not have had a frame yet: then it issued none.)
+        # Every seq the outbox handed out (and no seq is handed out twice, crash or not) is on the server or
+        # still in the outbox, or counted. (Under load an agent may not have had a frame yet: then it issued none.)
         meta = outbox_meta(data)
-        issued = set(range(1, meta.get("next_seq", 1)))
+        issued = set(range(1, meta["next_seq"]))
         held = set(server) | set(pending_seqs(data))
         assert held <= issued, (data.parent.name, sorted(held - issued)[:20])
         missing = sorted(issued - held)
-        assert len(missing) == meta.get("evicted", 0) + meta.get("rejected", 0), (data.parent.name, missing[:20], meta)
+        counted = meta["evicted"] + meta["rejected"] + meta["dropped_full_disk"] + meta["lost_in_crash"]
+        assert len(missing) == counted and meta["seqs_unaccounted"] == 0, (data.parent.name, missing[:20], meta)
+        assert (device["health"] or {}).get("lost_in_crash", 0) == meta["lost_in_crash"], (data.parent.name, meta)
 
 
 def test_device_processes_survive_a_network_cut_and_a_power_loss(registry: RegistryServer, tmp_path: Path) -> None:

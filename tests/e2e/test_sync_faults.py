@@ -1,8 +1,9 @@
-"""Nothing lost, nothing twice: the real device process syncing to the real server through faults.
+"""Nothing lost silently, nothing twice: the real device process syncing to the real server through faults.
 
-After each fault the device drains its outbox; then every record it produced and did not evict must be
-on the server exactly once (by `(device_id, seq)`), evictions must have been reported in a heartbeat,
-and frames must have kept coming while the fault lasted.
+After each fault the device drains its outbox; then every record it produced is on the server exactly once
+(by `(device_id, seq)`) or counted: evicted, rejected, dropped on a full disk, or lost in a crash (kill -9
+with records still queued), exactly; no seq is handed out twice; evictions and crash losses reached the
+server in a heartbeat; and frames kept coming while the fault lasted.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ Record = Callable[[Accounting], None]
 
 def _check(result: Accounting, record_result: Record) -> None:
     record_result(result)
-    assert result.duplicated == 0 and result.lost == 0, result.line()
-    assert result.delivered + result.evicted == result.produced, result.line()
+    assert result.duplicated == 0 and result.lost == 0 and result.reissued == 0, result.line()
+    assert result.balances(), result.line()  # produced = delivered + evicted + rejected + lost in crash (+ full disk)
     assert result.reported_evictions == result.evicted, result.line()  # the last heartbeat said so
+    assert result.reported_lost_in_crash == result.lost_in_crash, result.line()
 
 
 def test_baseline_everything_arrives_once(new_device: NewDevice, server_db: ServerDatabase,
@@ -93,6 +95,21 @@ def test_fault_3_the_device_is_killed_while_packing_uploading_and_deleting(
     assert device.run(frames=20, fps=100) == 0  # restart: resumes, rebuilds the package in flight, drains
     assert device.in_flight() is None
     _check(account("3 device kill -9 x3", device, server_db, runs=device.runs), record_result)
+
+
+def test_fault_3b_the_device_is_killed_with_records_waiting_in_its_queue(
+    new_device: NewDevice, server_db: ServerDatabase, record_result: Record
+) -> None:
+    """With the shipped one-second commit interval a kill -9 always finds records queued: they are lost, and
+    the restart counts them, reports them to the server, and never hands their seqs out again."""
+    device = new_device()
+    for frame in (40, 25):
+        code = device.run(f"--kill-at=frame:{frame}", frames=100, fps=50, commit_interval=1.0, sync_interval=0.3)
+        assert code == -9, "the device was not killed"
+    assert device.run(frames=20, fps=50, commit_interval=1.0) == 0  # counts the second loss, drains
+    result = account("3b kill -9, records queued", device, server_db, runs=device.runs)
+    _check(result, record_result)
+    assert result.lost_in_crash >= 2, result.line()  # at least the frame's own record, twice
 
 
 def test_fault_4_the_server_answers_500_503_429_and_413(
