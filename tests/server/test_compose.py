@@ -362,3 +362,13 @@ def test_minio_init_passes_shellcheck() -> None:
     out = subprocess.run([tool("shellcheck"), "-s", "sh", str(ROOT / "deploy" / "compose" / "minio-init.sh")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout
+
+
+def test_api_believes_client_addresses_from_the_proxy_only_inside_the_stack(config: dict[str, Any]) -> None:
+    """The credential limits count failures per client address: behind the proxy that is X-Forwarded-For.
+
+    Without FORWARDED_ALLOW_IPS uvicorn trusts only 127.0.0.1, every request would come from the proxy's
+    address, and one client's bad tokens would lock the whole fleet out."""
+    api = config["services"]["api"]
+    assert api["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    assert not api.get("ports")  # trusting any sender is safe only while nothing but the proxy can reach it
