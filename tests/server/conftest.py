@@ -72,6 +72,10 @@ def settings(test_env: dict[str, str], database_url: str) -> Settings:
         job_backoff_base_s=0,
         job_backoff_max_s=0,
         retry_after_s=7,
+        # Every module's TestClient is one client address ("testclient") in one database; the credential
+        # limits have their own tests (test_ratelimit.py) with their own settings.
+        auth_failures_per_address=10_000,
+        auth_failures_per_credential=10_000,
     )
 
 
