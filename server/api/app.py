@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from server.api import errors
+from server.api.headers import SecurityHeaders
 from server.api.limits import BodyLimit
 from server.api.routes import (
     devices,
@@ -57,6 +58,7 @@ def create_app(backends: Backends) -> FastAPI:
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.state.backends = backends
     app.add_middleware(BodyLimit, limit=backends.settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: the 413 answers get the headers too
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tuf.router)

@@ -17,13 +17,16 @@ class ObjectStore(Protocol):
         """Raise `StorageUnavailableError` if the store cannot be reached."""
 
     def put_file(self, bucket: str, key: str, source: IO[bytes], length: int, content_type: str) -> None:
-        """Store `length` bytes read from `source`, streaming."""
+        """Store `length` bytes read from `source`, streaming, with the content type it is served as."""
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Store a small object."""
 
     def download(self, bucket: str, key: str, target: IO[bytes]) -> None:
         """Stream an object into `target`; `NotFoundError` if it is missing."""
+
+    def content_type(self, bucket: str, key: str) -> str:
+        """The content type stored with an object; `NotFoundError` if it is missing."""
 
     def exists(self, bucket: str, key: str) -> bool:
         """True if the object exists."""

@@ -1,7 +1,8 @@
 """Local-directory object store for the embedded default: one folder per bucket, atomic writes.
 
 Presigned URLs point at the API's `/api/v1/objects/...` route and carry an HMAC signature made
-with a key kept next to the objects, so they work like S3's without a second server.
+with a key kept next to the objects, so they work like S3's without a second server. Each object's
+content type is kept in a file of its own under `.content-types/`, as S3 keeps it with the object.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from server.errors import InputError, NotFoundError
 from server.storage import BUCKETS
 
 OBJECTS_ROUTE = "/api/v1/objects"
+UNKNOWN_TYPE = "application/octet-stream"  # objects stored without a type (by older versions)
+_TYPES_DIR = ".content-types"  # outside every bucket: `path()` never names it
 
 
 def _atomic_write(path: Path, source: IO[bytes]) -> None:
@@ -59,11 +62,16 @@ class LocalStore:
     def ping(self) -> None:
         return None
 
+    def _type_path(self, bucket: str, key: str) -> Path:
+        return self.root / _TYPES_DIR / self.path(bucket, key).relative_to(self.root)
+
     def put_file(self, bucket: str, key: str, source: IO[bytes], length: int, content_type: str) -> None:
+        # The type goes first: a crash in between leaves a type without an object, never the reverse.
+        _atomic_write(self._type_path(bucket, key), io.BytesIO(content_type.encode()))
         _atomic_write(self.path(bucket, key), source)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        _atomic_write(self.path(bucket, key), io.BytesIO(data))
+        self.put_file(bucket, key, io.BytesIO(data), len(data), content_type)
 
     def download(self, bucket: str, key: str, target: IO[bytes]) -> None:
         path = self.path(bucket, key)
@@ -72,11 +80,20 @@ class LocalStore:
         with path.open("rb") as source:
             shutil.copyfileobj(source, target, 1024 * 1024)
 
+    def content_type(self, bucket: str, key: str) -> str:
+        if not self.path(bucket, key).is_file():
+            raise NotFoundError(f"object not found: {bucket}/{key}")
+        try:
+            return self._type_path(bucket, key).read_text().strip() or UNKNOWN_TYPE
+        except FileNotFoundError:
+            return UNKNOWN_TYPE
+
     def exists(self, bucket: str, key: str) -> bool:
         return self.path(bucket, key).is_file()
 
     def remove(self, bucket: str, key: str) -> None:
         self.path(bucket, key).unlink(missing_ok=True)
+        self._type_path(bucket, key).unlink(missing_ok=True)
 
     def signature(self, bucket: str, key: str, expires: int) -> str:
         """HMAC-SHA256 over bucket, key and expiry time."""

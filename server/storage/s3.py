@@ -99,6 +99,11 @@ class S3Store:
                 response.close()
                 response.release_conn()
 
+    def content_type(self, bucket: str, key: str) -> str:
+        with _translated():
+            stat = self._client.stat_object(self.bucket_name(bucket), key)
+        return stat.content_type or "application/octet-stream"
+
     def exists(self, bucket: str, key: str) -> bool:
         try:
             with _translated():

@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from server.config import Settings
 from server.ui import auth, drift, fleet, registry, rollouts
-from server.ui.render import UI_PREFIX, UiRoute, csp, image_origin, page
+from server.ui.render import UI_PREFIX, UiRoute, page
 from server.ui.session import UiSessionDep
 
 STATIC = Path(__file__).parent / "static"
@@ -25,7 +25,6 @@ def unknown_page(rest: str, request: Request, ui: UiSessionDep) -> Response:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Serve the dashboard from `app` (kept out of the OpenAPI schema: it is not part of the API)."""
-    app.state.ui_csp = csp(image_origin(settings.s3_public_endpoint or settings.s3_endpoint))
     ui = APIRouter(prefix=UI_PREFIX, include_in_schema=False)
     for module in (auth, fleet, drift, registry, rollouts):
         ui.include_router(module.router)

@@ -3,6 +3,9 @@
 Idempotent per `(device_id, seq)`: the ledger insert skips records already imported, and only the
 new ones fan out. Objects and the MLflow run are written before the transaction commits, under
 names derived from the record, so a retried import overwrites instead of duplicating.
+
+Blobs are kept only if their bytes are a JPEG or PNG (`server.images`); any other blob is dropped with
+its reason in the package's `error`, and its record is imported without it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,8 +21,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from server import images
 from server.db.models import DriftEvent, Metric, Package, PackageStatus, Record
-from server.errors import ConflictError, PackageError
+from server.errors import ConflictError, InputError, PackageError
 from server.mlflow_bridge import MetricPoint, MlflowBridge
 from server.package_format import DriftEventData, LogData, MetricData, PackageRecord
 from server.storage import ObjectStore
@@ -28,7 +31,7 @@ from server.worker.unpack import UnpackedPackage
 
 logger = logging.getLogger(__name__)
 _LEDGER_BATCH = 1000
-_CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+_REASONS_SHOWN = 10  # rejected blobs named in the package's error; the rest are counted
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ImportSummary:
     total: int
     new: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    rejected_blobs: list[str] = field(default_factory=list)  # why each dropped blob was refused
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,9 @@ def import_package(
     manifest = unpacked.manifest
     typed = [_validate(r) for r in unpacked.records]
     _check_overlap(session, package.device_id, package.id, manifest.seq_first, manifest.seq_last)
-    new_seqs = _insert_ledger(session, package, typed)
-    summary = ImportSummary(total=len(typed), new=len(new_seqs))
+    checked, rejected = _check_blobs(unpacked)
+    new_seqs = _insert_ledger(session, package, typed, checked)
+    summary = ImportSummary(total=len(typed), new=len(new_seqs), rejected_blobs=rejected)
     points: list[MetricPoint] = []
     logs: list[dict[str, Any]] = []
     for item in typed:
@@ -63,14 +68,15 @@ def import_package(
         points.extend(_metric_points(item))
         if item.record.seq not in new_seqs:
             continue
+        image = checked.get(item.record.seq)
         if kind == "drift_event":
-            _import_drift_event(session, store, package, unpacked, item)
+            _import_drift_event(session, store, package, unpacked, item, image)
         elif kind == "metric":
             _import_metrics(session, package.device_id, item)
         elif kind == "log":
             logs.append({"seq": item.record.seq, "ts": _iso(item.record.ts), **item.record.data})
-        elif item.record.blob is not None:
-            _store_blob(store, "prediction-images", package.device_id, unpacked, item.record)
+        elif image is not None:
+            _store_blob(store, "prediction-images", package.device_id, unpacked, item.record, image)
     if logs:
         body = "\n".join(json.dumps(line, sort_keys=True) for line in logs).encode() + b"\n"
         store.put_bytes("data-logs", f"{package.device_id}/{package.id}.jsonl", body, "application/x-ndjson")
@@ -78,13 +84,39 @@ def import_package(
         params = {"seq_first": str(manifest.seq_first), "seq_last": str(manifest.seq_last),
                   "record_count": str(manifest.record_count), "new_records": str(summary.new)}
         mlflow.record_package(package.device_id, package.id, params, points)
+    note = _rejection_note(rejected)
+    if note is not None:
+        logger.warning("package %s of device %s: %s", package.id, package.device_id, note)
     session.execute(
         update(Package)
         .where(Package.device_id == package.device_id, Package.id == package.id)
-        .values(status=PackageStatus.imported.value, imported_at=datetime.now(UTC), error=None,
+        .values(status=PackageStatus.imported.value, imported_at=datetime.now(UTC), error=note,
                 seq_first=manifest.seq_first, seq_last=manifest.seq_last, record_count=manifest.record_count)
     )
     return summary
+
+
+def _check_blobs(unpacked: UnpackedPackage) -> tuple[dict[int, images.ImageType], list[str]]:
+    """The checked image type of every record's blob by seq, and a reason for each blob refused."""
+    checked: dict[int, images.ImageType] = {}
+    rejected: list[str] = []
+    for record in unpacked.records:
+        if record.blob is None:
+            continue
+        try:
+            checked[record.seq] = images.check(unpacked.blob_path(record.blob))
+        except InputError as exc:
+            rejected.append(f"seq {record.seq} ({record.blob}): {exc}")
+    return checked, rejected
+
+
+def _rejection_note(rejected: list[str]) -> str | None:
+    """The package's error for blobs it lost (None if none): the first few reasons and a count."""
+    if not rejected:
+        return None
+    shown = "; ".join(rejected[:_REASONS_SHOWN])
+    more = f"; and {len(rejected) - _REASONS_SHOWN} more" if len(rejected) > _REASONS_SHOWN else ""
+    return f"{len(rejected)} blob(s) dropped, their records imported without them: {shown}{more}"
 
 
 def _validate(record: PackageRecord) -> _Typed:
@@ -109,13 +141,14 @@ def _check_overlap(session: Session, device_id: str, package_id: str, first: int
         raise ConflictError(f"seq range {first}..{last} overlaps records of package {other}", existing=other)
 
 
-def _insert_ledger(session: Session, package: Package, typed: list[_Typed]) -> set[int]:
+def _insert_ledger(session: Session, package: Package, typed: list[_Typed],
+                   checked: dict[int, images.ImageType]) -> set[int]:
     if not typed:
         return set()
     rows = [
         {"device_id": package.device_id, "seq": t.record.seq, "package_id": package.id, "kind": t.record.kind,
          "ts": t.record.ts, "priority": t.record.priority, "data": t.record.data,
-         "object_key": _blob_key(package.device_id, t.record)}
+         "object_key": _blob_key(package.device_id, t.record.seq, checked.get(t.record.seq))}
         for t in typed
     ]
     new: set[int] = set()
@@ -129,29 +162,27 @@ def _insert_ledger(session: Session, package: Package, typed: list[_Typed]) -> s
     return new
 
 
-def _blob_key(device_id: str, record: PackageRecord) -> str | None:
-    if record.blob is None:
-        return None
-    return f"{device_id}/{record.seq}{PurePosixPath(record.blob).suffix.lower()}"
+def _blob_key(device_id: str, seq: int, image: images.ImageType | None) -> str | None:
+    """The object key of a record's checked image: its suffix comes from the bytes, not the device's name."""
+    return None if image is None else f"{device_id}/{seq}{image.suffix}"
 
 
 def _store_blob(store: ObjectStore, bucket: str, device_id: str, unpacked: UnpackedPackage,
-                record: PackageRecord) -> str | None:
-    key = _blob_key(device_id, record)
-    if key is None or record.blob is None:
+                record: PackageRecord, image: images.ImageType | None) -> str | None:
+    key = _blob_key(device_id, record.seq, image)
+    if key is None or image is None or record.blob is None:
         return None
     path = unpacked.blob_path(record.blob)
-    content_type = _CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
     with path.open("rb") as source:
-        store.put_file(bucket, key, source, path.stat().st_size, content_type)
+        store.put_file(bucket, key, source, path.stat().st_size, image.content_type)
     return key
 
 
 def _import_drift_event(session: Session, store: ObjectStore, package: Package, unpacked: UnpackedPackage,
-                        item: _Typed) -> None:
+                        item: _Typed, image: images.ImageType | None) -> None:
     data = item.data
     assert isinstance(data, DriftEventData)
-    key = _store_blob(store, "drift-samples", package.device_id, unpacked, item.record)
+    key = _store_blob(store, "drift-samples", package.device_id, unpacked, item.record, image)
     session.execute(
         insert(DriftEvent)
         .values(device_id=package.device_id, seq=item.record.seq, package_id=package.id, ts=item.record.ts,

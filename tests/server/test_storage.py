@@ -55,7 +55,7 @@ def test_unreachable_s3_is_storage_unavailable() -> None:
 def test_local_store(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     _roundtrip(store)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(BUCKETS)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name != ".content-types") == sorted(BUCKETS)
     for bad in ("../x", "/etc/passwd", "a/../../x", ""):
         with pytest.raises(InputError):
             store.path("packages", bad)
@@ -75,3 +75,18 @@ def test_local_presigned_urls_go_through_the_api(tmp_path: Path, backends: Backe
         assert client.get(url.replace("d/1.jpg", "d/2.jpg")).status_code == 403
         expired = local.store.presigned_get_url("drift-samples", "d/1.jpg", -1)
         assert client.get(expired).status_code == 403
+
+
+@pytest.mark.parametrize("kind", ["s3", "local"])
+def test_the_content_type_is_stored_with_the_object(kind: str, backends: Backends, tmp_path: Path) -> None:
+    store = backends.store if kind == "s3" else LocalStore(tmp_path)
+    store.ensure_buckets()
+    store.put_bytes("drift-samples", "d/1.html", b"\x89PNG", "image/png")
+    store.put_file("data-logs", "d/p.jsonl", io.BytesIO(b"{}\n"), 3, "application/x-ndjson")
+    assert store.content_type("drift-samples", "d/1.html") == "image/png"  # the stored type, not the key's
+    assert store.content_type("data-logs", "d/p.jsonl") == "application/x-ndjson"
+    store.put_bytes("drift-samples", "d/1.html", b"\xff\xd8\xff", "image/jpeg")  # replaced with its new type
+    assert store.content_type("drift-samples", "d/1.html") == "image/jpeg"
+    store.remove("drift-samples", "d/1.html")
+    with pytest.raises(NotFoundError):
+        store.content_type("drift-samples", "d/1.html")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from server.api.deps import BackendsDep
+from server.api.headers import object_headers
 from server.storage import BUCKETS
 from server.storage.local import LocalStore
 
@@ -22,7 +23,11 @@ def download(
     expires: Annotated[int, Query(ge=0, le=2**40)],
     signature: Annotated[str, Query(max_length=128)],
 ) -> FileResponse:
-    """Serve an object if the URL's signature is genuine and unexpired (the signature is the token)."""
+    """Serve an object if the URL's signature is genuine and unexpired (the signature is the token).
+
+    The content type is the one stored with the object (checked when it was stored), never one
+    guessed from the key; only images are shown inline, and always in a sandbox.
+    """
     store = backends.store
     if not isinstance(store, LocalStore) or bucket not in BUCKETS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such object")
@@ -31,4 +36,5 @@ def download(
     path = store.path(bucket, key)
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such object")
-    return FileResponse(path)
+    content_type = store.content_type(bucket, key)
+    return FileResponse(path, media_type=content_type, headers=object_headers(content_type))
