@@ -372,3 +372,12 @@ def test_api_believes_client_addresses_from_the_proxy_only_inside_the_stack(conf
     api = config["services"]["api"]
     assert api["environment"]["FORWARDED_ALLOW_IPS"] == "*"
     assert not api.get("ports")  # trusting any sender is safe only while nothing but the proxy can reach it
+
+
+def test_presigned_objects_are_served_as_sandboxed_data() -> None:
+    """MinIO answers presigned sample links itself; the proxy adds what the dashboard's own route sends."""
+    caddyfile = (ROOT / "deploy" / "compose" / "Caddyfile").read_text()
+    site = caddyfile[caddyfile.index(":9000 {"):]
+    site = site[:site.index("\n}\n")]
+    assert "X-Content-Type-Options nosniff" in site
+    assert "Content-Security-Policy \"default-src 'none'; img-src 'self'; sandbox\"" in site
