@@ -1,8 +1,13 @@
 """Safe unpacking of an uploaded package into a private work directory.
 
 Never `extractall`: members are streamed one by one through `tarfile.data_filter` and stricter
-checks of our own (regular files named in the manifest only), while the decompressed byte count
-is enforced below tarfile itself, so pax headers and padding count too.
+checks of our own (regular files named in the manifest only). Memory follows what was read, never
+what a header declares: every decompressed byte is counted below tarfile itself, and what tarfile
+reads on its own between two members (headers, pax and long-name records) has a small budget, so a
+few kilobytes claiming gigabytes are refused after at most `_HEADER_READ_MAX` bytes. One job holds
+the manifest (at most 1 MiB), one copy chunk and tarfile's buffers (about 1 MiB together,
+`tests/server/test_unpack.py` measures it) plus the parsed records of `records.jsonl`, itself at most
+`Limits.max_records_bytes`; blobs stream to files.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import hashlib
 import json
 import tarfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 from pydantic import ValidationError
 
@@ -24,6 +31,14 @@ from server.package_format import MANIFEST_NAME, RECORDS_NAME, Manifest, Manifes
 _MANIFEST_MAX = 1024 * 1024
 _CHUNK = 256 * 1024
 _TAR_OVERHEAD = 1024  # header + padding per member, allowed on top of the payload limit
+# Content of one pax or GNU long-name header. Our names are at most 134 characters, so a real one is a
+# few hundred bytes; the bound also keeps Python 3.11's quadratic pax parsing (CVE-2024-6232) cheap.
+_HEADER_MAX = 1024
+# what tarfile may read between two members: their headers plus its 10 KiB read-ahead
+_HEADER_READ_MAX = 64 * 1024
+_EXTENDED_HEADERS = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+# tarfile accumulates global pax headers for the rest of the archive; old GNU sparse members read their map
+_REFUSED_HEADERS = {tarfile.XGLTYPE: "a global pax header", tarfile.GNUTYPE_SPARSE: "a sparse file"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,9 @@ class Limits:
 
     max_bytes: int
     max_members: int
+    # records.jsonl is parsed in memory (about 6x its size for device records, up to 25x for JSON made
+    # of empty containers); a device's default 1 MiB package carries about 4 MiB of it
+    max_records_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,19 +69,56 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class _LimitedReader:
-    """Reads decompressed bytes and fails once more than `limit` came out (decompression bombs)."""
+class _MeteredStream:
+    """Decompressed bytes for tarfile, counted as they are read.
 
-    def __init__(self, raw: _Readable, limit: int) -> None:
+    Every byte counts against the package's `budget` (decompression bombs); bytes read outside
+    `payload()` (tar headers, which tarfile holds in memory whole) also count against a per-member
+    header budget, reset by `next_member()`.
+    """
+
+    def __init__(self, raw: _Readable, budget: int) -> None:
         self._raw = raw
-        self._left = limit
+        self._left = budget
+        self._header_left = _HEADER_READ_MAX
+        self._in_payload = False
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size if size >= 0 else _CHUNK)
+        data = self._raw.read(min(size, _CHUNK) if size >= 0 else _CHUNK)  # never more than a chunk at once
         self._left -= len(data)
         if self._left < 0:
             raise PackageError("package expands beyond the size limit (decompression bomb?)")
+        if not self._in_payload:
+            self._header_left -= len(data)
+            if self._header_left < 0:
+                raise PackageError(f"tar headers of one member exceed {_HEADER_READ_MAX} bytes")
         return data
+
+    def next_member(self) -> None:
+        """A member was handed over: the next one's headers get a fresh budget."""
+        self._header_left = _HEADER_READ_MAX
+
+    @contextmanager
+    def payload(self) -> Iterator[None]:
+        """Reads in this block are a member's content, bounded by its size and our copy loop."""
+        self._in_payload = True
+        try:
+            yield
+        finally:
+            self._in_payload = False
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """Refuses, from the 512-byte header block alone, members tarfile would read whole into memory."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _EXTENDED_HEADERS and info.size > _HEADER_MAX:
+            raise PackageError(f"a tar header declares {info.size} bytes of extended header (limit {_HEADER_MAX})")
+        if info.type in _REFUSED_HEADERS:
+            raise PackageError(f"member {info.name!r} is {_REFUSED_HEADERS[info.type]}")
+        return info
 
 
 def unpack(archive: Path, workdir: Path, limits: Limits, device_id: str, package_id: str) -> UnpackedPackage:
@@ -71,10 +126,10 @@ def unpack(archive: Path, workdir: Path, limits: Limits, device_id: str, package
     budget = limits.max_bytes + _TAR_OVERHEAD * (limits.max_members + 2)
     try:
         with gzip.open(archive, "rb") as raw:
-            stream = _LimitedReader(raw, budget)
-            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                manifest = _extract_members(tar, workdir, limits)
-    except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError, UnicodeError) as exc:
+            stream = _MeteredStream(raw, budget)
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CheckedTarInfo) as tar:  # type: ignore[call-overload]
+                manifest = _extract_members(tar, stream, workdir, limits)
+    except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError, ValueError) as exc:  # ValueError: sparse maps
         raise PackageError(f"not a valid tar.gz: {exc}", package_id) from exc
     if manifest.package_id != package_id:
         raise PackageError(f"manifest names package {manifest.package_id!r}", package_id)
@@ -84,11 +139,16 @@ def unpack(archive: Path, workdir: Path, limits: Limits, device_id: str, package
     return UnpackedPackage(manifest, records, workdir)
 
 
-def _extract_members(tar: tarfile.TarFile, workdir: Path, limits: Limits) -> Manifest:
+def _extract_members(tar: tarfile.TarFile, stream: _MeteredStream, workdir: Path, limits: Limits) -> Manifest:
     manifest: Manifest | None = None
     expected: dict[str, ManifestFile] = {}
     total = 0
-    for count, member in enumerate(tar, start=1):
+    count = 0
+    while (member := tar.next()) is not None:
+        # stream mode keeps every header (and its pax records) to the end; no member is looked up again
+        tar.members.clear()  # type: ignore[attr-defined]
+        stream.next_member()
+        count += 1
         if count > limits.max_members:
             raise PackageError(f"more than {limits.max_members} members")
         _check_member(member, workdir)
@@ -99,14 +159,17 @@ def _extract_members(tar: tarfile.TarFile, workdir: Path, limits: Limits) -> Man
         total += member.size
         if total > limits.max_bytes:
             raise PackageError(f"members exceed {limits.max_bytes} bytes")
-        if manifest is None:
-            manifest = _read_manifest(tar, member)
-            expected = {f.name: f for f in manifest.files}
-            continue
-        listed = expected.pop(member.name, None)
-        if listed is None:
-            raise PackageError(f"{member.name!r} is not listed in the manifest (or appears twice)")
-        _copy_verified(tar, member, listed, workdir)
+        if member.name == RECORDS_NAME and member.size > limits.max_records_bytes:
+            raise PackageError(f"{RECORDS_NAME} is {member.size} bytes, more than {limits.max_records_bytes}")
+        with stream.payload():
+            if manifest is None:
+                manifest = _read_manifest(tar, member)
+                expected = {f.name: f for f in manifest.files}
+                continue
+            listed = expected.pop(member.name, None)
+            if listed is None:
+                raise PackageError(f"{member.name!r} is not listed in the manifest (or appears twice)")
+            _copy_verified(tar, member, listed, workdir)
     if manifest is None:
         raise PackageError("empty archive")
     if expected:

@@ -6,12 +6,15 @@ import gzip
 import io
 import json
 import tarfile
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from server.errors import PackageError
 from server.worker.unpack import Limits, unpack
+from tests.server.tar_bombs import header_block, sparse_map_bomb, then_zeros
 from tests.server.utils import JPEG, PackageSpec, build_package, drift_record, manifest_for, raw_tar, record
 
 LIMITS = Limits(max_bytes=1 << 20, max_members=50)
@@ -96,7 +99,7 @@ def test_padding_bomb_after_a_huge_pax_header(tmp_path: Path) -> None:
         info = tarfile.TarInfo("manifest.json")
         info.pax_headers = {"comment": "x" * (8 << 20)}
         tar.addfile(info, io.BytesIO(b""))
-    with pytest.raises(PackageError, match="size limit"):
+    with pytest.raises(PackageError, match="extended header"):
         _unpack(tmp_path, gzip.compress(raw.getvalue()))
 
 
@@ -151,3 +154,101 @@ def test_manifest_must_match_upload(tmp_path: Path) -> None:
     (tmp_path / "again").mkdir()
     with pytest.raises(PackageError, match="names package"):
         _unpack(tmp_path / "again", build_package(spec))
+
+
+# --- memory follows what was read, never what a header declares ------------------------------------------
+
+PRODUCTION = Limits(max_bytes=256 << 20, max_members=5000)  # the server's defaults
+MEMORY_BOUND = 2 << 20  # copy chunk, tarfile's buffers and one member's headers, whatever the package says
+def _peak_while(action: Callable[[], object]) -> tuple[int, Exception | None]:
+    """Peak bytes traced while `action` ran, and what it raised."""
+    tracemalloc.start()
+    try:
+        action()
+        error: Exception | None = None
+    except Exception as exc:  # noqa: BLE001 - the caller asserts on it
+        error = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, error
+
+
+@pytest.mark.parametrize(
+    ("archive", "reason"),
+    [
+        (lambda: then_zeros(header_block(tarfile.XHDTYPE, 2 << 30), 2048), "declares 2147483648 bytes of extended"),
+        (lambda: then_zeros(header_block(tarfile.XGLTYPE, 2 << 30), 2048), "global pax header"),
+        (lambda: then_zeros(header_block(tarfile.GNUTYPE_LONGNAME, 2 << 30), 2048), "extended header"),
+        (lambda: then_zeros(header_block(tarfile.GNUTYPE_SPARSE, 2 << 30), 2048), "sparse file"),
+        (sparse_map_bomb, "tar headers of one member exceed"),
+        (lambda: then_zeros(header_block(tarfile.REGTYPE, 2 << 30), 2048), "members exceed"),
+    ],
+    ids=["pax-2GiB", "global-pax-2GiB", "gnu-longname-2GiB", "old-gnu-sparse", "sparse-1.0-map", "member-2GiB"],
+)
+def test_a_declared_size_never_becomes_memory(tmp_path: Path, archive: Callable[[], bytes], reason: str) -> None:
+    # Each archive is about 2 MB that really expands to the 2 GiB its header claims.
+    data = archive()
+    assert len(data) < 4 << 20
+    peak, error = _peak_while(lambda: _unpack(tmp_path, data, limits=PRODUCTION))
+    assert peak < MEMORY_BOUND, f"peak {peak} bytes"
+    assert isinstance(error, PackageError) and reason in str(error)
+
+
+def test_a_malformed_sparse_map_is_a_bad_package(tmp_path: Path) -> None:
+    pax = tarfile.TarInfo("blobs/x")
+    pax.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "1"}
+    pax.size = 512
+    with pytest.raises(PackageError, match="not a valid tar.gz"):
+        _unpack(tmp_path, gzip.compress(pax.tobuf(format=tarfile.PAX_FORMAT) + b"many\n".ljust(512, b"\0")))
+
+
+def test_headers_count_against_the_package_budget(tmp_path: Path) -> None:
+    # Each member is the allowed "blobs" directory with a 1 KiB pax record, within its own header budget;
+    # together they pass the package's (payload plus 1 KiB per allowed member) before the member limit.
+    blobs = tarfile.TarInfo("blobs")
+    blobs.type = tarfile.DIRTYPE
+    blobs.pax_headers = {"comment": "0" * 900}
+    manifest = _valid_manifest()
+    head = header_block(tarfile.REGTYPE, len(manifest)) + manifest + bytes(-len(manifest) % 512)
+    data = gzip.compress(head + blobs.tobuf(format=tarfile.PAX_FORMAT) * 100)
+    with pytest.raises(PackageError, match="size limit"):
+        _unpack(tmp_path, data, limits=Limits(max_bytes=4096, max_members=50))
+
+
+def test_headers_are_not_kept_after_their_member(tmp_path: Path) -> None:
+    # 3000 members, each with a 900-byte pax record: within every budget, and held one at a time.
+    blobs = tarfile.TarInfo("blobs")
+    blobs.type = tarfile.DIRTYPE
+    blobs.pax_headers = {"comment": "x" * 900}
+    manifest = _valid_manifest()
+    head = header_block(tarfile.REGTYPE, len(manifest)) + manifest + bytes(-len(manifest) % 512)
+    data = gzip.compress(head + blobs.tobuf(format=tarfile.PAX_FORMAT) * 3000)
+    peak, error = _peak_while(lambda: _unpack(tmp_path, data, limits=PRODUCTION))
+    assert peak < MEMORY_BOUND, f"peak {peak} bytes"
+    assert isinstance(error, PackageError) and "missing" in str(error)
+
+
+def test_records_beyond_their_limit_are_refused_before_parsing(tmp_path: Path) -> None:
+    lines = b"".join(json.dumps(record(seq, "log", {"message": "x" * 100})).encode() + b"\n" for seq in range(400))
+    spec = PackageSpec(DEVICE, [], package_id="p1",
+                       manifest_overrides={"seq_first": 0, "seq_last": 399, "record_count": 400})
+    manifest = json.dumps(manifest_for(spec, {"records.jsonl": lines})).encode()
+    data = raw_tar([("manifest.json", manifest), ("records.jsonl", lines)])
+    limits = Limits(max_bytes=1 << 20, max_members=50, max_records_bytes=len(lines) - 1)
+    with pytest.raises(PackageError, match=f"records.jsonl is {len(lines)} bytes, more than {len(lines) - 1}"):
+        _unpack(tmp_path, data, limits=limits)
+    (tmp_path / "ok").mkdir()
+    assert len(_unpack(tmp_path / "ok", data, limits=Limits(1 << 20, 50, len(lines))).records) == 400
+
+
+def test_a_large_valid_package_streams_its_blobs(tmp_path: Path) -> None:
+    # 64 MiB of blobs pass through one copy chunk at a time.
+    blobs = {f"b{i}.bin": bytes([i]) * (16 << 20) for i in range(4)}
+    records = [record(i + 1, "image", {}, blob=f"blobs/b{i}.bin") for i in range(4)]
+    data = build_package(PackageSpec(DEVICE, records, blobs=blobs, package_id="p1"))
+    del blobs
+    peak, error = _peak_while(lambda: _unpack(tmp_path, data, limits=PRODUCTION))
+    assert error is None
+    assert (tmp_path / "files" / "blobs" / "b3.bin").stat().st_size == 16 << 20
+    assert peak < MEMORY_BOUND, f"peak {peak} bytes"
