@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import IO, Protocol
 
 BUCKETS = ("packages", "drift-samples", "prediction-images", "data-logs", "bundles", "mlflow")
+IMPORTED_TAG = ("tinysphere-imported", "true")  # what the `packages` bucket's lifecycle rule expires
 
 
 class ObjectStore(Protocol):
@@ -36,3 +37,6 @@ class ObjectStore(Protocol):
 
     def presigned_get_url(self, bucket: str, key: str, expires_s: int) -> str:
         """A URL that lets its holder read the object for `expires_s` seconds."""
+
+    def mark_imported(self, bucket: str, key: str) -> None:
+        """Tag an object `IMPORTED_TAG`, so the bucket's lifecycle rule may expire it (no rule: no effect)."""

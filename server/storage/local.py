@@ -95,6 +95,9 @@ class LocalStore:
         self.path(bucket, key).unlink(missing_ok=True)
         self._type_path(bucket, key).unlink(missing_ok=True)
 
+    def mark_imported(self, bucket: str, key: str) -> None:
+        """The local store has no lifecycle rules: imported packages stay until removed."""
+
     def signature(self, bucket: str, key: str, expires: int) -> str:
         """HMAC-SHA256 over bucket, key and expiry time."""
         message = f"{bucket}\n{key}\n{expires}".encode()

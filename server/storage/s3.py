@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import Tags
 from minio.error import MinioException, S3Error
 
 from server.errors import NotFoundError, StorageUnavailableError
-from server.storage import BUCKETS
+from server.storage import BUCKETS, IMPORTED_TAG
 
 logger = logging.getLogger(__name__)
 _CHUNK = 1024 * 1024
@@ -115,6 +116,12 @@ class S3Store:
     def remove(self, bucket: str, key: str) -> None:
         with _translated():
             self._client.remove_object(self.bucket_name(bucket), key)
+
+    def mark_imported(self, bucket: str, key: str) -> None:
+        tags = Tags.new_object_tags()
+        tags[IMPORTED_TAG[0]] = IMPORTED_TAG[1]
+        with _translated():
+            self._client.set_object_tags(self.bucket_name(bucket), key, tags)
 
     def presigned_get_url(self, bucket: str, key: str, expires_s: int) -> str:
         with _translated():

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from server.backends import Backends
 from server.db.models import Package, PackageStatus
-from server.errors import ConflictError, PackageError
+from server.errors import ConflictError, NotFoundError, PackageError, StorageUnavailableError
 from server.registry import repository
 from server.rollouts import controller
 from server.worker import queue
@@ -111,8 +111,17 @@ class Worker:
                 summary = import_package(session, self.backends.store, self.backends.mlflow, package, unpacked)
                 queue.complete(session, job.id)
                 session.commit()
+                object_key = package.object_key
+        self._mark_imported(object_key)
         logger.info("imported package %s of %s: %d records, %d new", job.package_id, job.device_id, summary.total,
                     summary.new)
+
+    def _mark_imported(self, object_key: str) -> None:
+        """Let the `packages` lifecycle rule expire the raw upload; its records are in the database now."""
+        try:
+            self.backends.store.mark_imported("packages", object_key)
+        except (StorageUnavailableError, NotFoundError) as exc:  # the package is kept; nothing is lost
+            logger.warning("could not tag imported package %s: %s", object_key, exc)
 
     def _failed(self, job: queue.ClaimedJob, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

@@ -255,3 +255,26 @@ def _raw_package(spec: PackageSpec, records: bytes, seq_last: int, count: int) -
     spec.manifest_overrides = {"seq_first": 1, "seq_last": seq_last, "record_count": count}
     manifest = manifest_for(spec, {"records.jsonl": records})
     return raw_tar([("manifest.json", json.dumps(manifest).encode()), ("records.jsonl", records)])
+
+
+def test_imported_packages_are_tagged_for_the_lifecycle_rule(client: TestClient, operator_token: str,
+                                                             backends: Backends, worker: Worker) -> None:
+    """The raw upload is tagged once its records are in the database, and not before."""
+    from minio.commonconfig import Tags
+
+    from server.storage import IMPORTED_TAG
+    from server.storage.s3 import S3Store
+
+    store = backends.store
+    assert isinstance(store, S3Store)
+    device = enroll(client, operator_token)
+    package_id = _send(client, device, [record(1, "prediction", {"label": "cat"})])
+
+    def tags() -> dict[str, str]:
+        found = store._client.get_object_tags(store.bucket_name("packages"), _package(backends, package_id).object_key)
+        return dict(found or Tags.new_object_tags())
+
+    assert IMPORTED_TAG[0] not in tags()
+    worker.drain()
+    assert _package(backends, package_id).status == "imported"
+    assert tags()[IMPORTED_TAG[0]] == IMPORTED_TAG[1]
