@@ -62,7 +62,8 @@ def check_nothing_lost_or_doubled(registry: RegistryServer, workdir: Path, devic
     by_name = {row["name"]: row for row in rows}
     for data in sorted(workdir.glob("sim-*/data")):
         device = by_name[data.parent.name]
-        registry.db.wait_imported(device["id"])
+        packages = registry.db.wait_imported(device["id"], timeout_s=300)  # 500 agents' last packages queue up
+        assert all(p["status"] == "imported" for p in packages), (data.parent.name, packages)
         server = registry.db.seqs(device["id"])
         doubled = [seq for seq, n in Counter(server).items() if n > 1]
         assert not doubled, (data.parent.name, doubled)
