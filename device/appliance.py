@@ -96,6 +96,7 @@ class Appliance:
         health = self._health()
         update = read_json(self.state_root / "updater.json")
         health["healthy"] = not self.bundle_error and time.monotonic() - self.last_frame < 60
+        health["watchdog"] = update.get("watchdog")  # "none": a hang of this service would go unrestarted
         return {"model_version": health.pop("model_version"), "update_state": update.get("state"),
                 "health": health}
 

@@ -11,14 +11,16 @@ from typing import Any
 
 from device.errors import StateError
 from device.updater.clock import TrustedClock
+from device.updater.container import DockerRestarter
 from device.updater.machine import Updater
 from device.updater.record import Journal, State, UpdateRecord, report
 from device.updater.settings import ArchiveLimits, ProbationGates, UpdaterSettings
-from device.updater.watchdog import BalenaRestarter, ProcessRestarter, Restarter, Watchdog
+from device.updater.watchdog import BalenaRestarter, ProcessRestarter, Restarter, Watchdog, select_restarter
 
 __all__ = [
-    "ArchiveLimits", "BalenaRestarter", "ProbationGates", "ProcessRestarter", "Restarter", "State",
-    "TrustedClock", "UpdateRecord", "Updater", "UpdaterSettings", "Watchdog", "update_report",
+    "ArchiveLimits", "BalenaRestarter", "DockerRestarter", "ProbationGates", "ProcessRestarter", "Restarter",
+    "State", "TrustedClock", "UpdateRecord", "Updater", "UpdaterSettings", "Watchdog", "select_restarter",
+    "update_report",
 ]
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -17,7 +16,7 @@ from typing import Any
 from device.updater.machine import Updater
 from device.updater.record import report
 from device.updater.settings import ProbationGates, UpdaterSettings
-from device.updater.watchdog import BalenaRestarter, ProcessRestarter, Restarter, Watchdog
+from device.updater.watchdog import ProcessRestarter, RestarterChoice, Watchdog, select_restarter
 
 log = logging.getLogger("tinylcm.updater")
 
@@ -30,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-type", help="balena device type (default: BALENA_DEVICE_TYPE or the board)")
     parser.add_argument("--probation-s", type=float, default=ProbationGates.window_s, help="probation window")
     parser.add_argument("--inference-cmd", help="run the inference service as a child and restart it when hung")
-    parser.add_argument("--service", default="inference", help="balena service the watchdog restarts")
+    parser.add_argument("--service", default="inference",
+                        help="service the watchdog restarts (balena service, or compose service label on Docker)")
+    parser.add_argument("--docker-socket", type=Path, default=None,
+                        help="Docker socket for the watchdog on plain Docker hosts (default /var/run/docker.sock)")
+    parser.add_argument("--compose-project", help="compose project of the inference container (Docker hosts)")
     parser.add_argument("--stale-s", type=float, default=60.0, help="watchdog: restart after this long unhealthy")
     parser.add_argument("--once", action="store_true", help="recover, do one step, print the state and exit")
     parser.add_argument("--status", action="store_true", help="print the persisted state and exit")
@@ -58,16 +61,16 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Updat
                            factory_bundle=factory_bundle(), gates=ProbationGates(window_s=args.probation_s))
 
 
-def restarter_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Restarter | None:
-    """The supervisor on balena, a child process with --inference-cmd, else no watchdog."""
-    address, key = environ.get("BALENA_SUPERVISOR_ADDRESS"), environ.get("BALENA_SUPERVISOR_API_KEY")
-    if address and key and environ.get("BALENA_APP_ID"):
-        return BalenaRestarter(address, key, environ["BALENA_APP_ID"], args.service)
-    if args.inference_cmd:
-        child = ProcessRestarter(shlex.split(args.inference_cmd))
-        child.start()
-        return child
-    return None
+def restarter_from(args: argparse.Namespace, environ: Mapping[str, str]) -> RestarterChoice:
+    """The balena supervisor, then the Docker socket, then a child process with --inference-cmd (started here)."""
+    choice = select_restarter(environ, args.service, args.docker_socket, args.compose_project, args.inference_cmd)
+    if isinstance(choice.restarter, ProcessRestarter):
+        choice.restarter.start()
+    if choice.restarter is None:
+        log.warning("NO WATCHDOG: %s", choice.detail)
+    else:
+        log.info("watchdog: %s", choice.detail)
+    return choice
 
 
 def cmd_updater(args: argparse.Namespace) -> int:
@@ -77,9 +80,10 @@ def cmd_updater(args: argparse.Namespace) -> int:
 
         sys.stdout.write(json.dumps(update_report(settings.data_dir), indent=2) + "\n")
         return 0
-    restarter = restarter_from(args, os.environ)
+    choice = restarter_from(args, os.environ)
+    restarter = choice.restarter
     watchdog = Watchdog(restarter, stale_after_s=args.stale_s) if restarter else None
-    updater = Updater(settings, watchdog=watchdog)
+    updater = Updater(settings, watchdog=watchdog, watchdog_kind=choice.kind)
     if args.once:
         updater.recover()
         updater.step()

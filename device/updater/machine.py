@@ -48,8 +48,8 @@ class Updater:
 
     def __init__(self, settings: UpdaterSettings, *, device: DeviceProfile | None = None,
                  smoke: SmokeTest | None = None, health: Callable[[], HealthSample] | None = None,
-                 watchdog: Watchdog | None = None, clock: TrustedClock | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 watchdog: Watchdog | None = None, watchdog_kind: str | None = None,
+                 clock: TrustedClock | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.journal = Journal(settings.state_path, settings.history_limit)
         self.slots = Slots(settings.models_dir)
@@ -59,6 +59,7 @@ class Updater:
         self.installer = Installer(self.slots, self.device, smoke, settings.archive)
         self._health = health or (lambda: read_health(settings.health_url))
         self.watchdog = watchdog
+        self.watchdog_kind = watchdog_kind  # reported in updater.json, hence in the heartbeat
         self._monotonic = monotonic
         self._last_probe: float | None = None
         self._failures = 0
@@ -78,6 +79,8 @@ class Updater:
             self.journal.transition(record, State.IDLE, "staged_slot_damaged")
         if record.state in RESTING or record.live_version is None:
             record.live_version = self._live_version()
+        if self.watchdog_kind is not None:
+            record.watchdog = self.watchdog_kind
         self.journal.save(record)
         return record
 

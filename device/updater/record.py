@@ -68,6 +68,7 @@ class UpdateRecord:
     history: list[dict[str, Any]] = field(default_factory=list)  # transitions, oldest first, bounded
     events: list[dict[str, Any]] = field(default_factory=list)  # the same, numbered, for the heartbeat
     event_seq: int = 0
+    watchdog: str | None = None  # how a hung inference service is restarted: balena, docker, process, none
     updated_at: str = field(default_factory=utc_now)
 
     @classmethod
@@ -133,4 +134,4 @@ def report(record: UpdateRecord, events: int = 20) -> dict[str, Any]:
     """What the heartbeat carries about updates: the state, the versions and the latest transitions."""
     return {"state": str(record.state), "target": record.target, "version": record.version,
             "live_version": record.live_version, "reason": record.reason, "attempts": record.attempts,
-            "events": record.events[-events:] if events else []}
+            "watchdog": record.watchdog, "events": record.events[-events:] if events else []}

@@ -1,22 +1,26 @@
 """Watchdog: restart a hung inference service (no healthy heartbeat for a while), at a bounded rate.
 
-Restarting goes through a `Restarter`: the balena supervisor API on a balena device, a child process
-(for tests and plain Raspberry Pi OS setups run by this CLI) otherwise.
+Restarting goes through a `Restarter`, chosen by `select_restarter` in this order: the balena supervisor API
+on a balena device, the Docker socket on a plain Docker host (`container.py`), a child process of this CLI.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from device.errors import ServerRefusedError, ServerUnavailableError
+from device.updater.container import DockerRestarter, is_socket
 from device.updater.health import HealthSample
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,37 @@ class BalenaRestarter:
                                      exc.code) from exc
         except OSError as exc:
             raise ServerUnavailableError(f"supervisor unreachable: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class RestarterChoice:
+    """The restarter the watchdog uses and what the updater reports about it."""
+
+    kind: str  # "balena" | "docker" | "process" | "none"
+    restarter: Restarter | None
+    detail: str  # where it restarts, or why there is none
+
+
+def select_restarter(environ: Mapping[str, str], service: str = "inference", docker_socket: Path | None = None,
+                     compose_project: str | None = None, inference_cmd: str | None = None) -> RestarterChoice:
+    """Balena supervisor (its variables set), then the Docker socket (mounted), then a child process (a command
+    given); nothing starts here. `docker_socket` None: the default path; the socket is not contacted yet."""
+    address, key, app = (environ.get(name) for name in
+                         ("BALENA_SUPERVISOR_ADDRESS", "BALENA_SUPERVISOR_API_KEY", "BALENA_APP_ID"))
+    if address and key and app:
+        return RestarterChoice("balena", BalenaRestarter(address, key, app, service),
+                               f"balena supervisor at {address}, service {service}")
+    socket = docker_socket or DockerRestarter().socket_path
+    if is_socket(socket):
+        where = f"service {service}" + (f" of project {compose_project}" if compose_project else "")
+        return RestarterChoice("docker", DockerRestarter(socket, service, compose_project),
+                               f"Docker engine at unix://{socket}, containers of {where}")
+    if inference_cmd:
+        return RestarterChoice("process", ProcessRestarter(shlex.split(inference_cmd)),
+                               f"child process {inference_cmd!r}")
+    return RestarterChoice("none", None, (
+        f"no balena supervisor (BALENA_SUPERVISOR_ADDRESS unset), no Docker socket at {socket}, no --inference-cmd: "
+        "a hung inference service will NOT be restarted (Docker restarts exited containers, not unhealthy ones)"))
 
 
 class Watchdog:

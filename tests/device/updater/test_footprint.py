@@ -1,5 +1,6 @@
 """The updater runs beside the inference service on a 512 MB board: its process must not load the
-inference stack (numpy, the TFLite runtime, PIL) nor the sync client's (aiohttp, sqlite-utils)."""
+inference stack (numpy, the TFLite runtime, PIL) nor the sync client's (aiohttp, sqlite-utils), nor the Docker
+SDK before the watchdog restarts a container."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("numpy", "ai_edge_litert", "tflite_runtime", "PIL", "aiohttp", "sqlite_utils")
+HEAVY = ("numpy", "ai_edge_litert", "tflite_runtime", "PIL", "aiohttp", "sqlite_utils", "docker", "requests")
 
 
 def test_the_updater_command_loads_neither_the_inference_nor_the_sync_stack(tmp_path) -> None:
