@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 EXIT_RATIO = 0.5  # a drifting detector calms down while its statistic stays below this share of threshold
 KNN_Z_CLIP = 5.0  # z of the kNN distance is capped here: one far-out frame must not trip a cumulative chart
-INPUTS = ("knn", "features", "confidence", "label", "correct")
+INPUTS = ("knn", "features", "labelled_features", "confidence", "label", "correct")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +88,17 @@ class Watch:
 class Monitor:
     """Label-free drift detection over the classifier's `Result`s; build it with `build_monitor`."""
 
-    def __init__(self, watches: list[Watch], reference: dict[str, Any], fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        watches: list[Watch],
+        reference: dict[str, Any],
+        fingerprint: str = "",
+        configs: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.watches = watches
         self.fingerprint = fingerprint  # identifies config + reference, so stale state is refused
+        self._configs = configs or []  # the watches' configs: state saved before some were added still loads
+        self._reference = reference
         self.skipped = 0  # updates skipped for a non-finite input
         self._knn_mean = float(reference["knn_distance"]["mean"])
         self._knn_scale = 1.0 / float(reference["knn_distance"]["std"])
@@ -117,13 +125,14 @@ class Monitor:
             values["knn"] = min(z, KNN_Z_CLIP) if math.isfinite(z) else z  # non-finite: caught below
         if "confidence" in self._uses:
             values["confidence"] = (float(result.model_confidence) - self._conf_mean) * self._conf_scale
-        if "features" in self._uses:
+        if "features" in self._uses or "labelled_features" in self._uses:
             vector = result.vector
             if vector.shape != self._feat_mean.shape or not math.isfinite(float(vector.dot(vector))):
                 return None
             z = np.subtract(vector, self._feat_mean, out=self._feat_z)
             z *= self._feat_scale
             values["features"] = z
+            values["labelled_features"] = (z, result.label)
         for key in ("knn", "confidence"):
             if key in values and not math.isfinite(values[key]):
                 return None
@@ -163,21 +172,36 @@ class Monitor:
         write_json_atomic(path, {**state, "watches": watches})
 
     def load(self, path: str | Path) -> None:
-        """Resume from `save`; `StateError` if the file is corrupt or was written for another config."""
+        """Resume from `save`; `StateError` if the file is corrupt or was written for another config.
+
+        State saved before detectors were added to the configuration (the same configs less those) still
+        loads: the saved detectors resume, the added ones start fresh.
+        """
         try:
             state = json.loads(Path(path).read_text())
-            if state.get("version") != STATE_VERSION or state.get("fingerprint") != self.fingerprint:
+            saved, names = state["watches"], {w.name for w in self.watches}
+            fingerprint_ = state.get("fingerprint")
+            added = set(saved) < names and fingerprint_ == self._fingerprint_of(set(saved))
+            if state.get("version") != STATE_VERSION or (fingerprint_ != self.fingerprint and not added):
                 raise StateError(f"{path}: detector state belongs to another configuration or bundle")
-            saved = state["watches"]
-            if set(saved) != {w.name for w in self.watches}:
+            if set(saved) != names and not added:
                 raise StateError(f"{path}: detector state holds {sorted(saved)}")
             for watch in self.watches:
-                watch.restore(saved[watch.name])
+                if watch.name in saved:
+                    watch.restore(saved[watch.name])
+            if added:
+                fresh = sorted(names - set(saved))
+                log.info("detectors %s were added since %s was saved: they start fresh", fresh, path)
             self.skipped = int(state["skipped"])
         except StateError:
             raise
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateError(f"{path}: cannot read detector state: {exc!r}") from exc
+
+    def _fingerprint_of(self, names: set[str]) -> str:
+        """The fingerprint of this configuration restricted to the detectors called `names`."""
+        kept = [c for c in self._configs if str(c.get("name", c.get("type"))) in names]
+        return fingerprint(kept, self._reference)
 
 
 def fingerprint(configs: list[dict[str, Any]], reference: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from device.errors import StateError
-from device.monitor import DriftSignal, Monitor, build_monitor
+from device.monitor import DEFAULT_DETECTORS, DriftSignal, Monitor, build_monitor
 
 CUSUM = {"type": "knn_cusum", "drift": 0.5, "threshold": 8.0}
 
@@ -158,3 +158,45 @@ def test_defaults_on_a_seeded_stream(reference: dict, make_result) -> None:
         (509, "knn_cusum"),
         (528, "confidence"),
     ]
+
+
+def _frames(reference: dict, make_result, n: int, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    mean, std = np.asarray(reference["features"]["mean"]), np.asarray(reference["features"]["std"])
+    classes, shares = reference["predictions"]["classes"], reference["predictions"]["distribution"]
+    return [
+        make_result(
+            i,
+            knn=float(rng.normal(0.0, 1.0)),
+            vector=mean + std * rng.normal(0.0, 1.0, len(mean)),
+            label=str(rng.choice(classes, p=shares)),
+        )
+        for i in range(n)
+    ]
+
+
+def test_state_saved_before_a_detector_was_added_still_loads(reference: dict, make_result, tmp_path) -> None:
+    earlier = [c for c in DEFAULT_DETECTORS if c["type"] != "feature_cvm"]  # the list before feature_cvm
+    frames = _frames(reference, make_result, 400, seed=12)
+    before = build_monitor(earlier, reference)
+    for result in frames:
+        before.update(result)
+    before.save(tmp_path / "monitor.json")
+    now = build_monitor(None, reference)
+    now.load(tmp_path / "monitor.json")
+    resumed = {w.name: w.state() for w in now.watches}
+    assert {w.name: w.state() for w in before.watches} == {k: v for k, v in resumed.items() if k != "feature_cvm"}
+    assert resumed["feature_cvm"] == build_monitor(None, reference).watches[3].state()  # starts fresh
+
+
+def test_state_of_a_changed_detector_is_refused_even_when_one_was_added(reference: dict, tmp_path) -> None:
+    path = tmp_path / "monitor.json"
+    build_monitor([{**CUSUM, "threshold": 9.0}], reference).save(path)
+    with pytest.raises(StateError, match="another configuration"):
+        build_monitor([CUSUM, {"type": "feature_cvm"}], reference).load(path)
+    build_monitor([CUSUM, {"type": "feature_cvm"}], reference).save(path)
+    state = json.loads(path.read_text())
+    del state["watches"]["feature_cvm"]  # the full configuration's fingerprint, one detector missing
+    path.write_text(json.dumps(state))
+    with pytest.raises(StateError, match="holds"):
+        build_monitor([CUSUM, {"type": "feature_cvm"}], reference).load(path)

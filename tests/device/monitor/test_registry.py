@@ -15,7 +15,8 @@ def test_defaults_build(reference: dict) -> None:
 
 def test_every_kind_builds_with_its_defaults(reference: dict) -> None:
     monitor = build_monitor([{"type": t} for t in KINDS], reference)
-    assert {w.input for w in monitor.watches} == {"knn", "features", "confidence", "label", "correct"}
+    inputs = {"knn", "features", "labelled_features", "confidence", "label", "correct"}
+    assert {w.input for w in monitor.watches} == inputs
 
 
 def test_hyperparameters_round_trip(reference: dict) -> None:
