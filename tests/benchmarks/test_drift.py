@@ -1,9 +1,11 @@
 """The drift benchmark's counting, calibration and baselines, on small seeded streams (figures are not judged)."""
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import drift
 from benchmarks.drift_calibration import calibrate, counted
@@ -80,3 +82,28 @@ def test_alibi_baselines_are_skipped_with_a_reason_when_alibi_detect_is_missing(
     assert found == {} and "alibi-detect is not installed" in settings["error"]
     found, settings = drift.alibi(tmp_path / "missing" / "python", ["cvm"], streams, streams, 1, None)
     assert found == {} and "does not exist" in settings["error"]
+
+
+def test_tuning_finds_the_lowest_threshold_without_a_false_alarm() -> None:
+    reference = json.loads((drift.BUNDLE / "drift_reference.json").read_text())
+    mean, std = reference["knn_distance"]["mean"], reference["knn_distance"]["std"]
+    streams: drift.Streams = {drift.CONTROL: {}}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        arrays = {
+            "distances": np.repeat(mean + std * rng.normal(0, 1, (800, 1)), 5, axis=1).astype(np.float32),
+            "vectors": rng.normal(0, 1, (800, reference["dim"])).astype(np.float32),
+            "confidence": np.full(800, 0.99),
+            "labels": np.array(["0"] * 800),
+            "truth": np.array(["0"] * 800),
+        }
+        streams[drift.CONTROL][seed] = drift.Stream(drift.from_arrays(arrays), [], arrays["vectors"])
+    config = {"type": "knn_cusum", "drift": 0.5, "threshold": 2.0}
+    quiet = drift.quiet_from(config, reference, streams)
+    assert quiet == pytest.approx(5.6267, abs=1e-3)  # the largest CUSUM excursion of these streams
+
+    def alarms_at(threshold: float) -> int:
+        run = drift.ours([{**config, "threshold": threshold}], reference)
+        return sum(len(run(stream, seed)) for seed, stream in streams[drift.CONTROL].items())
+
+    assert alarms_at(quiet) == 0 and alarms_at(quiet * 0.999) > 0
