@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from device.adapt.labels import read_record, refusal
 from device.bundle import factory_bundle
 from device.capture import open_source
 from device.config import Config, overlap_enabled
@@ -146,8 +145,12 @@ class Appliance:
             if adapter is None or label.get("frame_seq") is None:
                 log.warning("validated label %s cannot be applied here", label.get("id"))
                 continue
-            vector = np.asarray(label["vector"], dtype=np.float32) if label.get("vector") else None
-            for event in adapter.apply_label(int(label["frame_seq"]), str(label["label"]), vector):
+            taken = read_record(label, self.pipeline.bundle)  # another model's frame, a forbidden class: refused
+            if isinstance(taken, str):
+                events = [refusal(label, taken)]
+            else:
+                events = adapter.apply_label(taken.seq, taken.label, taken.vector)
+            for event in events:
                 self.outbox.append("adaptation", {**event, "model_version": self.pipeline.bundle.version})
             self.pipeline.notice_classes()
             self.score_label(label)

@@ -3,6 +3,8 @@
 `observe` runs once per frame and is O(1) unless a cluster search or an adaptation runs (every
 `check_every` quarantined samples). Every adaptation and rollback is returned as a plain JSON event
 for the outbox. The reference set stays bounded: `KNNClassifier.add` evicts by its own policy.
+Each learned sample carries the seq of its frame, so a frame contributes at most one sample: a later
+label for the same frame corrects that sample in place, and repeating a label changes nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from typing import Any
 import numpy as np
 
 from device.adapt.config import AdaptConfig
-from device.adapt.labels import LabelQueue, ValidatedLabel, check_label
+from device.adapt.labels import LabelQueue, ValidatedLabel, label_refusal
 from device.adapt.probation import Probation
-from device.adapt.pseudolabel import PseudoLabeler, reference_scale
+from device.adapt.pseudolabel import (
+    NEW_CLASS_PREFIX,
+    Cluster,
+    PseudoLabeler,
+    bundle_distances,
+    redundant,
+    reference_scale,
+)
 from device.adapt.quarantine import Quarantine, QuarantinedSample
 from device.adapt.store import load_state, save_state
-from device.pipeline.knn import KNNClassifier, Snapshot
+from device.pipeline.knn import BUNDLE, KNNClassifier
 from device.pipeline.result import Result
 
 log = logging.getLogger(__name__)
@@ -49,10 +58,11 @@ class Adapter:
             cfg.window, cfg.probation, cfg.max_confidence_drop, cfg.max_agreement_drop, cfg.max_growth
         )
         self.scale = reference_scale(classifier, cfg.scale_quantile)  # "near", in the kNN's metric
-        self.counts: Counter[str] = Counter()  # rejected_vectors, rejected_labels, adaptations, rollbacks
+        self.counts: Counter[str] = Counter()  # adaptations, rollbacks, rejected_vectors, rejected/ignored_labels
         self.seq = -1  # sequence number of the last observed frame
         self.cooldown_until = -1  # no pseudo-labelling before this sequence number
         self.since_check = 0  # quarantined samples since the last cluster search
+        self.guesses: set[int] = set()  # seqs of reference samples a pseudo-label put there, no operator confirmed
         self._clock = clock
 
     # -- per frame ------------------------------------------------------------------------
@@ -80,9 +90,9 @@ class Adapter:
             sample = QuarantinedSample(result.seq, vector, result.label, result.confidence, nearest, self._clock())
             self.quarantine.add(sample)
             self.since_check += 1
-        if self.probation.active:
-            return self._judge() if self.probation.done else []
-        if len(self.pending):
+        if self.probation.done:
+            return self._judge()
+        if len(self.pending) and not self.probation.active:
             return self._apply_pending()
         if self.since_check >= self.config.check_every and result.seq >= self.cooldown_until:
             self.since_check = 0
@@ -99,113 +109,176 @@ class Adapter:
 
     # -- heuristic adaptation ---------------------------------------------------------------
     def _pseudo_label(self) -> list[Event]:
+        """Name every stable cluster in the quarantine; all of them share one snapshot and one probation."""
+        if self._budget() <= 0:  # the operator's labels fill the learned share: no room for guesses
+            return []
         seqs, vectors = self.quarantine.stacked()
-        cluster = self.pseudo.propose(seqs, vectors, self.scale, self.classifier.metric)
-        if cluster is None:
-            return []
-        named = self.pseudo.name(cluster, self.classifier, self.scale)
-        if named is None:
-            return []
-        label, reason = named
-        snapshot = self.classifier.snapshot()
-        joined = cluster.seqs[: self.config.join_size]
-        for vector in cluster.vectors[: self.config.join_size]:
-            self.classifier.add(vector, label)
+        clusters = self.pseudo.propose(seqs, vectors, self.scale, self.classifier.metric)
+        snapshot = self.classifier.snapshot() if clusters else None
+        events = []
+        for cluster in clusters:
+            named = self.pseudo.name(cluster, self.classifier, self.scale)
+            if named is not None:
+                events.append(self._join(cluster, *named))
+        if snapshot is not None and events:
+            if self.probation.watch is not None:  # a search during a probation: judged with it
+                self.probation.watch.events.extend(events)
+            else:
+                self.probation.start(snapshot, events)
+        return events
+
+    def _join(self, cluster: Cluster, label: str, reason: str) -> Event:
+        """Add the most central members of `cluster` to the reference set as `label`."""
+        cfg = self.config
+        rows = list(range(min(cfg.join_size, len(cluster.seqs))))
+        if reason == "new_class":  # members close to a known class would take its frames: they stay out
+            far = bundle_distances(cluster.vectors[: cfg.join_size], self.classifier) >= cfg.join_distance * self.scale
+            rows = [i for i in rows if far[i]]
+        rows = rows[: self._make_room(len(rows))]
+        joined = [int(cluster.seqs[i]) for i in rows]
+        for i in rows:
+            self.classifier.add(cluster.vectors[i], label, origin=int(cluster.seqs[i]), weight=cfg.pseudo_weight)
+        self.guesses.update(joined)
         self.quarantine.remove(cluster.seqs.tolist())
         self.pseudo.remember(label, cluster.seqs)
         self.counts["adaptations"] += 1
-        event = self._event(
-            "pseudo_label",
-            label,
-            joined,
-            reason,
-            members=len(cluster.seqs),
-            spread=round(cluster.spread / self.scale, 4),
-        )
-        log.info(
-            "pseudo-label %s: %d of %d clustered samples joined (%s)", label, len(joined), len(cluster.seqs), reason
-        )
-        self.probation.start(snapshot, event)
-        return [event]
+        members, spread = len(cluster.seqs), round(cluster.spread / self.scale, 4)
+        log.info("pseudo-label %s: %d of %d clustered samples joined (%s)", label, len(joined), members, reason)
+        return self._event("pseudo_label", label, joined, reason, members=members, spread=spread)
+
+    def _guessed(self) -> np.ndarray:
+        """Positions of the reference samples a pseudo-label put there (and no operator has confirmed)."""
+        guesses = self.guesses
+        positions = [i for i, origin in enumerate(self.classifier.origins.tolist()) if origin in guesses]
+        self.guesses = set(self.classifier.origins[positions].tolist())  # forget those evicted meanwhile
+        return np.asarray(positions, dtype=np.int64)
+
+    def _budget(self) -> int:
+        """Reference samples pseudo-labels may hold: the learned share, less what the operator's labels take."""
+        knn = self.classifier
+        confirmed = int(np.count_nonzero(knn.origins != BUNDLE)) - len(self._guessed())
+        return int(self.config.learned_share * knn.max_samples) - confirmed
+
+    def _make_room(self, n: int, operator: bool = False) -> int:
+        """How many of `n` new samples fit in the learned share; the most redundant pseudo-labelled samples
+        leave to make room. An operator's samples always fit (beyond the share, the bundle's make room)."""
+        budget = self._budget()
+        n = n if operator else max(0, min(n, budget))
+        guessed = self._guessed()
+        excess = min(len(guessed), len(guessed) + n - budget)
+        if excess > 0:
+            victims = guessed[redundant(self.classifier.vectors[guessed], excess, self.classifier.metric)]
+            self.guesses -= set(self.classifier.origins[victims].tolist())
+            self.classifier.remove(victims)
+        return n
 
     def _judge(self) -> list[Event]:
-        """End the probation: keep the adaptation, or restore the snapshot taken before it."""
+        """End the probation: keep the adaptations, or restore the snapshot taken before them."""
         reason = self.probation.verdict()
         watch = self.probation.finish()
+        labels = [str(event["label"]) for event in watch.events]
         if reason is None:
-            log.info("pseudo-label %s kept after %d frames", watch.event["label"], watch.frames)
+            log.info("pseudo-labels %s kept after %d frames", ", ".join(labels), watch.frames)
             return []
         self.classifier.restore(watch.snapshot)
-        label = str(watch.event["label"])
-        if watch.event["reason"] == "new_class":
-            self.pseudo.forget(label)
         self.cooldown_until = self.seq + self.config.cooldown
         self.counts["rollbacks"] += 1
-        log.warning("pseudo-label %s rolled back: %s", label, reason)
-        return [
-            self._event(
-                "rollback",
-                label,
-                watch.event["seqs"],
-                reason,
-                before=_rounded(watch.baseline),
-                after=_rounded(watch.health()),
-            )
-        ]
+        log.warning("pseudo-labels %s rolled back: %s", ", ".join(labels), reason)
+        events = []
+        for event in watch.events:
+            if event["reason"] == "new_class":
+                self.pseudo.forget(str(event["label"]))
+            before, after = _rounded(watch.baseline), _rounded(watch.health())
+            events.append(self._event("rollback", event["label"], event["seqs"], reason, before=before, after=after))
+        return events
 
     # -- validated labels -------------------------------------------------------------------
     def apply_label(self, seq: int, label: str, vector: np.ndarray | None = None) -> list[Event]:
-        """Take the operator's label for frame `seq`; applied now, or after a running probation."""
-        label = check_label(label)
+        """Take the operator's label for frame `seq`; applied now, or after a running probation.
+
+        Never raises on what an operator or the network sent: an unusable label comes back as a
+        "label_rejected" event with its reason, and leaves the reference set alone. A frame the device
+        never saw (or no longer holds) can be taught only with its vector.
+        """
+        refused = label_refusal(label)
+        if refused is not None:
+            return [self._reject(str(label)[:64], seq, refused)]
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            return [self._reject(label, None, "bad_seq", given=repr(seq))]
         checked = None
         if vector is not None:
-            checked = self._checked(vector)
+            v = np.asarray(vector, dtype=np.float32)
+            if v.shape != (self.classifier.dim,):
+                return [self._reject(label, seq, "wrong_dimension", shape=list(v.shape))]
+            checked = self._checked(v)
             if checked is None:
                 self.counts["rejected_vectors"] += 1
                 return [self._event("label_rejected", label, [seq], "non_finite_vector")]
-        if checked is None and seq not in self.quarantine and self.pseudo.owner(seq) is None:
-            self.counts["rejected_labels"] += 1
-            log.warning("label %r for seq %d rejected: sample unknown here and no vector sent", label, seq)
-            return [self._event("label_rejected", label, [seq], "unknown_seq")]
-        self.pending.put(ValidatedLabel(seq, label, checked))
-        return [] if self.probation.active else self._apply_pending()
+        known = seq in self.quarantine or self.pseudo.owner(seq) is not None or self.classifier.find(seq) is not None
+        if checked is None and not known:
+            return [self._reject(label, seq, "unknown_seq")]
+        replaced = self.pending.put(ValidatedLabel(seq, label, checked))
+        events = [] if replaced is None else [self._ignore(replaced.label, seq, "superseded", by=label)]
+        return events if self.probation.active else events + self._apply_pending()
 
     def _apply_pending(self) -> list[Event]:
-        """Apply every queued label: rename pseudo-labelled clusters, then add the labelled samples."""
+        """Apply every queued label: name pseudo-labelled clusters, correct learned samples, add new ones."""
         events: list[Event] = []
-        groups: dict[str, list[tuple[int, np.ndarray]]] = {}
-        missing: dict[str, list[int]] = {}
+        added: dict[str, list[tuple[int, np.ndarray]]] = {}
         for item in self.pending.take_all():
             owner = self.pseudo.owner(item.seq)
-            if owner is not None and owner != item.label:
+            renamed = owner is not None and owner != item.label and owner.startswith(NEW_CLASS_PREFIX)
+            if renamed:
+                assert owner is not None
                 events.append(self._relabel(owner, item.label))
             sample = self.quarantine.pop(item.seq)
+            position = self.classifier.find(item.seq)
+            if position is not None:  # this frame already has its sample: the operator's label is its label
+                events += self._settle(position, item.seq, item.label, renamed)
+                continue
             vector = sample.vector if sample is not None else item.vector
             if vector is not None:
-                groups.setdefault(item.label, []).append((item.seq, vector))
-            elif owner is None:  # it left the quarantine while the label waited
-                missing.setdefault(item.label, []).append(item.seq)
-        for label, rows in groups.items():
-            for _, vector in rows:
-                self.classifier.add(vector, label)
+                added.setdefault(item.label, []).append((item.seq, vector))
+            elif owner == item.label:  # a member that did not join, of a cluster that already bears this name
+                events.append(self._ignore(item.label, item.seq, "cluster_named"))
+            elif not renamed:  # it left the quarantine while the label waited, and no vector came along
+                events.append(self._reject(item.label, item.seq, "unknown_seq"))
+        for label, rows in added.items():
+            self._make_room(len(rows), operator=True)
+            for seq, vector in rows:
+                self.classifier.add(vector, label, origin=seq, weight=self.config.label_weight)
             self.counts["adaptations"] += 1
             events.append(self._event("validated_label", label, [seq for seq, _ in rows], "operator"))
-        for label, seqs in missing.items():
-            self.counts["rejected_labels"] += len(seqs)
-            events.append(self._event("label_rejected", label, seqs, "unknown_seq"))
         return events
+
+    def _settle(self, position: int, seq: int, label: str, renamed: bool) -> list[Event]:
+        """The operator's label for a frame whose sample is in the reference set: correct or confirm it."""
+        previous = str(self.classifier.labels[position])
+        guessed = seq in self.guesses
+        if previous == label and not guessed:
+            return [] if renamed else [self._ignore(label, seq, "duplicate")]
+        self.classifier.relabel(np.asarray([position]), label, weight=self.config.label_weight)
+        self.guesses.discard(seq)
+        self.counts["adaptations"] += 1
+        reason = "correction" if previous != label else "confirmation"
+        return [self._event("validated_label", label, [seq], reason, previous=previous)]
 
     def _relabel(self, old: str, new: str) -> Event:
         """Rename the pseudo-label `old` to the operator's `new` in the reference set."""
-        snapshot = self.classifier.snapshot()
-        labels = snapshot.labels.copy()
-        renamed = int(np.sum(labels == old))
-        labels[labels == old] = new
-        if renamed:
-            self.classifier.restore(Snapshot(vectors=snapshot.vectors, labels=labels))
+        renamed = self.classifier.rename(old, new)
         members = self.pseudo.rename(old, new)
         log.info("pseudo-label %s renamed %s by the operator (%d reference samples)", old, new, renamed)
         return self._event("relabel", new, members, "operator", previous=old, renamed=renamed)
+
+    def _reject(self, label: str, seq: int | None, reason: str, **extra: Any) -> Event:
+        self.counts["rejected_labels"] += 1
+        log.warning("label %r for seq %s rejected: %s", label, seq, reason)
+        return self._event("label_rejected", label, [] if seq is None else [seq], reason, **extra)
+
+    def _ignore(self, label: str, seq: int, reason: str, **extra: Any) -> Event:
+        self.counts["ignored_labels"] += 1
+        log.info("label %r for seq %d ignored: %s", label, seq, reason)
+        return self._event("label_ignored", label, [seq], reason, **extra)
 
     # -- events and counters --------------------------------------------------------------
     def _event(self, action: str, label: str, seqs: Any, reason: str, **extra: Any) -> Event:
@@ -233,7 +306,10 @@ class Adapter:
             "pending_dropped": self.pending.dropped,
             "reference": len(self.classifier),
             "on_probation": int(self.probation.active),
-            **{k: self.counts[k] for k in ("adaptations", "rollbacks", "rejected_vectors", "rejected_labels")},
+            **{
+                k: self.counts[k]
+                for k in ("adaptations", "rollbacks", "rejected_vectors", "rejected_labels", "ignored_labels")
+            },
         }
 
     # -- state ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ class Watch:
     """An adaptation on probation: what it was, the state before it, and the frames seen since."""
 
     snapshot: Snapshot
-    event: dict[str, Any]  # the adaptation event being watched
+    events: list[dict[str, Any]]  # the adaptation events being watched (the clusters of one search)
     baseline: Health
     confidence: float = 0.0  # sums over the frames seen since the adaptation
     agreement: float = 0.0
@@ -84,8 +84,8 @@ class Probation:
         c, a, f = (s / n for s in self._sums)
         return {"confidence": c, "agreement": a, "inflow": f, "frames": float(n)}
 
-    def start(self, snapshot: Snapshot, event: dict[str, Any]) -> None:
-        self.watch = Watch(snapshot=snapshot, event=event, baseline=self.baseline())
+    def start(self, snapshot: Snapshot, events: list[dict[str, Any]]) -> None:
+        self.watch = Watch(snapshot=snapshot, events=events, baseline=self.baseline())
 
     def verdict(self) -> str | None:
         """Why the watched adaptation must be rolled back, or None to keep it."""
@@ -111,7 +111,7 @@ class Probation:
         if self.watch is not None:
             w = self.watch
             watch = {
-                "event": w.event,
+                "events": w.events,
                 "baseline": w.baseline,
                 "confidence": w.confidence,
                 "agreement": w.agreement,
@@ -128,4 +128,6 @@ class Probation:
             self.record(float(row[0]), float(row[1]), bool(row[2]), True)
         watch = state["watch"]
         if watch is not None and snapshot is not None:
+            if "event" in watch:  # saved before one search could commit several clusters
+                watch = {**{k: v for k, v in watch.items() if k != "event"}, "events": [watch["event"]]}
             self.watch = Watch(snapshot=snapshot, **watch)

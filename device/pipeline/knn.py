@@ -1,7 +1,9 @@
 """Adaptive kNN over a bounded, labelled reference set: one vectorised search per frame.
 
 The search result (`Neighbours`) is shared by the classifier's vote and by every drift
-detector, so a frame costs exactly one pass over the reference set.
+detector, so a frame costs exactly one pass over the reference set. Each sample remembers its
+origin (the bundle shipped it, or the device learned it from a frame, by sequence number) and the
+weight of its vote: a learned sample may count for less than the bundle's curated ones.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ class Neighbours:
     labels: tuple[str, ...]  # (k,) their labels
 
 
+BUNDLE = -1  # origin of a sample the bundle shipped
+LEARNED = -2  # origin of a sample learned from a frame no longer known (state saved before origins were kept)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A copy of the reference set, to roll an adaptation back."""
 
     vectors: np.ndarray
     labels: np.ndarray
+    origins: np.ndarray | None = None  # (n,) int64: a frame's seq, BUNDLE or LEARNED; None: all BUNDLE
+    weights: np.ndarray | None = None  # (n,) float32 vote weights; None: all 1
 
 
 class KNNClassifier:
@@ -62,8 +70,11 @@ class KNNClassifier:
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._codes = np.zeros(0, dtype=np.int64)
         self._age = np.zeros(0, dtype=np.int64)  # insertion order, for fifo
+        self._origins = np.zeros(0, dtype=np.int64)  # a frame's seq, BUNDLE or LEARNED, per sample
         self._aux = np.zeros(0, dtype=np.float32)  # squared norms (euclidean) or norms (cosine)
         self._clock = 0
+        self._weights = np.zeros(0, dtype=np.float32)  # vote weight per sample
+        self._uniform = True  # every weight is 1: the vote skips them
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -87,7 +98,23 @@ class KNNClassifier:
     def vectors(self) -> np.ndarray:
         return self._vectors
 
-    def fit(self, vectors: np.ndarray, labels: np.ndarray) -> KNNClassifier:
+    @property
+    def origins(self) -> np.ndarray:
+        """Where each sample came from, in storage order: a frame's seq, `BUNDLE` or `LEARNED`."""
+        return self._origins
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The weight of each sample's vote, in storage order (1 for the bundle's)."""
+        return self._weights
+
+    def fit(
+        self,
+        vectors: np.ndarray,
+        labels: np.ndarray,
+        origins: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+    ) -> KNNClassifier:
         """Replace the reference set; keeps at most `max_samples`, balanced across classes."""
         vectors = np.asarray(vectors, dtype=np.float32)
         labels = np.asarray(labels).astype(str)
@@ -95,25 +122,37 @@ class KNNClassifier:
             raise ValueError(f"need (n, d) vectors and n labels, got {vectors.shape} and {labels.shape}")
         if len(vectors) < self.k:
             raise ValueError(f"need at least k={self.k} reference samples, got {len(vectors)}")
+        origins = np.full(len(labels), BUNDLE, np.int64) if origins is None else np.array(origins, np.int64)
+        weights = np.ones(len(labels), np.float32) if weights is None else np.array(weights, np.float32)
+        if origins.shape != labels.shape or weights.shape != labels.shape:
+            raise ValueError(f"need n origins and weights for n samples, got {origins.shape}, {weights.shape}")
+        if not np.all((weights > 0) & (weights <= 1)):
+            raise ValueError("vote weights must be within (0, 1]")
         self._classes = sorted(set(labels.tolist()))
         codes = np.searchsorted(np.asarray(self._classes), labels)
-        self._set(np.ascontiguousarray(vectors), codes)
+        self._set(np.ascontiguousarray(vectors), codes, origins, weights)
         while len(self) > self.max_samples:
             self._evict()
         return self
 
-    def _set(self, vectors: np.ndarray, codes: np.ndarray) -> None:
+    def _set(self, vectors: np.ndarray, codes: np.ndarray, origins: np.ndarray, weights: np.ndarray) -> None:
         self._vectors = vectors
         self._codes = codes.astype(np.int64)
+        self._origins = origins
+        self._weights = weights
         self._age = np.arange(self._clock, self._clock + len(codes), dtype=np.int64)
         self._clock += len(codes)
         self._refresh_aux()
+        self._refresh_weights()
 
     def _refresh_aux(self) -> None:
         if self.metric == "euclidean":
             self._aux = np.einsum("ij,ij->i", self._vectors, self._vectors)
         elif self.metric == "cosine":
             self._aux = np.maximum(np.linalg.norm(self._vectors, axis=1), 1e-12).astype(np.float32)
+
+    def _refresh_weights(self) -> None:
+        self._uniform = bool(np.all(self._weights == 1.0))
 
     # -- search and vote -----------------------------------------------------------------
     def search(self, x: np.ndarray) -> Neighbours:
@@ -146,10 +185,19 @@ class KNNClassifier:
         return Neighbours(distances=top.astype(np.float32, copy=False), indices=idx, labels=names)
 
     def vote(self, neighbours: Neighbours) -> tuple[str, float]:
-        """Distance-weighted majority vote: (label, share of the vote it won); ties go to the nearer class."""
+        """Distance-weighted majority vote: (label, share of the vote it won); ties go to the nearer class.
+
+        Each neighbour's vote is scaled by its sample's weight: where a class the device learned overlaps
+        one the bundle was trained on, the bundle's curated samples keep the edge.
+        """
         scores: dict[str, float] = {}
-        for label, dist in zip(neighbours.labels, neighbours.distances.tolist(), strict=True):
-            scores[label] = scores.get(label, 0.0) + 1.0 / (dist + 1e-6)
+        if self._uniform:
+            for label, dist in zip(neighbours.labels, neighbours.distances.tolist(), strict=True):
+                scores[label] = scores.get(label, 0.0) + 1.0 / (dist + 1e-6)
+        else:
+            weights = self._weights[neighbours.indices].tolist()
+            for label, dist, w in zip(neighbours.labels, neighbours.distances.tolist(), weights, strict=True):
+                scores[label] = scores.get(label, 0.0) + w / (dist + 1e-6)
         best = max(scores, key=scores.__getitem__)
         return best, scores[best] / sum(scores.values())
 
@@ -157,8 +205,10 @@ class KNNClassifier:
         return self.vote(self.search(x))
 
     # -- adaptation ----------------------------------------------------------------------
-    def add(self, vector: np.ndarray, label: str) -> None:
-        """Add one labelled sample; when full, evict one by the replacement policy."""
+    def add(self, vector: np.ndarray, label: str, origin: int = LEARNED, weight: float = 1.0) -> None:
+        """Add one labelled sample learned from frame `origin`; when full, evict one by the replacement policy."""
+        if not 0 < weight <= 1:
+            raise ValueError(f"vote weight must be within (0, 1], got {weight!r}")
         vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if vector.shape[1] != self.dim:
             raise ValueError(f"sample has dimension {vector.shape[1]}, the reference set has {self.dim}")
@@ -168,10 +218,43 @@ class KNNClassifier:
         self._vectors = np.concatenate([self._vectors, vector])
         self._codes = np.append(self._codes, code)
         self._age = np.append(self._age, self._clock)
+        self._origins = np.append(self._origins, np.int64(origin))
+        self._weights = np.append(self._weights, np.float32(weight))
         self._clock += 1
         self._refresh_aux()
         if len(self) > self.max_samples:
             self._evict(protect=len(self) - 1)
+        else:
+            self._refresh_weights()
+
+    def find(self, origin: int) -> int | None:
+        """Position of the sample learned from frame `origin` (>= 0), or None when there is none."""
+        hits = np.flatnonzero(self._origins == origin)
+        return int(hits[0]) if origin >= 0 and len(hits) else None
+
+    def relabel(self, positions: np.ndarray, label: str, weight: float | None = None) -> None:
+        """Give the samples at `positions` the label `label` (and the vote weight `weight`, if given)."""
+        if label not in self._classes:
+            self._classes.append(label)
+        positions = np.asarray(positions, dtype=np.int64)
+        self._codes[positions] = self._classes.index(label)
+        if weight is not None:
+            self._weights[positions] = weight
+            self._refresh_weights()
+
+    def remove(self, positions: np.ndarray) -> None:
+        """Drop the samples at `positions` (the set may fall below `k` only if the caller lets it)."""
+        keep = np.ones(len(self), dtype=bool)
+        keep[np.asarray(positions, dtype=np.int64)] = False
+        self._keep(keep)
+
+    def rename(self, old: str, new: str) -> int:
+        """Move every sample of class `old` to class `new`; returns how many moved."""
+        if old not in self._classes:
+            return 0
+        positions = np.flatnonzero(self._codes == self._classes.index(old))
+        self.relabel(positions, new)
+        return len(positions)
 
     def _evict(self, protect: int = -1) -> None:
         """Drop one sample: the oldest (fifo), a random one, or the most redundant of the largest class."""
@@ -185,9 +268,14 @@ class KNNClassifier:
             victim = self._most_redundant(protect)
         keep = np.ones(n, dtype=bool)
         keep[victim] = False
+        self._keep(keep)
+
+    def _keep(self, keep: np.ndarray) -> None:
         self._vectors = np.ascontiguousarray(self._vectors[keep])
-        self._codes, self._age = self._codes[keep], self._age[keep]
+        self._codes, self._age, self._origins = self._codes[keep], self._age[keep], self._origins[keep]
+        self._weights = self._weights[keep]
         self._refresh_aux()
+        self._refresh_weights()
 
     def _most_redundant(self, protect: int) -> int:
         """In the largest class, the sample closest to another member of its class (condensing)."""
@@ -200,10 +288,10 @@ class KNNClassifier:
         return int(members[int(np.argmin(d2.min(axis=1)))])
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(vectors=self._vectors.copy(), labels=self.labels.copy())
+        return Snapshot(self._vectors.copy(), self.labels.copy(), self._origins.copy(), self._weights.copy())
 
     def restore(self, snapshot: Snapshot) -> None:
-        self.fit(snapshot.vectors, snapshot.labels)
+        self.fit(snapshot.vectors, snapshot.labels, snapshot.origins, snapshot.weights)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

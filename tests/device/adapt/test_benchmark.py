@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
 
-from benchmarks.adaptation import BUNDLE, evaluate, score, summarise
+from benchmarks.adaptation import BUNDLE, ceiling_classifier, evaluate, score, summarise
+from device.pipeline.knn import KNNClassifier
 
 
 def test_score_maps_pseudo_labels_to_the_class_that_joined_under_them():
@@ -17,10 +19,25 @@ def test_summarise_gives_mean_and_std_of_numbers_only():
     assert summary == {"accuracy": {"mean": 0.3, "std": 0.1414}}
 
 
+def test_the_ceiling_is_the_same_knn_on_the_bundle_and_exactly_the_given_labels_unbounded():
+    device = KNNClassifier(k=3, max_samples=4).fit(np.zeros((4, 2)), np.array(["a", "a", "b", "b"]))
+    device.add(np.ones(2), "c", origin=1)  # what the device learned does not count, only what it was given
+    factory = KNNClassifier(k=3, max_samples=4).fit(np.zeros((4, 2)), np.array(["a", "a", "b", "b"])).snapshot()
+    given = [(np.full(2, 5.0, np.float32), "x"), (np.full(2, 5.1, np.float32), "x"), (np.full(2, 5.2, np.float32), "y")]
+    ceiling = ceiling_classifier(device, factory, given)
+    assert len(ceiling) == 7 and ceiling.k == 3 and ceiling.metric == device.metric  # no bound: nothing evicted
+    assert sorted(ceiling.labels.tolist()) == ["a", "a", "b", "b", "x", "x", "y"]
+    assert set(ceiling.weights.tolist()) == {1.0}  # a plain kNN: every sample votes alike
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (BUNDLE / "bundle.json").exists(), reason="needs the factory bundle")
 def test_one_seed_through_the_real_pipeline():
     report = evaluate([0])
     assert report["none"]["per_seed"][0]["accuracy"] == 0.0  # no 6-9 in the factory reference
-    assert report["validated"]["per_seed"][0]["accuracy"] > report["none"]["per_seed"][0]["accuracy"]
+    validated = report["validated"]["per_seed"][0]
+    assert validated["accuracy"] > report["none"]["per_seed"][0]["accuracy"]
+    assert validated["ceiling_ratio"] == round(validated["after_labels"] / validated["ceiling"], 4)
     assert report["heuristic"]["per_seed"][0]["retention"] > 0.9
+    control = report["control"]["total"]
+    assert control["pseudo_labels"] == 0 and control["reference_changed"] == 0

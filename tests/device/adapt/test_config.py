@@ -22,16 +22,15 @@ def test_defaults_are_valid_and_round_trip():
         ("agreement", 1.5, "within [0, 1]"),
         ("min_confidence", "0.5", "within [0, 1]"),
         ("stable_overlap", 0.0, "within (0, 1]"),
+        ("label_weight", 0.0, "within (0, 1]"),
+        ("pseudo_weight", 1.5, "within (0, 1]"),
+        ("learned_share", 0, "within (0, 1]"),
+        ("join_distance", -0.5, "a number >= 0"),
     ],
 )
 def test_bad_values_name_the_field_and_what_is_allowed(field, value, allowed):
     with pytest.raises(ValueError, match=rf"adaptation\.{field} must be .*{re.escape(allowed)}"):
         AdaptConfig(**{field: value})
-
-
-def test_join_size_cannot_exceed_the_cluster_size():
-    with pytest.raises(ValueError, match="join_size must be <= min_cluster"):
-        AdaptConfig(min_cluster=5, join_size=6)
 
 
 def test_cluster_must_fit_in_the_quarantine():

@@ -16,7 +16,7 @@ def watched(frames: list[tuple[float, float, bool]]) -> str | None:
     for _ in range(4):
         p.record(0.9, 0.9, True, drifting=True)
     p.record(0.1, 0.1, False, drifting=False)  # outside the drift: not in the baseline
-    p.start(SNAPSHOT, {"label": "x"})
+    p.start(SNAPSHOT, [{"label": "x"}])
     for confidence, agreement, flagged in frames:
         assert not p.done
         p.record(confidence, agreement, flagged, drifting=True)
@@ -50,7 +50,7 @@ def test_inflow_growth_is_relative_to_the_baseline():
     p = probation()
     for flagged in (True, False, False, False):
         p.record(0.9, 0.9, flagged, drifting=True)  # baseline inflow 0.25
-    p.start(SNAPSHOT, {"label": "x"})
+    p.start(SNAPSHOT, [{"label": "x"}])
     for flagged in (True, False, False):
         p.record(0.9, 0.9, flagged, drifting=True)  # 0.33 <= 1.5 x 0.25
     assert p.verdict() is None
@@ -62,10 +62,20 @@ def test_state_round_trips_with_the_watch():
     p = probation()
     for value in (0.5, 0.6):
         p.record(value, 0.7, True, drifting=True)
-    p.start(SNAPSHOT, {"label": "x"})
+    p.start(SNAPSHOT, [{"label": "x"}, {"label": "y"}])
     p.record(0.4, 0.4, False, drifting=True)
     other = probation()
     other.load_state(p.to_state(), SNAPSHOT)
     assert other.watch is not None and other.watch.health() == p.watch.health()
     assert other.watch.baseline == p.watch.baseline and other.baseline() == p.baseline()
-    assert other.finish().event == {"label": "x"}
+    assert other.finish().events == [{"label": "x"}, {"label": "y"}]
+
+
+def test_a_watch_saved_with_one_event_still_loads():
+    p = probation()
+    p.start(SNAPSHOT, [{"label": "x"}])
+    state = p.to_state()
+    state["watch"]["event"] = state["watch"].pop("events")[0]  # as saved before a watch held several
+    other = probation()
+    other.load_state(state, SNAPSHOT)
+    assert other.watch is not None and other.watch.events == [{"label": "x"}]

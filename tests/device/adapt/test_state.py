@@ -1,9 +1,13 @@
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from device.adapt import STATE_FILE, AdaptConfig, Adapter
 from device.errors import StateError
-from device.pipeline.knn import KNNClassifier
+from device.pipeline.knn import BUNDLE, LEARNED, KNNClassifier
 from tests.device.adapt.worlds import CONFIG, World, true_class
 
 
@@ -77,16 +81,62 @@ def test_a_power_cut_after_the_new_reference_set_keeps_the_old_state_whole(tmp_p
     before = world.knn.labels.tolist()
     feed(world, adapter, frames(world, range(120)))
     assert world.knn.labels.tolist() != before
-    _save_reference(tmp_path, world.knn.vectors, world.knn.labels.astype("<U64"))  # then the power went
+    knn = world.knn
+    _save_reference(tmp_path, knn.vectors, knn.labels.astype("<U64"), knn.origins, knn.weights)  # then the power went
     assert len(references(tmp_path)) == 2
     restored = World(seed=0)
     assert Adapter(restored.knn, CONFIG).load(tmp_path) is True
     assert restored.knn.labels.tolist() == before  # the old state, with the reference set it was saved with
 
 
-def test_state_of_the_first_format_still_loads(tmp_path):
-    import json
+def test_origins_weights_and_guesses_survive_a_restart(tmp_path):
+    world = World(seed=0)
+    adapter = Adapter(world.knn, CONFIG)
+    feed(world, adapter, frames(world, range(90)))
+    adapter.apply_label(59, "6")  # the operator confirms one pseudo-labelled sample
+    adapter.save(tmp_path)
+    restored = World(seed=0)
+    second = Adapter(restored.knn, CONFIG)
+    assert second.load(tmp_path) is True
+    np.testing.assert_array_equal(restored.knn.origins, world.knn.origins)
+    np.testing.assert_array_equal(restored.knn.weights, world.knn.weights)
+    assert second.guesses == adapter.guesses and 59 not in second.guesses and len(second.guesses) == 7
 
+
+FIXTURE = Path(__file__).parent / "fixtures" / "state_v2"
+
+
+def test_state_saved_by_format_2_still_loads(tmp_path):
+    """A state directory written by the code before origins were kept (mid-probation, one label waiting)."""
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    for path in FIXTURE.glob("adapt_*.npz"):
+        shutil.copy(path, tmp_path / path.name)
+    world = World(seed=0, per_class=8, max_samples=48)  # the world it was written in, at its factory state
+    adapter = Adapter(world.knn, CONFIG, clock=lambda: 1000.0)
+    assert adapter.load(tmp_path) is True
+    stats = adapter.stats()
+    assert {k: stats[k] for k in expected["stats"]} == expected["stats"] and stats["ignored_labels"] == 0
+    assert world.knn.labels.tolist() == expected["labels"]
+    assert [s.seq for s in adapter.quarantine] == expected["quarantine"]
+    assert {k: sorted(v) for k, v in adapter.pseudo.clusters.items()} == expected["clusters"]
+    assert (adapter.seq, adapter.scale) == (expected["seq"], expected["scale"])
+    watch = adapter.probation.watch
+    assert watch is not None and [e["label"] for e in watch.events] == [expected["probation_event"]]
+    # the pseudo-labelled samples are told from the bundle's by their vectors, and vote as operator labels
+    learned = world.knn.origins != BUNDLE
+    assert world.knn.labels[learned].tolist() == ["unknown-1"] * 4 and set(world.knn.origins[learned]) == {LEARNED}
+    assert set(world.knn.weights[learned].tolist()) == {np.float32(CONFIG.label_weight)}
+    assert watch.snapshot.origins is not None and set(watch.snapshot.origins.tolist()) == {BUNDLE}
+    # it carries on: the probation ends, the waiting label is applied, and the next save is format 3
+    events = feed(world, adapter, frames(world, range(70, 120)))
+    assert ("validated_label", "6", [67]) in [(e["action"], e["label"], e["seqs"]) for e in events]
+    adapter.save(tmp_path)
+    again = World(seed=0, per_class=8, max_samples=48)
+    assert Adapter(again.knn, CONFIG).load(tmp_path) is True
+    np.testing.assert_array_equal(again.knn.origins, world.knn.origins)
+
+
+def test_state_of_the_first_format_still_loads(tmp_path):
     world = World(seed=0)
     adapter = Adapter(world.knn, CONFIG)
     feed(world, adapter, frames(world, range(120)))
@@ -95,7 +145,8 @@ def test_state_of_the_first_format_still_loads(tmp_path):
     with np.load(tmp_path / STATE_FILE) as state, np.load(reference) as ref:
         arrays = {**{k: state[k] for k in state.files}, **{k: ref[k] for k in ref.files}}
     meta = json.loads(str(arrays["meta"]))
-    del meta["reference"]
+    del meta["reference"], meta["guesses"], meta["pseudo"]["candidates"]
+    arrays = {k: v for k, v in arrays.items() if not k.endswith(("_origins", "_weights"))}  # not kept then
     arrays["meta"] = np.asarray(json.dumps({**meta, "version": 1}))
     reference.unlink()
     np.savez(tmp_path / STATE_FILE, **arrays)  # version 1: one file with the reference set inside
@@ -103,6 +154,9 @@ def test_state_of_the_first_format_still_loads(tmp_path):
     second = Adapter(restored.knn, CONFIG)
     assert second.load(tmp_path) is True
     assert second.stats() == adapter.stats() and restored.knn.labels.tolist() == world.knn.labels.tolist()
+    learned = world.knn.origins != BUNDLE  # told apart by their vectors: the same samples are the learned ones
+    np.testing.assert_array_equal(restored.knn.origins != BUNDLE, learned)
+    assert set(restored.knn.origins[learned].tolist()) == {LEARNED} and second.guesses == set()
 
 
 def test_a_missing_reference_file_is_a_state_error(tmp_path):
@@ -120,7 +174,7 @@ def test_load_without_state_is_a_fresh_start(tmp_path):
 def test_state_of_another_dimension_is_refused(tmp_path):
     Adapter(World(seed=0).knn, CONFIG).save(tmp_path)
     other = KNNClassifier(k=1).fit(np.zeros((2, 3)), np.array(["a", "b"]))
-    with pytest.raises(StateError, match="dimension 8, expected version 2 of dimension 3"):
+    with pytest.raises(StateError, match="dimension 8, expected version 3 of dimension 3"):
         Adapter(other, CONFIG).load(tmp_path)
 
 
