@@ -33,7 +33,7 @@ class OperatorAPI:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
-            detail = exc.read(2000).decode(errors="replace")
+            detail = _problem_detail(exc.read(2000))
             hint = " (is the token an operator token?)" if exc.code in (401, 403) else ""
             raise SimulationError(f"{method} {path}: HTTP {exc.code}{hint}: {detail}") from exc
         except (OSError, ValueError) as exc:
@@ -63,3 +63,14 @@ class OperatorAPI:
             out.extend(page["items"])
             if not page["items"] or len(out) >= page["count"]:
                 return out
+
+
+def _problem_detail(body: bytes) -> str:
+    """The readable part of an error answer: the problem's `detail` (RFC 9457), else the body as text."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        problem = None
+    if isinstance(problem, dict) and (problem.get("detail") or problem.get("title")):
+        return str(problem.get("detail") or problem.get("title"))
+    return body.decode(errors="replace")

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from server.api import errors
+from server.api import errors, openapi
 from server.api.headers import SecurityHeaders
 from server.api.limits import BodyLimit
 from server.api.routes import (
@@ -64,4 +64,5 @@ def create_app(backends: Backends) -> FastAPI:
     app.include_router(tuf.router)
     app.include_router(_api_router())
     ui.install(app, backends.settings)
+    openapi.install(app)
     return app

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.api.errors import ProblemType, problem_bytes
+from server.api.schemas.problems import MEDIA_TYPE
+
 UPLOAD_PREFIXES = ("/api/v1/sync/packages/", "/api/v1/registry/uploads/")
 
 
@@ -23,7 +26,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit)
+            await _too_large(send, scope, self.limit)
             return
         seen = 0
         rejected = False
@@ -34,7 +37,7 @@ class BodyLimit:
             seen += len(message.get("body", b""))
             if seen > self.limit and not rejected:
                 rejected = True  # answer now; the app sees a disconnect and its answer is dropped
-                await _too_large(send, self.limit)
+                await _too_large(send, scope, self.limit)
                 return {"type": "http.disconnect"}
             return message
 
@@ -45,8 +48,8 @@ class BodyLimit:
         await self.app(scope, counted, guarded)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = f'{{"detail":"request body is larger than {limit} bytes"}}'.encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _too_large(send: Send, scope: Scope, limit: int) -> None:
+    body = problem_bytes(ProblemType.too_large, f"request body is larger than {limit} bytes", str(scope["path"]))
+    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

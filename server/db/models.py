@@ -348,3 +348,20 @@ class RolloutEvent(Base):
     decision: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+
+
+class IdempotencyKey(Base):
+    """A creating request sent with an `Idempotency-Key`, per operator token: what it asked and what it got.
+
+    The key itself is not stored, only its SHA-256; the answer is encrypted with a key derived from it."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("token_id", "key_hash"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))  # method, path and body of the first request
+    answer: Mapped[bytes | None] = mapped_column(LargeBinary)  # None only inside the creating transaction
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)

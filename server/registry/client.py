@@ -60,7 +60,11 @@ class RegistryClient:
 
 
 def _detail(response: urllib3.BaseHTTPResponse) -> str:
+    """The readable part of an error answer: the problem's `detail` (RFC 9457), else the start of the body."""
     try:
-        return str(json.loads(response.data).get("detail"))
-    except (ValueError, AttributeError):
-        return repr(response.data[:300])
+        problem = json.loads(response.data)
+    except ValueError:
+        problem = None
+    if isinstance(problem, dict) and (problem.get("detail") or problem.get("title")):
+        return str(problem.get("detail") or problem.get("title"))
+    return repr(response.data[:300])

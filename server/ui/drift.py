@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from server import images
 from server.api.deps import BackendsDep, SessionDep
 from server.api.headers import object_headers
+from server.api.pagination import Paging
 from server.api.routes import drift as drift_api
 from server.api.routes.drift import EventId
 from server.api.schemas.drift import LabelCreate
@@ -38,7 +39,7 @@ def events_page(request: Request, session: SessionDep, ui: UiSessionDep, device_
     """Drift events, newest first, by device and detector, with their arrival over time."""
     since = datetime.now(UTC) - timedelta(hours=hours)
     events = drift_api.list_events(session, ui.operator, device_id=device_id or None, detector=detector or None,
-                                   model_version=None, since=since, until=None, limit=PAGE_SIZE, offset=offset)
+                                   model_version=None, since=since, until=None, page=Paging(PAGE_SIZE, offset))
     by_device: dict[str, int] = {}
     for event in events.items:
         by_device[event.device_id] = by_device.get(event.device_id, 0) + 1

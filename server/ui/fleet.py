@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from server.api.deps import BackendsDep, SessionDep, SettingsDep
+from server.api.pagination import Paging
 from server.api.routes import devices as devices_api
 from server.api.routes import drift as drift_api
 from server.api.routes import telemetry as telemetry_api
@@ -41,7 +42,7 @@ def fleet_page(request: Request, session: SessionDep, settings: SettingsDep, ui:
     listed = devices_api.list_devices(
         session, ui.operator, status_=DeviceStatus(chosen) if chosen else None, tag=[tag] if tag else None,
         model_version=model_version or None, seen_after=None, seen_before=None,
-        silent_for_s=summary.offline_after_s if offline else None, limit=PAGE_SIZE, offset=offset)
+        silent_for_s=summary.offline_after_s if offline else None, page=Paging(PAGE_SIZE, offset))
     needle = (q or "").strip().lower()
     rows = [d for d in listed.items
             if not needle or needle in " ".join([d.id, d.name or "", d.location or "", *d.tags]).lower()]
@@ -81,9 +82,9 @@ def device_page(device_id: Annotated[str, Path(max_length=40)], request: Request
     device = devices_api.get_device(device_id, session, ui.operator)
     names = [name for _, _, names in CHARTS for name in names]
     points = telemetry_api.metric_series(device_id, session, ui.operator, name=names, since=None, until=None,
-                                         limit=10_000)
+                                         page=Paging(telemetry_api.MAX_POINTS)).items
     events = drift_api.list_events(session, ui.operator, device_id=device_id, detector=None, model_version=None,
-                                   since=None, until=None, limit=200, offset=0)
+                                   since=None, until=None, page=Paging(200))
     recent = [drift_api.get_event(e.id, session, backends, ui.operator) for e in events.items[:6]]
     return page(request, "device.html", ui, title=device.name or device.id, device=device, charts=_series(points),
                 events=events, recent=recent, hourly=per_hour(events.items))

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from server.api.deps import SessionDep
+from server.api.pagination import WHOLE
 from server.api.routes import registry as registry_api
 from server.ui.render import UiRoute, page
 from server.ui.session import UiSessionDep
@@ -18,8 +19,8 @@ Name = Annotated[str, Path(max_length=128)]
 @router.get("/registry")
 def models_page(request: Request, session: SessionDep, ui: UiSessionDep) -> Response:
     """Every model with published bundles, and each one's versions."""
-    models = registry_api.list_models(session, ui.operator)
-    versions = {m.model: registry_api.list_versions(m.model, session, ui.operator) for m in models}
+    models = registry_api.list_models(session, ui.operator, WHOLE).items
+    versions = {m.model: registry_api.list_versions(m.model, session, ui.operator, WHOLE).items for m in models}
     return page(request, "registry.html", ui, title="Registry", models=models, versions=versions)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from server.api.deps import SessionDep
+from server.api.pagination import WHOLE, Paging
 from server.api.routes import registry as registry_api
 from server.api.routes import rollouts as rollouts_api
 from server.errors import ConflictError, InputError, NotFoundError
@@ -22,14 +23,14 @@ LIVE_STATES = ("running", "paused")
 @router.get("/rollouts")
 def rollouts_page(request: Request, session: SessionDep, ui: UiSessionDep) -> Response:
     """Every rollout, newest first, with its waves at a glance."""
-    rollouts = rollouts_api.list_rollouts(session, ui.operator, state=None)
+    rollouts = rollouts_api.list_rollouts(session, ui.operator, state=None, page=Paging(200)).items
     return page(request, "rollouts.html", ui, title="Rollouts", rollouts=rollouts)
 
 
 def _form_page(request: Request, session: SessionDep, ui: UiSessionDep, form: rollout_form.RolloutForm,
                code: int = status.HTTP_200_OK) -> Response:
-    models = registry_api.list_models(session, ui.operator)
-    versions = {m.model: [b.version for b in registry_api.list_versions(m.model, session, ui.operator)]
+    models = registry_api.list_models(session, ui.operator, WHOLE).items
+    versions = {m.model: [b.version for b in registry_api.list_versions(m.model, session, ui.operator, WHOLE).items]
                 for m in models}
     return page(request, "rollout_new.html", ui, code, title="New rollout", form=form, models=models,
                 versions=versions, gates=rollout_form.GATES, labels=rollout_form.LABELS)
@@ -66,8 +67,8 @@ def create_rollout(request: Request, session: SessionDep, ui: ActingDep,
 
 def _progress(session: SessionDep, ui: UiSessionDep, rollout_id: int) -> dict[str, Any]:
     rollout = rollouts_api.get_rollout(rollout_id, session, ui.operator)
-    return {"rollout": rollout, "devices": rollouts_api.rollout_devices(rollout_id, session, ui.operator),
-            "events": rollouts_api.rollout_events(rollout_id, session, ui.operator),
+    return {"rollout": rollout, "devices": rollouts_api.rollout_devices(rollout_id, session, ui.operator, WHOLE).items,
+            "events": rollouts_api.rollout_events(rollout_id, session, ui.operator, WHOLE).items,
             "live": rollout.state in LIVE_STATES}
 
 

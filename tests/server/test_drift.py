@@ -42,11 +42,12 @@ def test_events_filters_detail_and_labels(client: TestClient, operator_token: st
                        headers=auth(operator_token)).status_code == 404
 
     series = client.get(f"/api/v1/devices/{device.device_id}/metrics", params={"name": "fps"},
-                        headers=device.headers).json()
+                        headers=device.headers).json()["items"]
     assert [(p["seq"], p["value"]) for p in series] == [(3, 5.0), (4, 6.0)]
-    logs = client.get(f"/api/v1/devices/{device.device_id}/logs", params={"level": "error"}, headers=viewer).json()
+    logs_url = f"/api/v1/devices/{device.device_id}/logs"
+    logs = client.get(logs_url, params={"level": "error"}, headers=viewer).json()["items"]
     assert [(line["message"], line["extra"]) for line in logs] == [("timeout", {"retry": 2})]
-    after = client.get(f"/api/v1/devices/{device.device_id}/logs", params={"after_seq": 5}, headers=viewer).json()
+    after = client.get(logs_url, params={"after_seq": 5}, headers=viewer).json()["items"]
     assert [line["seq"] for line in after] == [6]
 
 

@@ -41,7 +41,8 @@ def test_admin_creates_and_revokes_tokens(client: TestClient, admin_token: str) 
     assert created.status_code == 201
     token = created.json()["token"]
     assert client.get("/api/v1/devices", headers=auth(token)).status_code == 200
-    listed = client.get("/api/v1/tokens", headers=auth(admin_token)).json()
+    listed = client.get("/api/v1/tokens", params={"limit": 500}, headers=auth(admin_token)).json()["items"]
+    assert created.json()["id"] in [row["id"] for row in listed]
     assert all("token" not in row and "token_hash" not in row for row in listed)
     assert client.delete(f"/api/v1/tokens/{created.json()['id']}", headers=auth(admin_token)).status_code == 204
     assert client.get("/api/v1/devices", headers=auth(token)).status_code == 401

@@ -171,7 +171,7 @@ def test_mlflow_outage_parks_after_max_attempts_then_requeue_recovers(
     assert package.status == "parked" and "mlflow" in (package.error or "")
     assert _count(backends, Record, device.device_id) == 0  # rolled back, nothing half-imported
     jobs = client.get("/api/v1/jobs", params={"state": "parked"}, headers={"Authorization": f"Bearer {admin_token}"})
-    assert package_id in [j["package_id"] for j in jobs.json()]
+    assert package_id in [j["package_id"] for j in jobs.json()["items"]]
     response = client.post("/api/v1/jobs/requeue", params={"package_id": package_id},
                            headers={"Authorization": f"Bearer {admin_token}"})
     assert response.json() == {"requeued": 1}

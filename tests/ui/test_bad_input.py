@@ -131,7 +131,7 @@ def test_a_viewer_may_look_but_not_start_a_rollout_or_label(page: Page, stack: S
     expect(page.get_by_label("Correct label")).to_have_count(0)
     expect(page.locator("#labels")).to_contain_text("may look at samples but not label them")
     with httpx2.Client(base_url=stack.url, timeout=10) as http:
-        rollouts = http.get("/api/v1/rollouts", headers=auth(stack.tokens["viewer"])).json()
+        rollouts = http.get("/api/v1/rollouts", headers=auth(stack.tokens["viewer"])).json()["items"]
     assert all(r["created_by"] != "ui-viewer" for r in rollouts)
 
 

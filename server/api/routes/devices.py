@@ -21,6 +21,9 @@ from server.api.deps import (
     forbidden,
     unauthorized,
 )
+from server.api.errors import ProblemType
+from server.api.openapi import problems
+from server.api.pagination import PageDep
 from server.api.schemas import Page
 from server.api.schemas.devices import (
     DesiredStateUpdate,
@@ -36,11 +39,9 @@ from server.identity import ENROLLMENT_PREFIX, enroll_device
 from server.ratelimit import Kind
 
 router = APIRouter(prefix="/devices", tags=["devices"])
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 
-@router.post("/enroll", status_code=status.HTTP_201_CREATED)
+@router.post("/enroll", status_code=status.HTTP_201_CREATED, responses=problems(ProblemType.forbidden))
 def enroll(body: EnrollRequest, session: SessionDep, token: TokenDep, limits: LimitsDep,
            address: AddressDep) -> EnrollResponse:
     """Exchange a one-time enrollment token (as bearer) for a device id and secret (429 after repeated failures)."""
@@ -62,22 +63,21 @@ def enroll(body: EnrollRequest, session: SessionDep, token: TokenDep, limits: Li
 def list_devices(
     session: SessionDep,
     _: ViewerDep,
+    page: PageDep,
     status_: Annotated[DeviceStatus | None, Query(alias="status")] = None,
     tag: Annotated[list[str] | None, Query(max_length=32)] = None,
     model_version: str | None = None,
     seen_after: datetime | None = None,
     seen_before: datetime | None = None,
     silent_for_s: Annotated[int | None, Query(ge=1, le=10**8)] = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
 ) -> Page[DeviceOut]:
     """Devices matching every given filter (`tag` may repeat: all must be present; `silent_for_s`: no
     heartbeat for that long, or never, as the summary counts offline devices)."""
     silent_since = datetime.now(UTC) - timedelta(seconds=silent_for_s) if silent_for_s else None
     where = fleet.DeviceFilter(status_.value if status_ else None, tuple(tag or ()), model_version,
                                seen_after, seen_before, silent_since)
-    devices, count = fleet.list_devices(session, where, limit, offset)
-    return Page(items=[DeviceOut.model_validate(d) for d in devices], count=count, limit=limit, offset=offset)
+    devices, count = fleet.list_devices(session, where, page.limit, page.offset)
+    return page.page([DeviceOut.model_validate(d) for d in devices], count)
 
 
 @router.get("/summary")

@@ -9,7 +9,10 @@ from fastapi import APIRouter, Path, status
 from sqlalchemy import func, select
 
 from server.api.deps import BackendsDep, OperatorDep, SessionDep, ViewerDep
-from server.api.routes.devices import Limit, Offset
+from server.api.errors import ProblemType
+from server.api.idempotency import NO_KEY, IdempotencyDep
+from server.api.openapi import problems
+from server.api.pagination import PageDep
 from server.api.schemas import Page
 from server.api.schemas.drift import DriftEventDetail, DriftEventOut, LabelCreate, LabelOut
 from server.db.models import DriftEvent, DriftLabel
@@ -19,17 +22,17 @@ from server.labels import add_label
 router = APIRouter(prefix="/drift", tags=["drift"])
 EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
+
 @router.get("/events")
 def list_events(
     session: SessionDep,
     _: ViewerDep,
+    page: PageDep,
     device_id: str | None = None,
     detector: str | None = None,
     model_version: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
 ) -> Page[DriftEventOut]:
     """Drift events, newest first, matching every given filter (times are received times)."""
     query = select(DriftEvent)
@@ -42,8 +45,9 @@ def list_events(
     if until is not None:
         query = query.where(DriftEvent.received_at < until)
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(DriftEvent.id.desc()).limit(limit).offset(offset))
-    return Page(items=[DriftEventOut.model_validate(r) for r in rows], count=count, limit=limit, offset=offset)
+    rows = session.scalars(query.order_by(DriftEvent.id.desc()).limit(page.limit).offset(page.offset))
+    return page.page([DriftEventOut.model_validate(r) for r in rows], count)
+
 
 @router.get("/events/{event_id}")
 def get_event(event_id: EventId, session: SessionDep, backends: BackendsDep, _: ViewerDep) -> DriftEventDetail:
@@ -59,9 +63,13 @@ def get_event(event_id: EventId, session: SessionDep, backends: BackendsDep, _: 
                             sample_url=url, labels=[LabelOut.model_validate(label) for label in labels])
 
 
-@router.post("/events/{event_id}/labels", status_code=status.HTTP_201_CREATED)
-def label_event(event_id: EventId, body: LabelCreate, session: SessionDep, operator: OperatorDep) -> LabelOut:
+@router.post("/events/{event_id}/labels", status_code=status.HTTP_201_CREATED, responses=problems(ProblemType.conflict))
+def label_event(event_id: EventId, body: LabelCreate, session: SessionDep, operator: OperatorDep,
+                once: IdempotencyDep = NO_KEY) -> LabelOut:
     """Label a drift sample; the device receives it in its next heartbeat response."""
-    row = add_label(session, event_id, body.label, operator.name)
+    claim = once.claim(operator, f"POST /drift/events/{event_id}/labels", body)
+    if (earlier := claim.replay(LabelOut)) is not None:
+        return earlier
+    label = claim.keep(LabelOut.model_validate(add_label(session, event_id, body.label, operator.name)))
     session.commit()
-    return LabelOut.model_validate(row)
+    return label

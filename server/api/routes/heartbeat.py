@@ -10,6 +10,8 @@ from fastapi import APIRouter
 
 from server import fleet
 from server.api.deps import AddressDep, LimitsDep, SessionDep, TokenDep, forbidden, unauthorized
+from server.api.errors import ProblemType
+from server.api.openapi import problems
 from server.api.schemas.devices import DesiredState, Heartbeat, HeartbeatResponse, PendingLabel
 from server.identity import DEVICE_PREFIX, authenticate_device, authenticate_operator, token_hash
 from server.ratelimit import Kind
@@ -17,7 +19,7 @@ from server.ratelimit import Kind
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
-@router.post("/{device_id}/heartbeat")
+@router.post("/{device_id}/heartbeat", responses=problems(ProblemType.forbidden))
 def heartbeat(device_id: str, body: Heartbeat, session: SessionDep, token: TokenDep, limits: LimitsDep,
               address: AddressDep) -> HeartbeatResponse:
     """Record the device's report, acknowledge delivered labels, return desired state and new labels."""

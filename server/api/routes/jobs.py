@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from server.api.deps import AdminDep, SessionDep
-from server.api.routes.devices import Limit, Offset
+from server.api.pagination import PageDep
+from server.api.schemas import Page
 from server.api.schemas.sync import JobOut, RequeueResult
 from server.db.models import Job, JobState
 from server.worker.queue import requeue_parked
@@ -15,15 +16,17 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.get("")
-def list_jobs(session: SessionDep, _: AdminDep, state: JobState | None = None, device_id: str | None = None,
-              limit: Limit = 50, offset: Offset = 0) -> list[JobOut]:
+def list_jobs(session: SessionDep, _: AdminDep, page: PageDep, state: JobState | None = None,
+              device_id: str | None = None) -> Page[JobOut]:
     """Import jobs, newest first, optionally of one state and one device."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
+    query = select(Job)
     if state is not None:
         query = query.where(Job.state == state.value)
     if device_id is not None:
         query = query.where(Job.device_id == device_id)
-    return [JobOut.model_validate(row) for row in session.scalars(query)]
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Job.id.desc()).limit(page.limit).offset(page.offset))
+    return page.page([JobOut.model_validate(row) for row in rows], count)
 
 
 @router.post("/requeue")

@@ -8,14 +8,16 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from server.api.deps import BackendsDep
+from server.api.errors import ProblemType
 from server.api.headers import object_headers
+from server.api.openapi import problems
 from server.storage import BUCKETS
 from server.storage.local import LocalStore
 
 router = APIRouter(prefix="/objects", tags=["objects"])
 
 
-@router.get("/{bucket}/{key:path}", response_class=FileResponse)
+@router.get("/{bucket}/{key:path}", response_class=FileResponse, responses=problems(ProblemType.forbidden))
 def download(
     bucket: str,
     key: str,

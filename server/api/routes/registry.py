@@ -9,6 +9,10 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.api.deps import AdminDep, BackendsDep, OperatorDep, SessionDep, ViewerDep
+from server.api.errors import ProblemType
+from server.api.openapi import problems
+from server.api.pagination import PageDep
+from server.api.schemas import Page
 from server.api.schemas.registry import (
     BundleDetail,
     BundleOut,
@@ -40,7 +44,7 @@ def metadata(role: Role, session: SessionDep, _: ViewerDep) -> Response:
     return Response(repository.body(session, role), media_type="application/json")
 
 
-@router.put("/root")
+@router.put("/root", responses=problems(ProblemType.conflict))
 def put_root(body: RootUpdate, backends: BackendsDep, session: SessionDep, _: AdminDep) -> RootOut:
     """Install the next root version (version 1 initialises the repository)."""
     targets = body.targets.encode() if body.targets is not None else None
@@ -50,6 +54,7 @@ def put_root(body: RootUpdate, backends: BackendsDep, session: SessionDep, _: Ad
 
 
 @router.put("/uploads/{target_path:path}", status_code=status.HTTP_201_CREATED,
+            responses=problems(ProblemType.digest_mismatch, ProblemType.incomplete_body),
             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}}})
 async def upload(target_path: str, request: Request, backends: BackendsDep, sha256: Sha256Header,
@@ -63,7 +68,8 @@ async def upload(target_path: str, request: Request, backends: BackendsDep, sha2
     return UploadOut(target_path=target_path, sha256=actual, length=size, object_key=key)
 
 
-@router.post("/publish", status_code=status.HTTP_201_CREATED)
+@router.post("/publish", status_code=status.HTTP_201_CREATED,
+             responses=problems(ProblemType.not_found, ProblemType.conflict))
 def publish(body: PublishRequest, backends: BackendsDep, operator: OperatorDep) -> list[BundleOut]:
     """Accept the next targets metadata, signed offline; the server signs snapshot and timestamp."""
     lineage = body.lineage.model_dump(exclude_none=True) if body.lineage else None
@@ -72,15 +78,15 @@ def publish(body: PublishRequest, backends: BackendsDep, operator: OperatorDep) 
 
 
 @router.get("/models")
-def list_models(session: SessionDep, _: ViewerDep) -> list[ModelOut]:
-    """Every model with published bundles."""
-    return [ModelOut(**row) for row in catalog.models(session)]
+def list_models(session: SessionDep, _: ViewerDep, page: PageDep) -> Page[ModelOut]:
+    """Models with published bundles."""
+    return page.cut([ModelOut(**row) for row in catalog.models(session)])
 
 
 @router.get("/models/{model}/versions")
-def list_versions(model: str, session: SessionDep, _: ViewerDep) -> list[BundleOut]:
+def list_versions(model: str, session: SessionDep, _: ViewerDep, page: PageDep) -> Page[BundleOut]:
     """A model's versions, newest first, with metrics, lineage and how many devices run each."""
-    return [_out(bundle, running) for bundle, running in catalog.versions(session, model)]
+    return page.cut([_out(bundle, running) for bundle, running in catalog.versions(session, model)])
 
 
 @router.get("/models/{model}/versions/{version}")

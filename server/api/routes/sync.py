@@ -16,7 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from server import packages
 from server.api.deps import BackendsDep, CallerDep, DeviceDep, SessionDep, ViewerDep
-from server.api.routes.devices import Limit, Offset
+from server.api.errors import ProblemType
+from server.api.openapi import problems
+from server.api.pagination import PageDep
 from server.api.schemas import Page
 from server.api.schemas.sync import PackageOut
 from server.api.uploads import spool
@@ -28,12 +30,14 @@ from server.package_format import PACKAGE_ID_PATTERN
 router = APIRouter(prefix="/sync", tags=["sync"])
 PackageId = Annotated[str, Path(pattern=PACKAGE_ID_PATTERN)]
 Sha256Header = Annotated[str, Header(alias="X-Content-SHA256", pattern=r"^[0-9a-fA-F]{64}$")]
+
+
 @router.put(
     "/packages/{package_id}",
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "already stored (this device, same bytes)"},
                409: {"description": "this device already stored other bytes under this id"},
-               413: {"description": "too large"}, 400: {"description": "SHA-256 mismatch"}},
+               **problems(ProblemType.digest_mismatch, ProblemType.incomplete_body)},
     openapi_extra={"requestBody": {"required": True,
                                    "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                               "format": "binary"}}}}},
@@ -63,10 +67,9 @@ async def upload_package(
 def list_packages(
     session: SessionDep,
     _: ViewerDep,
+    page: PageDep,
     device_id: str | None = None,
     status_: Annotated[PackageStatus | None, Query(alias="status")] = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
 ) -> Page[PackageOut]:
     """Packages, newest first (operators): e.g. the rejected or parked ones and why."""
     query = select(Package)
@@ -76,8 +79,8 @@ def list_packages(
         query = query.where(Package.status == status_.value)
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     order = (Package.received_at.desc(), Package.device_id, Package.id)
-    rows = session.scalars(query.order_by(*order).limit(limit).offset(offset))
-    return Page(items=[PackageOut.model_validate(r) for r in rows], count=count, limit=limit, offset=offset)
+    rows = session.scalars(query.order_by(*order).limit(page.limit).offset(page.offset))
+    return page.page([PackageOut.model_validate(r) for r in rows], count)
 
 
 @router.get("/packages/{package_id}")

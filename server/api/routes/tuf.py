@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Response, status
+from fastapi import APIRouter, Header, Path, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.api.deps import BackendsDep, CallerDep, SessionDep
-from server.errors import NotFoundError, RangeNotSatisfiableError
+from server.api.errors import ProblemType
+from server.api.openapi import problems
+from server.errors import NotFoundError
 from server.registry import repository
 from server.registry.target_files import ByteRange, TargetFiles, object_key, parse_range
 
@@ -37,7 +39,8 @@ def metadata(name: Annotated[str, Path(max_length=64)], session: SessionDep, _: 
     return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/targets/{path:path}", response_class=StreamingResponse, responses={206: {"description": "a range"}})
+@router.get("/targets/{path:path}", response_class=StreamingResponse,
+            responses={206: {"description": "a range"}, **problems(ProblemType.range_not_satisfiable)})
 async def target(path: str, backends: BackendsDep, _: CallerDep,
                  range_: Annotated[str | None, Header(alias="Range")] = None) -> StreamingResponse:
     """A target file by its consistent-snapshot name; honours one `Range`."""
@@ -48,11 +51,7 @@ async def target(path: str, backends: BackendsDep, _: CallerDep,
     key = object_key(f"{directory}/{name}" if directory else name, sha256)
     files = TargetFiles(backends.store, backends.settings)
     size = await run_in_threadpool(files.size, key)
-    try:
-        span = parse_range(range_, size)
-    except RangeNotSatisfiableError as exc:
-        raise HTTPException(status.HTTP_416_RANGE_NOT_SATISFIABLE, str(exc),
-                            headers={"Content-Range": f"bytes */{size}"}) from exc
+    span = parse_range(range_, size)  # 416 with `Content-Range: bytes */size` (server.api.errors)
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "public, max-age=31536000, immutable"}
     code = status.HTTP_200_OK
     if span is not None:

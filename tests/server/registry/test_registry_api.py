@@ -21,9 +21,9 @@ def published(repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_models_versions_detail_and_download(published: Path, client: TestClient, viewer_token: str) -> None:
-    models = client.get("/api/v1/registry/models", headers=auth(viewer_token)).json()
+    models = client.get("/api/v1/registry/models", headers=auth(viewer_token)).json()["items"]
     assert any(m["model"] == "digits" and m["versions"] >= 1 for m in models)
-    versions = client.get("/api/v1/registry/models/digits/versions", headers=auth(viewer_token)).json()
+    versions = client.get("/api/v1/registry/models/digits/versions", headers=auth(viewer_token)).json()["items"]
     entry = next(v for v in versions if v["version"] == "4.0.0")
     assert entry["metrics"]["heldout_accuracy"] > 0.9 and entry["target_path"] == "digits/4.0.0/bundle.tar"
     assert entry["devices_running"] == 0

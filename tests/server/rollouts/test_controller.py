@@ -74,7 +74,7 @@ def test_a_good_bundle_goes_out_wave_by_wave(repo: Repo, versions: tuple[str, st
         controller.tick(repo.backends, now)  # soaked: gates pass
     status = _status(client, operator_token, rollout["id"])
     assert status["state"] == "completed"
-    events = client.get(f"/api/v1/rollouts/{rollout['id']}/events", headers=auth(operator_token)).json()
+    events = client.get(f"/api/v1/rollouts/{rollout['id']}/events", headers=auth(operator_token)).json()["items"]
     assert [e["decision"] for e in events].count("wave_passed") == 3 and events[-1]["decision"] == "completed"
 
 
@@ -98,7 +98,7 @@ def test_a_bad_bundle_is_stopped_in_wave_one_and_rolled_back(repo: Repo, version
                                                             "target": f"digits/{old}/bundle.tar"}
     untouched = [d for d in fleet if d is not canaries[0]]
     assert all(_beat(client, d, old, "COMMITTED")["bundle_version"] is None for d in untouched)
-    events = client.get(f"/api/v1/rollouts/{rollout['id']}/events", headers=auth(operator_token)).json()
+    events = client.get(f"/api/v1/rollouts/{rollout['id']}/events", headers=auth(operator_token)).json()["items"]
     assert events[-1]["decision"] == "rolled_back" and "drift_alarm_rate 80.0 > max_drift_alarm_rate 5.0" in \
         events[-1]["reason"]
     aborted = client.post(f"/api/v1/rollouts/{rollout['id']}/abort", headers=auth(operator_token)).json()
@@ -136,7 +136,7 @@ def test_pause_resume_and_conflicts(repo: Repo, versions: tuple[str, str], clien
     assert controller.tick(repo.backends) == 0 or _status(client, operator_token, rollout["id"])["state"] == "paused"
     assert client.post(f"{path}/pause", headers=auth(operator_token)).status_code == 409
     assert client.post(f"{path}/resume", headers=auth(operator_token)).json()["state"] == "running"
-    devices = client.get(f"{path}/devices", headers=auth(operator_token)).json()
+    devices = client.get(f"{path}/devices", headers=auth(operator_token)).json()["items"]
     assert len(devices) == 2 and {d["state"] for d in devices} == {"waiting"}
     assert client.post(f"{path}/abort", headers=auth(operator_token)).json()["state"] == "aborted"
     bad = client.post("/api/v1/rollouts", json={"model": "digits", "bundle_version": "9.9.9",
