@@ -163,7 +163,7 @@ class Demo:
         def done(_: Summary) -> bool:
             nonlocal status
             status = self.api("GET", f"/rollouts/{rollout_id}")
-            for event in self.api("GET", f"/rollouts/{rollout_id}/events"):
+            for event in self.api("GET", f"/rollouts/{rollout_id}/events?limit=500")["items"]:
                 if event["id"] not in seen:
                     seen.add(event["id"])
                     wave = "" if event.get("wave") is None else f" wave {event['wave']}"
@@ -235,7 +235,8 @@ def main() -> int:
         bad = demo.rollout("2.0.1", ids, soak_s=30)
         status = demo.follow(sim, bad["id"], 240)
         sim.watch(60, until=lambda s: s.models.get("2.0.0") == devices)
-        touched = [d for d in demo.api("GET", f"/rollouts/{bad['id']}/devices") if d.get("wave") == 0]
+        per_device = demo.api("GET", f"/rollouts/{bad['id']}/devices?limit=500")["items"]
+        touched = [d for d in per_device if d.get("wave") == 0]
         say(f"    rollout {bad['id']}: {status['state']}, rolled back: {status.get('rolled_back')}; "
             f"{len(touched)} of {devices} devices (the canary) ever saw 2.0.1, and every device runs 2.0.0 again")
         result = sim.stop(drain_s=0)

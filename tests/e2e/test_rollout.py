@@ -91,7 +91,7 @@ def test_good_bundle_reaches_the_fleet_and_a_bad_one_is_stopped_in_wave_one(
     # -- the good bundle: three waves, the whole fleet ------------------------------------------
     good = start_rollout(registry, "2.0.0", ids, soak_s=3, wave_timeout_s=120)
     status, waves = _follow(registry, good["id"], {"completed", "paused", "aborted"}, 300, fleet)
-    events = registry.api("GET", f"/rollouts/{good['id']}/events")
+    events = registry.api("GET", f"/rollouts/{good['id']}/events?limit=500")["items"]
     assert status["state"] == "completed", (status, events)
     assert not status["rolled_back"]
     assert waves == sorted(waves) and waves[-1] == 2 and len(set(waves)) >= 2, waves
@@ -105,10 +105,10 @@ def test_good_bundle_reaches_the_fleet_and_a_bad_one_is_stopped_in_wave_one(
     registry.publish(alarming_bundle(tmp_path))
     bad = start_rollout(registry, "2.0.1", ids, soak_s=30, wave_timeout_s=120)
     status, waves = _follow(registry, bad["id"], {"paused", "completed", "aborted"}, 180, fleet)
-    events = registry.api("GET", f"/rollouts/{bad['id']}/events")
+    events = registry.api("GET", f"/rollouts/{bad['id']}/events?limit=500")["items"]
     assert status["state"] == "paused", (status, events)
     assert status["rolled_back"] and waves == [0], (status, waves)
-    per_device = {d["device_id"]: d for d in registry.api("GET", f"/rollouts/{bad['id']}/devices")}
+    per_device = {d["device_id"]: d for d in registry.api("GET", f"/rollouts/{bad['id']}/devices?limit=500")["items"]}
     canaries = {i for i, d in per_device.items() if d["wave"] == 0}
     assert len(canaries) == 1
     wait_for(lambda: set(_versions(registry, ids).values()) == {"2.0.0"}, "the canary back on 2.0.0")
