@@ -39,11 +39,13 @@ HEALTH_WINDOW = 1000  # recent frames behind the latency percentiles and the dri
 METRICS_EVERY_S = 30.0  # between two metric records (latency, confidence, drift-alarm rate) in the outbox
 
 
-def bundle_path(config: Config) -> Path:
+def bundle_path(config: Config, announce: bool = True) -> Path:
+    """The configured bundle, else the factory one; `announce` says so (once, at start: the frame loop asks often)."""
     configured = config.under_data_dir(config.feature_extractor.bundle)
     if configured.exists():
         return configured
-    log.warning("bundle %s does not exist; starting on the factory bundle", configured)
+    if announce:
+        log.warning("bundle %s does not exist; starting on the factory bundle", configured)
     return factory_bundle()
 
 
@@ -171,7 +173,7 @@ class Appliance:
 
     def reload_if_switched(self, seq: int) -> None:
         """Load the bundle `models/current` points to once the updater flipped it; keep the old one if it fails."""
-        target = bundle_path(self.config).resolve()
+        target = bundle_path(self.config, announce=False).resolve()
         if target == self.bundle_dir:
             return
         try:
