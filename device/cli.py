@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from device.bundle import factory_bundle
@@ -13,6 +15,37 @@ from device.errors import TinyLCMError
 from device.updater.cli import add_parser as add_updater_parser
 
 log = logging.getLogger("tinylcm")
+DISTRIBUTION = "tinymlops"
+ENVIRONMENT = """environment (run):
+  TINYMLOPS_SERVER_URL        server to enroll with when no provisioning file is on the data volume
+  TINYMLOPS_ENROLLMENT_TOKEN  its one-time enrollment token (tse_...)
+  TINYMLOPS_DEVICE_NAME       the device's name on the server
+The data directory is the config's device.data_dir (updater: --data-dir, else the config's, else /data).
+environment (updater): BALENA_DEVICE_TYPE, BALENA_SUPERVISOR_ADDRESS, BALENA_SUPERVISOR_API_KEY, BALENA_APP_ID.
+
+"""
+
+
+def package_version() -> str:
+    """The installed distribution's version."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def fail(prog: str, exc: BaseException, debug: bool) -> int | None:
+    """Exit status 2 and one line on stderr for an expected error (the traceback too with --debug); None otherwise."""
+    if isinstance(exc, TinyLCMError):
+        message = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        return None
+    if debug:
+        traceback.print_exc()
+    sys.stderr.write(f"{prog}: error: {' '.join(message.split())}\n")
+    return 2
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -32,8 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylcm", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tinylcm", description=__doc__, epilog=ENVIRONMENT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     replay = sub.add_parser("replay", help="run a stream through the pipeline and report what it sees")
     replay.add_argument("--bundle", type=Path, default=factory_bundle(), help="model bundle directory")
@@ -61,9 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except TinyLCMError as exc:
-        log.error("%s", exc)
-        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("tinylcm: interrupted\n")
+        return 130
+    except Exception as exc:
+        status = fail("tinylcm", exc, args.debug)
+        if status is None:
+            raise
+        return status
 
 
 if __name__ == "__main__":

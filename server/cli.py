@@ -1,4 +1,4 @@
-"""`tinysphere`: serve the API, run the worker, migrate, manage tokens, keys and bundles."""
+"""`tinysphere`: serve the API, run the worker, migrate, manage tokens, keys and bundles, read the fleet."""
 
 from __future__ import annotations
 
@@ -7,24 +7,51 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from datetime import timedelta
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import urllib3
 from pydantic import ValidationError
 
+from server import fleet_console
 from server.config import Settings
 from server.db.models import Role
+from server.errors import InputError, RemoteError, TinySphereError
 from server.registry import console as registry_console
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
+DISTRIBUTION = "tinymlops"
+ENVIRONMENT = """environment:
+  TINYSPHERE_URL           API base URL of the commands that talk to a server (--server)
+  TINYSPHERE_TOKEN         API token of those commands (--token)
+  TINYSPHERE_DATA_DIR      embedded data directory (--data-dir; default ./tinysphere-data)
+  TINYSPHERE_DATABASE_URL  an external PostgreSQL instead of the embedded one (and the other
+                           TINYSPHERE_* settings, see the README)
+  MLFLOW_TRACKING_URI      MLflow of `bundle publish --from-mlflow` (--mlflow-uri)
+
+"""
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {"data_dir": Path(args.data_dir)} if getattr(args, "data_dir", None) else {}
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _local_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a command on the server's own database; refuses to start a new embedded one unasked."""
+    settings = _settings(args)
+    postgres = Path(settings.data_dir) / "postgres"
+    if settings.embedded and not getattr(args, "init", False) and not postgres.exists():
+        raise InputError(f"no data directory at {Path(settings.data_dir).resolve()}: give the running server's "
+                         "--data-dir (or TINYSPHERE_DATA_DIR, or TINYSPHERE_DATABASE_URL), or --init to create it")
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -40,8 +67,8 @@ def _serve(args: argparse.Namespace) -> int:
     token = first_admin_token(backends)
     if token:
         print(f"Admin API token (shown once, keep it): {token}", flush=True)
-    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting normally instead lets the
-    # embedded PostgreSQL be stopped by its atexit hook.
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting normally instead lets this process
+    # leave the embedded PostgreSQL at exit (the last user out stops it; a killed one is reaped).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stop = threading.Event()
     if run_worker:
@@ -59,7 +86,7 @@ def _worker(args: argparse.Namespace) -> int:
     from server.startup import prepare
     from server.worker.runner import Worker
 
-    backends = prepare(_settings(args), with_mlflow=True)
+    backends = prepare(_local_settings(args), with_mlflow=True)
     backends.store.ensure_buckets()
     worker = Worker(backends)
     try:
@@ -76,7 +103,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from server.startup import migrate, resolve
 
-    settings = _settings(args)
+    settings = _local_settings(args)
     migrate(resolve(settings).database_url, settings)
     print("database is up to date")
     return 0
@@ -86,7 +113,7 @@ def _in_session(args: argparse.Namespace, change: Callable[[Session], object]) -
     """Run one change in a committed transaction against the configured (or embedded) database."""
     from server.startup import prepare
 
-    backends = prepare(_settings(args), with_mlflow=False)
+    backends = prepare(_local_settings(args), with_mlflow=False)
     try:
         with backends.sessions() as session:
             result = change(session)
@@ -117,56 +144,116 @@ def _jobs_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_options(parser: argparse.ArgumentParser) -> None:
+    """--data-dir and --init on a command that opens the server's database itself."""
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS,
+                        help="the server's embedded data directory (default: $TINYSPHERE_DATA_DIR, else "
+                             "./tinysphere-data)")
+    parser.add_argument("--init", action="store_true", default=argparse.SUPPRESS,
+                        help="create the data directory if it does not exist yet")
+
+
+def _version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinysphere", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--data-dir", help="embedded data directory (default ./tinysphere-data)")
+    parser = argparse.ArgumentParser(prog="tinysphere", description=__doc__, epilog=ENVIRONMENT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="least severe log level shown (default INFO)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--data-dir", help="embedded data directory (default: $TINYSPHERE_DATA_DIR, else "
+                                           "./tinysphere-data)")
+    parser.add_argument("--init", action="store_true",
+                        help="let a local command create a new data directory (serve always may)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API (embedded engines when nothing is configured)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data-dir", default=argparse.SUPPRESS, help="embedded data directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--data-dir", default=argparse.SUPPRESS,
+                       help="embedded data directory, created if missing (default: $TINYSPHERE_DATA_DIR, else "
+                            "./tinysphere-data)")
     serve.add_argument("--worker", action=argparse.BooleanOptionalAction, default=None,
                        help="also run an import worker in-process (default: only when embedded)")
-    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                       help="log every request (default: on)")
     serve.set_defaults(run=_serve)
 
     worker = commands.add_parser("worker", help="run an import worker")
     worker.add_argument("--once", action="store_true", help="process the due jobs, then exit")
     worker.add_argument("--health-file", help="touched on every poll, for container health checks")
+    _local_options(worker)
     worker.set_defaults(run=_worker)
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    _local_options(migrate)
+    migrate.set_defaults(run=_migrate)
 
-    tokens = commands.add_parser("tokens", help="operator API tokens").add_subparsers(dest="action", required=True)
-    create = tokens.add_parser("create", help="create a token and print it")
-    create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    create.add_argument("--name")
+    tokens = commands.add_parser("tokens", help="API tokens").add_subparsers(dest="action", required=True)
+    create = tokens.add_parser("create", help="create a token in the server's database and print it")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role], help="what the token may do")
+    create.add_argument("--name", help="a name to tell the token apart (default: '<role> token')")
+    _local_options(create)
     create.set_defaults(run=_tokens_create)
 
     devices = commands.add_parser("devices", help="devices").add_subparsers(dest="action", required=True)
     enroll = devices.add_parser("enroll-token", help="create a one-time enrollment token and print it")
-    enroll.add_argument("--ttl-s", type=int, default=24 * 3600)
+    enroll.add_argument("--ttl-s", type=int, default=24 * 3600, help="validity in seconds (default one day)")
     enroll.add_argument("--tag", action="append", help="tag given to the enrolled device (repeatable)")
+    _local_options(enroll)
     enroll.set_defaults(run=_enroll_token)
+    fleet_console.add_commands(devices, commands)
 
     jobs = commands.add_parser("jobs", help="import jobs").add_subparsers(dest="action", required=True)
     requeue = jobs.add_parser("requeue", help="give parked jobs a fresh set of attempts")
-    requeue.add_argument("--package-id")
+    requeue.add_argument("--package-id", help="only this package's jobs (default: every parked job)")
+    _local_options(requeue)
     requeue.set_defaults(run=_jobs_requeue)
     registry_console.add_commands(commands)
     return parser
 
 
+def _one_line(exc: BaseException, server: str | None) -> str | None:
+    """The message of an expected error, on one line; None for anything else (a bug: its traceback is shown)."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors()
+        where = ".".join(str(part) for part in errors[0]["loc"]) if errors else ""
+        message = f"configuration error: {where + ': ' if where else ''}{errors[0]['msg'] if errors else exc}"
+    elif isinstance(exc, RemoteError) and isinstance(exc.__cause__, urllib3.exceptions.MaxRetryError):
+        message = f"cannot reach {server or 'the server'}: {fleet_console.reason(exc.__cause__.reason)}"
+    elif isinstance(exc, TinySphereError):
+        message = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        return None
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `tinysphere` console script."""
+    """Entry point of the `tinysphere` console script: exit status 2 and one line on stderr for an expected error."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.debug:  # its retries end in one error line of ours
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         return int(args.run(args))
-    except ValidationError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("tinysphere: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = _one_line(exc, getattr(args, "server", None))
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"tinysphere: error: {message}", file=sys.stderr)
         return 2
 
 

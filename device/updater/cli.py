@@ -43,6 +43,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `updater` on `tinylcm`'s subcommands."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "updater", help="TUF-verified model updates with A/B slots, probation and rollback")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error")
     add_arguments(parser)
     parser.set_defaults(func=cmd_updater)
     return parser
@@ -101,16 +103,21 @@ def cmd_updater(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tinylcm updater", description=__doc__)
+    from device.cli import ENVIRONMENT, fail, package_version
+
+    parser = argparse.ArgumentParser(prog="tinylcm updater", description=__doc__, epilog=ENVIRONMENT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from device.errors import TinyLCMError
-
     try:
         return cmd_updater(args)
-    except TinyLCMError as exc:
-        log.error("%s", exc)
-        return 2
+    except Exception as exc:
+        status = fail("tinylcm updater", exc, args.debug)
+        if status is None:
+            raise
+        return status

@@ -9,21 +9,41 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from server.errors import InputError
 from server.registry import bundle_archive, keys, offline
-from server.registry.client import RegistryClient
+from server.registry.client import RegistryClient, _detail
 
 
 def _say(message: str) -> None:
     sys.stdout.write(message + "\n")
 
 
+class _Client(RegistryClient):
+    """The registry client, with a progress bar on stderr over each upload."""
+
+    def upload(self, target_path: str, tar: Path, sha256: str) -> None:
+        from tqdm import tqdm
+        from tqdm.utils import CallbackIOWrapper
+
+        size = tar.stat().st_size
+        with tar.open("rb") as body, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                          desc=target_path.rsplit("/", 1)[-1], file=sys.stderr) as bar:
+            response = self._request("PUT", f"/api/v1/registry/uploads/{quote(target_path)}",
+                                     body=CallbackIOWrapper(bar.update, body, "read"),
+                                     headers={"X-Content-SHA256": sha256, "Content-Type": "application/x-tar",
+                                              "Content-Length": str(size)})
+        if response.status == 404:
+            raise InputError(f"upload refused: {_detail(response)}")
+
+
 def _client(args: argparse.Namespace) -> RegistryClient | None:
     if not args.server:
         return None
     if not args.token:
-        raise SystemExit("--token (or TINYSPHERE_TOKEN) is needed with --server")
-    return RegistryClient(args.server, args.token)
+        raise InputError("--token (or TINYSPHERE_TOKEN) is needed with --server")
+    return _Client(args.server, args.token)
 
 
 def _push_root(client: RegistryClient, root: bytes, targets: bytes | None = None) -> None:
@@ -48,7 +68,7 @@ def keys_init(args: argparse.Namespace) -> int:
 def keys_push(args: argparse.Namespace) -> int:
     client = _client(args)
     if client is None:
-        raise SystemExit("--server is required")
+        raise InputError("--server (or TINYSPHERE_URL) is required")
     _push_root(client, (Path(args.dir) / "root.json").read_bytes())
     return 0
 
@@ -79,7 +99,7 @@ def bundle_build(args: argparse.Namespace) -> int:
 def bundle_publish(args: argparse.Namespace) -> int:
     client = _client(args)
     if client is None:
-        raise SystemExit("--server is required")
+        raise InputError("--server (or TINYSPHERE_URL) is required")
     with tempfile.TemporaryDirectory(prefix="tinysphere-publish-") as tmp:
         lineage = None
         if args.from_mlflow:
@@ -89,7 +109,7 @@ def bundle_publish(args: argparse.Namespace) -> int:
         elif args.bundle:
             tar = Path(args.bundle)
         else:
-            raise SystemExit("give a bundle tar or --from-mlflow")
+            raise InputError("give a bundle tar or --from-mlflow")
         published = _publish(client, tar, keys.load(Path(args.key)), args.expires_days, lineage)
         if lineage is not None and published is not None:
             from server.registry.lineage import tag_model_version
@@ -103,11 +123,17 @@ def _publish(client: RegistryClient, tar: Path, signer: Any, expires_days: int,
     """Publish a bundle tar; returns its (target path, sha256), or None if it was already published."""
     with tar.open("rb") as source:
         info = bundle_archive.read(source)
-    target = offline.target_file(info, tar)
-    signed = offline.add_target(client.metadata("targets"), target, signer, expires_days)
+    target, files = offline.target_file(info, tar), offline.file_targets(info)
+    current = client.metadata("targets")
+    signed = offline.add_target(current, target, signer, expires_days, files)
     if signed is None:
         _say(f"{target.path} is already published")
         return None
+    with tempfile.TemporaryDirectory(prefix="tinysphere-files-") as unpacked:  # each new file, as its own target
+        paths = bundle_archive.extract(tar, Path(unpacked))
+        by_target = {entry["target"]: (paths[name], entry["sha256"]) for name, entry in info.file_list().items()}
+        for file in offline.new_files(current, files):
+            client.upload(file.path, *by_target[file.path])
     with tar.open("rb") as source:
         sha256 = hashlib.file_digest(source, "sha256").hexdigest()
     client.upload(target.path, tar, sha256)
@@ -118,42 +144,48 @@ def _publish(client: RegistryClient, tar: Path, signer: Any, expires_days: int,
     return target.path, sha256
 
 
-def _server_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=os.environ.get("TINYSPHERE_URL"), help="API base URL")
-    parser.add_argument("--token", default=os.environ.get("TINYSPHERE_TOKEN"), help="operator API token")
-    parser.add_argument("--expires-days", type=int, default=365, help="lifetime of the signed metadata")
+def _server_options(parser: argparse.ArgumentParser, role: str) -> None:
+    parser.add_argument("--server", default=os.environ.get("TINYSPHERE_URL"),
+                        help="API base URL (default: $TINYSPHERE_URL)")
+    parser.add_argument("--token", default=os.environ.get("TINYSPHERE_TOKEN"),
+                        help=f"API token with the {role} role (default: $TINYSPHERE_TOKEN)")
+    parser.add_argument("--expires-days", type=int, default=365,
+                        help="lifetime of the signed metadata in days (default 365)")
 
 
 def add_commands(commands: Any) -> None:
     """Register `keys` and `bundle` on the top-level sub-parsers."""
     key_cmds = commands.add_parser("keys", help="offline TUF keys").add_subparsers(dest="action", required=True)
     init = key_cmds.add_parser("init", help="create root, targets and online keys and root version 1")
-    init.add_argument("--out", required=True)
-    init.add_argument("--root-keys", type=int, default=3)
-    init.add_argument("--root-threshold", type=int, default=2)
-    _server_options(init)
+    init.add_argument("--out", required=True, help="new directory for the keys and root.json")
+    init.add_argument("--root-keys", type=int, default=3, help="number of root keys (default 3)")
+    init.add_argument("--root-threshold", type=int, default=2,
+                      help="root keys needed to sign a new root (default 2)")
+    _server_options(init, "admin")
     init.set_defaults(run=keys_init)
     push = key_cmds.add_parser("push-root", help="upload the newest root.json of a key directory")
-    push.add_argument("--dir", required=True)
-    _server_options(push)
+    push.add_argument("--dir", required=True, help="the key directory of `keys init`")
+    _server_options(push, "admin")
     push.set_defaults(run=keys_push)
     rotate = key_cmds.add_parser("rotate", help="replace the root keys or the targets key")
-    rotate.add_argument("role", choices=["root", "targets"])
-    rotate.add_argument("--dir", required=True)
-    rotate.add_argument("--root-keys", type=int, default=3)
-    rotate.add_argument("--root-threshold", type=int, default=2)
-    _server_options(rotate)
+    rotate.add_argument("role", choices=["root", "targets"], help="which keys to replace")
+    rotate.add_argument("--dir", required=True, help="the key directory of `keys init`")
+    rotate.add_argument("--root-keys", type=int, default=3, help="number of new root keys (default 3)")
+    rotate.add_argument("--root-threshold", type=int, default=2,
+                        help="root keys needed to sign a new root (default 2)")
+    _server_options(rotate, "admin")
     rotate.set_defaults(run=keys_rotate)
 
     bundle_cmds = commands.add_parser("bundle", help="model bundles").add_subparsers(dest="action", required=True)
     build = bundle_cmds.add_parser("build", help="make a bundle tar from a bundle directory")
-    build.add_argument("dir")
-    build.add_argument("--out", required=True)
+    build.add_argument("dir", help="bundle directory (bundle.json, model and its files)")
+    build.add_argument("--out", required=True, help="the bundle tar to write")
     build.set_defaults(run=bundle_build)
     publish = bundle_cmds.add_parser("publish", help="sign a bundle offline and publish it")
-    publish.add_argument("bundle", nargs="?")
+    publish.add_argument("bundle", nargs="?", help="bundle tar of `bundle build` (or give --from-mlflow)")
     publish.add_argument("--key", required=True, help="the targets key file")
-    publish.add_argument("--from-mlflow", metavar="models:/NAME@ALIAS")
-    publish.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
-    _server_options(publish)
+    publish.add_argument("--from-mlflow", metavar="models:/NAME@ALIAS", help="build the bundle from this model version")
+    publish.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    _server_options(publish, "operator")
     publish.set_defaults(run=bundle_publish)
