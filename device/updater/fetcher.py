@@ -92,6 +92,7 @@ class ResumableFetcher(FetcherInterface):
         """Append to `part` until it holds `max_length` bytes or the server says no more; bounded retries."""
         part.parent.mkdir(parents=True, exist_ok=True)
         failures, last_error = 0, ""
+        best = part.stat().st_size if part.exists() else 0  # progress is a byte never held before
         while failures < self.attempts:
             have = part.stat().st_size if part.exists() else 0
             if have >= max_length:
@@ -105,7 +106,8 @@ class ResumableFetcher(FetcherInterface):
                 last_error = f"{type(exc).__name__}: {exc}"
                 log.info("download of %s cut at %d bytes: %s", url, part.stat().st_size if part.exists() else 0,
                          last_error)
-            gained = (part.stat().st_size if part.exists() else 0) > have
+            now = part.stat().st_size if part.exists() else 0
+            gained, best = now > best, max(best, now)  # a restart from 0 regains nothing: no endless loop
             failures = 0 if gained else failures + 1
             if failures:
                 self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)) * random.uniform(0.5, 1))
@@ -133,7 +135,11 @@ class ResumableFetcher(FetcherInterface):
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
-            return received >= max_length  # shorter: the connection ended early without saying so
+            declared = response.headers.get("Content-Length")
+            whole = declared is not None and declared.isdigit() and received - offset == int(declared)
+            # shorter than signed and no body was cut: the object itself is short, and ngclient's length check
+            # refuses it; without Content-Length the connection may have ended early without saying so
+            return received >= max_length or whole
         except exceptions.DownloadLengthMismatchError:
             part.unlink(missing_ok=True)
             raise

@@ -1,5 +1,6 @@
-"""Staging one bundle: signed lookup, device checks, resumable verified download, safe unpack,
-file hashes, signed-field consistency and the smoke test, then the move into the inactive slot.
+"""Staging one bundle: signed lookup, device checks, resumable verified download (of the files the slots
+lack, when the target lists its files; of the tar otherwise), safe unpack, file hashes, signed-field
+consistency and the smoke test, then the move into the inactive slot.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from device.bundle import Bundle, load_bundle
+from device.errors import BundleError, UpdateRejectedError
 from device.updater.archive import extract_bundle
+from device.updater.assembly import assemble
 from device.updater.repository import BundleRepository
 from device.updater.settings import ArchiveLimits
-from device.updater.slots import Slots
-from device.updater.target import DeviceProfile, check_bundle, check_spec, parse_spec
+from device.updater.slots import SLOTS, Slots
+from device.updater.target import DeviceProfile, FileEntry, TargetSpec, check_bundle, check_spec, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ class Installer:
         info = repository.lookup(target)
         spec = parse_spec(info.custom, target)
         check_spec(spec, self.device, model, version)
+        if spec.files is not None:
+            return self._stage_files(repository, spec, slot)
         archive = repository.cached(info) or repository.download(info)
         log.info("downloaded and verified %s (%d bytes)", target, info.length)
         staging = self.slots.clear_staging()
@@ -46,4 +51,34 @@ class Installer:
             raise
         path = self.slots.install_staging(slot)
         archive.unlink(missing_ok=True)  # the SD card is small; the slot is the copy that counts
+        return load_bundle(path, verify=False)
+
+    def _stage_files(self, repository: BundleRepository, spec: TargetSpec, slot: str) -> Bundle:
+        """The slot from the files both slots already hold plus the fetched rest, each checked by hash."""
+        assert spec.files is not None
+        staging = self.slots.clear_staging()
+        live = self.slots.live()
+        sources = [self.slots.path(s) for s in sorted(SLOTS, key=lambda s: s != live) if self.slots.path(s).is_dir()]
+        fetched: list[Path] = []
+
+        def fetch(entry: FileEntry) -> Path:
+            path = repository.fetch_file(entry)
+            fetched.append(path)
+            return path
+
+        try:
+            assemble(staging, spec.files, sources, fetch)
+            check_bundle(spec, load_bundle(staging))
+            self.smoke(staging)
+        except (UpdateRejectedError, BundleError):
+            self.slots.tidy()
+            for path in fetched:  # signed, but unusable together: a retry must not trust them either
+                path.unlink(missing_ok=True)
+            raise
+        except BaseException:
+            self.slots.tidy()  # verified downloads stay: the next round resumes from them
+            raise
+        path = self.slots.install_staging(slot)
+        for done in fetched:
+            done.unlink(missing_ok=True)
         return load_bundle(path, verify=False)

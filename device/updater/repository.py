@@ -15,6 +15,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 from device.errors import DeviceAuthError, ServerUnavailableError, StateError, UpdateRejectedError
 from device.updater.clock import TrustedClock
 from device.updater.fetcher import ResumableFetcher
+from device.updater.target import FileEntry
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,24 @@ class BundleRepository:
         except (exceptions.RepositoryError, exceptions.DownloadError, OSError) as exc:
             path.unlink(missing_ok=True)
             raise _wrap(exc, info.path) from exc
+
+    def fetch_file(self, entry: FileEntry) -> Path:
+        """The verified local copy of one file of a signed file list, from the metadata `lookup()` refreshed;
+        refused when the file's own signed target is not what the list says."""
+        assert self._updater is not None, "lookup() first"
+        try:
+            info = self._updater.get_targetinfo(entry.target)
+        except (exceptions.RepositoryError, exceptions.DownloadError, OSError) as exc:
+            raise _wrap(exc, f"metadata for {entry.target}") from exc
+        if info is None:
+            raise UpdateRejectedError(f"the signed file list names {entry.target}, which is not a signed target",
+                                      "file_list_mismatch", retry=False)
+        signed = (info.hashes.get("sha256"), info.length)
+        if signed != (entry.sha256, entry.length):
+            raise UpdateRejectedError(
+                f"{entry.target} is signed as {str(signed[0])[:12]}… ({signed[1]} bytes), the file list says "
+                f"{entry.sha256[:12]}… ({entry.length} bytes)", "file_list_mismatch", retry=False)
+        return self.cached(info) or self.download(info)
 
     def local_path(self, info: TargetFile) -> Path:
         return self.downloads_dir / quote(info.path, safe="")

@@ -1,19 +1,20 @@
 """What a signed target says about its bundle (custom field `tinymlops`), checked against this device.
 
 Checked before download (device type, runtime, input) and again after unpacking (the bundle's own
-`bundle.json` must say the same as the signed field).
+`bundle.json` must say the same as the signed field). A signed `files` list names each file of the bundle
+by SHA-256, length and its own content-addressed target: the updater then fetches only the files it lacks.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from device.bundle import Bundle
+from device.bundle import REQUIRED_FILES, Bundle
 from device.errors import TargetMismatchError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ BOARD_TYPES = (
     ("Raspberry Pi 2", "raspberry-pi2"),
 )
 INPUT_DTYPES = ("uint8",)  # what the capture sources deliver
+BUNDLE_FILES = frozenset({"bundle.json", *REQUIRED_FILES})  # exactly what a signed file list names
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 LITERT_AS_TFLITE = "2.18"  # ai-edge-litert 1.0 continues TensorFlow Lite 2.18
 
 
@@ -39,6 +42,15 @@ class DeviceProfile:
 
 
 @dataclass(frozen=True)
+class FileEntry:
+    """One file of a signed file list."""
+
+    sha256: str
+    length: int
+    target: str  # the content-addressed TUF target holding exactly these bytes
+
+
+@dataclass(frozen=True)
 class TargetSpec:
     """The `tinymlops` custom field of one target."""
 
@@ -48,6 +60,7 @@ class TargetSpec:
     input_dtype: str
     runtime: dict[str, Any]
     device_types: tuple[str, ...]
+    files: dict[str, FileEntry] | None = None  # None: a tar-only target (published before file lists)
 
 
 def detect_device_type(root: Path = Path("/")) -> str | None:
@@ -84,12 +97,35 @@ def parse_spec(custom: dict[str, Any] | None, path: str) -> TargetSpec:
         runtime = field.get("runtime") or {} if isinstance(field, dict) else None
         if not isinstance(field, dict) or not isinstance(runtime, dict):
             raise TypeError("'tinymlops' and its 'runtime' must be objects")
-        return TargetSpec(model=str(field["model"]), version=str(field["version"]),
+        spec = TargetSpec(model=str(field["model"]), version=str(field["version"]),
                           input_shape=tuple(int(d) for d in field["input_shape"]),
                           input_dtype=str(field["input_dtype"]), runtime=runtime,
                           device_types=tuple(str(t) for t in field.get("device_types") or ()))
     except (KeyError, TypeError, ValueError) as exc:
         raise TargetMismatchError(f"{path}: no valid 'tinymlops' custom field ({exc!r})", "bad_custom_field") from exc
+    if "files" not in field:
+        return spec
+    return replace(spec, files=parse_files(field["files"], path))
+
+
+def parse_files(listed: Any, path: str) -> dict[str, FileEntry]:
+    """A signed file list, or `TargetMismatchError` (file_list_mismatch) if it is not one of a bundle's files."""
+    def refuse(why: str) -> TargetMismatchError:
+        return TargetMismatchError(f"{path}: signed file list {why}", "file_list_mismatch")
+
+    if not isinstance(listed, dict) or set(listed) != BUNDLE_FILES:
+        names = sorted(map(str, listed)) if isinstance(listed, dict) else type(listed).__name__
+        raise refuse(f"names {names}, a bundle has exactly {sorted(BUNDLE_FILES)}")
+    files = {}
+    for name, entry in listed.items():
+        sha256 = entry.get("sha256") if isinstance(entry, dict) else None
+        length = entry.get("length") if isinstance(entry, dict) else None
+        target = entry.get("target") if isinstance(entry, dict) else None
+        if not (isinstance(sha256, str) and _SHA256.match(sha256) and isinstance(length, int)
+                and not isinstance(length, bool) and length >= 0 and isinstance(target, str) and target):
+            raise refuse(f"entry {name!r} needs a sha256, a length and a target")
+        files[name] = FileEntry(sha256, length, target)
+    return files
 
 
 def check_spec(spec: TargetSpec, device: DeviceProfile, model: str | None, version: str | None) -> None:

@@ -2,6 +2,8 @@
 
 A bundle tar holds one directory's files at its root, regular files only, sorted, with mtime and
 owner zeroed, so the same directory always gives the same bytes (and the same TUF target hash).
+Each file is also published on its own as a content-addressed target (`file_target_path`), listed by the
+bundle target's signed custom field, so a device fetches only the files it does not have.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import json
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +22,7 @@ from server.errors import InputError
 BUNDLE_FILES = ("bundle.json", "model.tflite", "labels.txt", "transform.npz", "knn_state.npz",
                 "drift_reference.json")
 TARGET_NAME = "bundle.tar"
+FILES_DIR = "files"  # <model>/files/<sha256><suffix>: one target per distinct file content of a model
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _MAX_MANIFEST_BYTES = 1 << 20
 
@@ -31,21 +34,40 @@ class BundleInfo:
     model: str
     version: str
     manifest: dict[str, Any]  # bundle.json
+    members: dict[str, tuple[str, int]] = field(default_factory=dict)  # file name -> (sha256, length), from a tar
 
     @property
     def target_path(self) -> str:
         """The TUF target path: `<model>/<version>/bundle.tar`."""
         return f"{self.model}/{self.version}/{TARGET_NAME}"
 
-    def custom(self) -> dict[str, Any]:
-        """The target's custom field the device updater checks before installing."""
+    def file_list(self) -> dict[str, dict[str, Any]]:
+        """The signed list of the bundle's files: name -> sha256, length and the file's own target path."""
+        return {name: {"sha256": sha256, "length": length, "target": file_target_path(self.model, name, sha256)}
+                for name, (sha256, length) in sorted(self.members.items())}
+
+    def custom(self, with_files: bool = True) -> dict[str, Any]:
+        """The target's custom field the device updater checks before installing (with the file list, if known)."""
         tensor = self.manifest.get("input") or {}
-        return {"tinymlops": {
+        spec: dict[str, Any] = {
             "model": self.model, "version": self.version,
             "input_shape": list(tensor.get("shape") or []), "input_dtype": str(tensor.get("dtype", "")),
             "runtime": dict(self.manifest.get("runtime") or {}),
             "device_types": list(self.manifest.get("device_types") or []),
-        }}
+        }
+        if with_files and self.members:
+            spec["files"] = self.file_list()
+        return {"tinymlops": spec}
+
+
+def file_target_path(model: str, name: str, sha256: str) -> str:
+    """The content-addressed target of one bundle file: `<model>/files/<sha256><suffix of name>`."""
+    return f"{model}/{FILES_DIR}/{sha256}{Path(name).suffix}"
+
+
+def is_file_target(path: str) -> bool:
+    """True for a target path of the `file_target_path` form."""
+    return re.fullmatch(rf"[^/]+/{FILES_DIR}/[0-9a-f]{{64}}(\.[A-Za-z0-9]+)?", path) is not None
 
 
 def check_name(value: object, what: str) -> str:
@@ -85,6 +107,7 @@ def build(directory: Path, out: IO[bytes]) -> BundleInfo:
 def read(source: IO[bytes]) -> BundleInfo:
     """Check a bundle tar (members, sizes, the SHA-256s bundle.json lists) and return its info."""
     digests: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     manifest_bytes = b""
     try:
         with tarfile.open(fileobj=source, mode="r:") as tar:
@@ -99,9 +122,20 @@ def read(source: IO[bytes]) -> BundleInfo:
                     if member.name == "bundle.json" and len(manifest_bytes) < _MAX_MANIFEST_BYTES:
                         manifest_bytes += chunk
                 digests[member.name] = digest.hexdigest()
+                sizes[member.name] = member.size
     except tarfile.TarError as exc:
         raise InputError(f"not a bundle tar: {exc}") from exc
-    return _checked(manifest_bytes, digests)
+    info = _checked(manifest_bytes, digests)
+    return BundleInfo(info.model, info.version, info.manifest, {n: (digests[n], sizes[n]) for n in digests})
+
+
+def extract(tar: Path, dest: Path) -> dict[str, Path]:
+    """Unpack a bundle tar (checked by `read` first) into the directory `dest`; name -> path of each file."""
+    with tar.open("rb") as source:
+        read(source)
+    with tarfile.open(tar, mode="r:") as archive:
+        archive.extractall(dest, filter="data")
+    return {name: dest / name for name in BUNDLE_FILES}
 
 
 def _checked(manifest_bytes: bytes, digests: dict[str, str]) -> BundleInfo:

@@ -131,11 +131,18 @@ def rotate_targets(directory: Path, current_targets: bytes | None,
 
 
 def target_file(info: BundleInfo, data_path: Path) -> TargetFile:
-    """The TUF target entry of a bundle tar, with the custom fields devices check."""
+    """The TUF target entry of a bundle tar, with the custom fields devices check (and the signed file list
+    when `info` came from `bundle_archive.read`)."""
     with data_path.open("rb") as source:
         sha256 = hashlib.file_digest(source, "sha256").hexdigest()
     length = data_path.stat().st_size
     return TargetFile(length, {"sha256": sha256}, info.target_path, unrecognized_fields={"custom": info.custom()})
+
+
+def file_targets(info: BundleInfo) -> list[TargetFile]:
+    """The content-addressed target of each of the bundle's files, as its signed file list names them."""
+    return [TargetFile(entry["length"], {"sha256": entry["sha256"]}, entry["target"])
+            for entry in info.file_list().values()]
 
 
 def sign_targets(current: Metadata[Targets], signer: CryptoSigner, expires_days: int = 365) -> bytes:
@@ -148,8 +155,9 @@ def sign_targets(current: Metadata[Targets], signer: CryptoSigner, expires_days:
 
 
 def add_target(current_targets: bytes | None, target: TargetFile, signer: CryptoSigner,
-               expires_days: int = 365) -> bytes | None:
-    """Targets metadata with `target` added and signed; None if it is already published unchanged."""
+               expires_days: int = 365, files: list[TargetFile] | None = None) -> bytes | None:
+    """Targets metadata with `target` (and the file targets it lists, those not published yet) added and
+    signed; None if `target` is already published unchanged."""
     current = repository.parse(current_targets, Targets) if current_targets else Metadata(Targets())
     if current_targets is None:
         current.signed.version = 0  # sign_targets makes it version 1
@@ -158,5 +166,16 @@ def add_target(current_targets: bytes | None, target: TargetFile, signer: Crypto
         if existing.hashes == target.hashes and existing.length == target.length:
             return None
         raise InputError(f"{target.path} is already published with other content; bump the bundle version")
+    for file in files or []:
+        published = current.signed.targets.get(file.path)
+        if published is not None and (published.hashes, published.length) != (file.hashes, file.length):
+            raise InputError(f"{file.path} is already published with other content")  # content-addressed: never
+        current.signed.targets.setdefault(file.path, file)
     current.signed.targets[target.path] = target
     return sign_targets(current, signer, expires_days)
+
+
+def new_files(current_targets: bytes | None, files: list[TargetFile]) -> list[TargetFile]:
+    """The file targets not published yet (a file unchanged since an earlier bundle is uploaded once)."""
+    current = repository.parse(current_targets, Targets).signed.targets if current_targets else {}
+    return [file for file in files if file.path not in current]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.device.updater.fakes import V2, V2_TARGET, make_device
-from tests.device.updater.tuf_server import Mirror, TufRepo, bundle_tar, custom_field
+from tests.device.updater.tuf_server import Mirror, TufRepo, add_bundle, bundle_tar, custom_field
 
 
 @pytest.fixture
@@ -17,6 +17,21 @@ def repo() -> TufRepo:
     repo.add_target(V2_TARGET, bundle_tar(V2), custom_field(V2))
     repo.publish()
     return repo
+
+
+@pytest.fixture
+def delta_repo() -> TufRepo:
+    """v2 published with its file list: each file its own content-addressed target."""
+    repo = TufRepo()
+    add_bundle(repo, V2_TARGET, V2)
+    repo.publish()
+    return repo
+
+
+@pytest.fixture
+def delta_mirror(delta_repo: TufRepo) -> Iterator[Mirror]:
+    with Mirror(delta_repo) as mirror:
+        yield mirror
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 usage: python crash_runner.py DATA_DIR SERVER_URL KILL [--bad] [--attempts N]
 KILL: save:STATE:N (after the Nth save in STATE), pending (after the rollback decision is saved),
-      flip:N (right after the Nth symlink flip), extract (after 3 tar members are written).
+      flip:N (right after the Nth symlink flip), extract (after 3 tar members are written),
+      fetch:N (after the Nth file target is downloaded and verified), copy:N (after the Nth file is
+      placed in the slot being assembled, kept or fetched).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+from device.updater import assembly  # noqa: E402
 from device.updater.record import Journal, UpdateRecord  # noqa: E402
+from device.updater.repository import BundleRepository  # noqa: E402
 from device.updater.slots import Slots  # noqa: E402
 from tests.device.updater.fakes import FakeInference, drive, make_updater, settings_for  # noqa: E402
 
@@ -64,6 +68,29 @@ def arm(kill: str) -> None:
                 die()
 
         tarfile.TarFile.extract = extract  # type: ignore[method-assign]
+    elif kind == "fetch":
+        original_fetch = BundleRepository.fetch_file
+
+        def fetch_file(self: BundleRepository, entry: Any) -> Path:
+            path = original_fetch(self, entry)
+            seen["n"] += 1
+            if seen["n"] == int(rest):
+                die()
+            return path
+
+        BundleRepository.fetch_file = fetch_file  # type: ignore[method-assign]
+    elif kind == "copy":
+        original_copy = assembly.copy_verified
+
+        def copy_verified(source: Path, dest: Path, entry: Any) -> bool:
+            placed = original_copy(source, dest, entry)
+            if placed:
+                seen["n"] += 1
+                if seen["n"] == int(rest):
+                    die()
+            return placed
+
+        assembly.copy_verified = copy_verified  # type: ignore[assignment]
 
 
 def main() -> int:

@@ -118,3 +118,19 @@ def variant(tmp: Path, version: str, model: bytes | None = None, source: Path = 
         (dest / "model.tflite").write_bytes(model)
     reseal(dest)
     return dest
+
+
+def knn_variant(tmp: Path, version: str, source: Path = V2, replaced: int = 10) -> Path:
+    """`source` under another version whose kNN state alone changed (its first `replaced` reference vectors
+    taken over by later ones, as operator labels do), resealed: the kNN-only update."""
+    import numpy as np
+
+    dest = variant(tmp, version, source=source)
+    with np.load(dest / "knn_state.npz") as state:
+        vectors, labels = state["vectors"].copy(), state["labels"].copy()
+    vectors[:replaced], labels[:replaced] = vectors[-replaced:], labels[-replaced:]
+    np.savez_compressed(dest / "knn_state.npz", vectors=vectors, labels=labels)  # as bundles are built
+    from tests.utils.bundles import reseal
+
+    reseal(dest)
+    return dest

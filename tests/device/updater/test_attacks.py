@@ -10,7 +10,7 @@ from securesystemslib.signer import CryptoSigner
 
 from device.updater import State, Updater
 from tests.device.updater.fakes import FACTORY, V2, V2_TARGET, desire, drive, live_version, make_updater, variant
-from tests.device.updater.tuf_server import Mirror, TufRepo, bundle_tar, custom_field
+from tests.device.updater.tuf_server import Mirror, TufRepo, add_bundle, bundle_tar, custom_field, file_list
 
 
 def attempt(updater: Updater) -> str:
@@ -150,3 +150,96 @@ def test_root_rotation_is_followed_and_a_forged_root_refused(data_dir: Path, rep
     drive(updater, until=lambda u: u.record.state is State.IDLE, max_steps=5)
     assert updater.record.reason is not None and updater.record.reason.startswith("bad_signature")
     assert live_version(data_dir) == "2.0.0"
+
+
+# -- bundles as signed file lists: every file its own content-addressed target -------------------------------
+
+V3_TARGET = "digits/3.0.0/bundle.tar"
+
+
+def _delta_device(tmp_path: Path, repo: TufRepo) -> Path:
+    from tests.device.updater.fakes import make_device
+
+    return make_device(tmp_path / "data", repo)
+
+
+def _with_v3(tmp_path: Path, repo: TufRepo) -> tuple[Path, dict]:
+    """A second bundle (3.0.0, its own kNN state) published beside v2: the attacker's material."""
+    from tests.device.updater.fakes import knn_variant
+
+    v3 = knn_variant(tmp_path, "3.0.0", replaced=40)
+    return v3, add_bundle(repo, V3_TARGET, v3)
+
+
+def test_file_swapped_for_one_from_another_bundle(tmp_path: Path, delta_repo: TufRepo, delta_mirror: Mirror) -> None:
+    v3, v3_files = _with_v3(tmp_path, delta_repo)
+    delta_repo.publish()
+    v2_knn = file_list(V2)["knn_state.npz"]
+    swapped = (v3 / "knn_state.npz").read_bytes()
+    delta_repo.files[delta_repo.target_url_path(v2_knn["target"])] = swapped  # served at v2's URL
+    updater = make_updater(_delta_device(tmp_path, delta_repo), delta_mirror.url)
+    reason = attempt(updater)
+    # longer than signed: cut off at the signed length; otherwise the hash differs
+    assert reason.startswith("too_long" if len(swapped) > v2_knn["length"] else "hash_mismatch")
+    assert v2_knn["target"] in reason
+
+
+def test_file_list_naming_another_bundles_file_target(tmp_path: Path, delta_repo: TufRepo,
+                                                      delta_mirror: Mirror) -> None:
+    _, v3_files = _with_v3(tmp_path, delta_repo)
+    listed = file_list(V2)
+    listed["knn_state.npz"] = {**listed["knn_state.npz"], "target": v3_files["knn_state.npz"]["target"]}
+    add_bundle(delta_repo, V2_TARGET, V2, files=listed)  # signed, but the list and the target disagree
+    delta_repo.publish()
+    updater = make_updater(_delta_device(tmp_path, delta_repo), delta_mirror.url)
+    reason = attempt(updater)
+    assert reason.startswith("file_list_mismatch") and "the file list says" in reason
+    assert updater.record.rejected == {V2_TARGET: "file_list_mismatch"}
+
+
+def test_file_list_naming_an_unsigned_target(tmp_path: Path, delta_repo: TufRepo, delta_mirror: Mirror) -> None:
+    listed = file_list(V2)
+    listed["model.tflite"] = {**listed["model.tflite"], "target": f"digits/files/{'0' * 64}.tflite"}
+    add_bundle(delta_repo, V2_TARGET, V2, files=listed)
+    delta_repo.publish()
+    reason = attempt(make_updater(_delta_device(tmp_path, delta_repo), delta_mirror.url))
+    assert reason.startswith("file_list_mismatch") and "not a signed target" in reason
+
+
+@pytest.mark.parametrize("edit", ["missing", "extra", "not_a_hash"])
+def test_file_list_that_is_not_a_bundles(tmp_path: Path, delta_repo: TufRepo, delta_mirror: Mirror,
+                                         edit: str) -> None:
+    listed = file_list(V2)
+    if edit == "missing":
+        del listed["labels.txt"]
+    elif edit == "extra":
+        listed["../escape.sh"] = listed["labels.txt"]
+    else:
+        listed["labels.txt"] = {**listed["labels.txt"], "sha256": "labels"}
+    add_bundle(delta_repo, V2_TARGET, V2, files=listed)
+    delta_repo.publish()
+    reason = attempt(make_updater(_delta_device(tmp_path, delta_repo), delta_mirror.url))
+    assert reason.startswith("file_list_mismatch: digits/2.0.0/bundle.tar: signed file list")
+    assert not any(path.startswith("/tuf/targets/") for path, _ in delta_mirror.requests)  # refused before download
+    assert not (tmp_path / "data" / "models" / "escape.sh").exists()
+
+
+def test_mix_of_versions_in_one_file_list(tmp_path: Path, delta_repo: TufRepo, delta_mirror: Mirror) -> None:
+    """v2's list with 3.0.0's kNN state: every file is a signed target that hashes right, but they are files
+    of different bundles, and v2's bundle.json says so."""
+    _, v3_files = _with_v3(tmp_path, delta_repo)
+    listed = {**file_list(V2), "knn_state.npz": v3_files["knn_state.npz"]}
+    add_bundle(delta_repo, V2_TARGET, V2, files=listed)
+    delta_repo.publish()
+    updater = make_updater(_delta_device(tmp_path, delta_repo), delta_mirror.url)
+    reason = attempt(updater)
+    assert reason.startswith("file_list_mismatch") and "files of different bundles" in reason
+    assert updater.record.rejected == {V2_TARGET: "file_list_mismatch"}
+
+
+def test_mix_of_metadata_versions_hides_the_file_targets(tmp_path: Path, delta_repo: TufRepo,
+                                                          delta_mirror: Mirror) -> None:
+    """The newest snapshot with the targets metadata of before v2's files were published."""
+    version = delta_repo.targets.signed.version
+    delta_repo.files[f"metadata/{version}.targets.json"] = delta_repo.files[f"metadata/{version - 1}.targets.json"]
+    assert attempt(make_updater(_delta_device(tmp_path, delta_repo), delta_mirror.url)).startswith("rollback_attack")

@@ -75,3 +75,22 @@ def test_wrong_secret_is_refused(data_dir: Path, mirror: Mirror) -> None:
     assert updater.record.state is State.DOWNLOADING and updater.record.attempts >= 1
     assert updater.record.reason is not None and "refused the device secret" in updater.record.reason
     assert live_version(data_dir) == "1.0.0"
+
+
+def test_a_target_shorter_than_signed_is_refused_not_fetched_forever(data_dir: Path, repo: TufRepo,
+                                                                     mirror: Mirror) -> None:
+    """The mirror serves fewer bytes than signed, each time whole (Content-Length says so): a Range for the rest
+    gets 416, a restart from 0 regains nothing; the round ends with the length refused, in a few requests."""
+    import threading
+
+    url = repo.target_url_path(V2_TARGET)
+    repo.files[url] = repo.files[url][:-1000]
+    updater = make_updater(data_dir, mirror.url)
+    desire(data_dir)
+    worker = threading.Thread(target=drive, args=(updater, lambda u: u.record.state is State.IDLE), kwargs={
+        "max_steps": 5}, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the download never ended"
+    assert str(updater.record.reason).startswith("hash_mismatch") and live_version(data_dir) == "1.0.0"
+    assert len([p for p, _ in mirror.requests if p.startswith("/tuf/targets/")]) == 1

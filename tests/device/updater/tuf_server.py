@@ -4,6 +4,7 @@ consistent snapshots, hash-prefixed targets, HTTP Range, bearer auth - plus knob
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -41,6 +42,30 @@ def custom_field(bundle_dir: Path, **changes: Any) -> dict[str, Any]:
              "input_dtype": meta["input"]["dtype"], "runtime": meta.get("runtime", {}),
              "device_types": meta.get("device_types", [])}
     return {"tinymlops": {**field, **changes}}
+
+
+def file_list(bundle_dir: Path) -> dict[str, dict[str, Any]]:
+    """The signed file list of a bundle directory, each file a content-addressed target, as the server signs it."""
+    model = json.loads((bundle_dir / "bundle.json").read_text())["name"]
+    listed = {}
+    for path in sorted(bundle_dir.iterdir()):
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        listed[path.name] = {"sha256": sha256, "length": path.stat().st_size,
+                             "target": f"{model}/files/{sha256}{path.suffix}"}
+    return listed
+
+
+def add_bundle(repo: TufRepo, target: str, bundle_dir: Path, files: dict[str, Any] | None = None,
+               **changes: Any) -> dict[str, Any]:
+    """Publish a bundle as the server does: each file as its own target, the tar naming them in its custom field
+    (`files`: the list to sign instead of the true one). Returns the signed list; call `repo.publish()` after."""
+    for name, entry in file_list(bundle_dir).items():
+        repo.add_target(entry["target"], (bundle_dir / name).read_bytes())
+    listed = file_list(bundle_dir) if files is None else files
+    custom = custom_field(bundle_dir, **changes)
+    custom["tinymlops"]["files"] = listed
+    repo.add_target(target, bundle_tar(bundle_dir), custom)
+    return listed
 
 
 class TufRepo:
