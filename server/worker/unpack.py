@@ -4,10 +4,13 @@ Never `extractall`: members are streamed one by one through `tarfile.data_filter
 checks of our own (regular files named in the manifest only). Memory follows what was read, never
 what a header declares: every decompressed byte is counted below tarfile itself, and what tarfile
 reads on its own between two members (headers, pax and long-name records) has a small budget, so a
-few kilobytes claiming gigabytes are refused after at most `_HEADER_READ_MAX` bytes. One job holds
-the manifest (at most 1 MiB), one copy chunk and tarfile's buffers (about 1 MiB together,
-`tests/server/test_unpack.py` measures it) plus the parsed records of `records.jsonl`, itself at most
-`Limits.max_records_bytes`; blobs stream to files.
+few kilobytes claiming gigabytes are refused after at most `_HEADER_READ_MAX` bytes.
+
+Bound per job: the archive takes about 1 MiB whatever it claims (copy chunk, tarfile's buffers, one
+member's headers, a manifest of at most 1 MiB; `tests/server/test_unpack.py` measures it), blobs stream
+to files, and the parsed records of `records.jsonl` (at most `Limits.max_records_bytes`) come on top:
+a whole import job peaks at ~80 MiB with device records at that cap, ~140 MiB with JSON crafted for the
+most objects per byte (`python -m benchmarks.worker_memory`).
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ class Limits:
     max_bytes: int
     max_members: int
     # records.jsonl is parsed in memory (about 6x its size for device records, up to 25x for JSON made
-    # of empty containers); a device's default 1 MiB package carries about 4 MiB of it
-    max_records_bytes: int = 16 * 1024 * 1024
+    # of empty containers); a device's default 1 MiB package carries at most about 4 MiB of it
+    max_records_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
