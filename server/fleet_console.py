@@ -17,6 +17,7 @@ from server.errors import InputError, RemoteError
 
 _SERVICE = "tinysphere server"
 FINAL_STATES = ("completed", "aborted")
+PAGE = 500  # items asked for per request; `next` links fetch the rest
 
 
 class ApiClient:
@@ -105,7 +106,7 @@ def _show(record: dict[str, Any]) -> None:
 
 def devices_list(args: argparse.Namespace) -> int:
     query = "".join(f"&tag={quote(tag)}" for tag in args.tag or [])
-    devices = list(_client(args).items(f"/api/v1/devices?limit=500{query}"))
+    devices = list(_client(args).items(f"/api/v1/devices?limit={PAGE}{query}"))
     if args.json:
         _say(json.dumps(devices, indent=2))
     else:
@@ -127,7 +128,7 @@ def _rollout_row(rollout: dict[str, Any]) -> dict[str, Any]:
 
 def rollouts_list(args: argparse.Namespace) -> int:
     query = f"&state={quote(args.state)}" if args.state else ""
-    rollouts = list(_client(args).items(f"/api/v1/rollouts?limit=500{query}"))
+    rollouts = list(_client(args).items(f"/api/v1/rollouts?limit={PAGE}{query}"))
     if args.json:
         _say(json.dumps(rollouts, indent=2))
     else:
@@ -160,11 +161,10 @@ def rollouts_watch(args: argparse.Namespace) -> int:
 
     client = _client(args)
     path = f"/api/v1/rollouts/{args.rollout_id}"
-    seen = 0
+    seen, rollout = 0, client.get(path)  # a wrong id or token ends here, before a bar is drawn
     with tqdm(total=0, unit="device", file=sys.stderr, dynamic_ncols=True) as bar:
         while True:
-            rollout = client.get(path)
-            events = list(client.items(f"{path}/events?limit=500"))
+            events = list(client.items(f"{path}/events?limit={PAGE}"))
             for event in events[seen:]:
                 bar.write(_event_line(event), file=sys.stdout)
             seen = len(events)
@@ -177,6 +177,7 @@ def rollouts_watch(args: argparse.Namespace) -> int:
             if rollout["state"] in FINAL_STATES or rollout["rolled_back"]:
                 break
             time.sleep(args.interval)
+            rollout = client.get(path)
     ended = "rolled back" if rollout["rolled_back"] else rollout["state"]
     _say(f"rollout {rollout['id']} {ended}")
     return 0 if rollout["state"] == "completed" and not rollout["rolled_back"] else 1

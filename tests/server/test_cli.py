@@ -1,0 +1,236 @@
+"""`tinysphere` as an operator meets it: one error line and status 2, --version, help, and the fleet read over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server import cli
+from server.cli import main
+from server.registry import offline
+from tests.server.registry.fixtures import Repo, publish, repo  # noqa: F401 - the session's TUF repository
+from tests.server.utils import auth, enroll
+
+TINYSPHERE = [sys.executable, "-m", "server.cli"]
+
+
+def _closed_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once the socket is closed
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("tinysphere: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("cli-keys") / "keys"
+    offline.init(directory)
+    return directory
+
+
+def _bad_inputs(repo: Repo, keys: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:  # noqa: F811
+    (tmp / "junk.tar").write_bytes(b"not a tar at all")
+    key = str(keys / "targets.key")
+    return {
+        "wrong token": (["devices", "list", "--server", repo.url, "--token", "tso_wrong"], "HTTP 401: "),
+        "server not running": (["devices", "list", "--server", _closed_port(), "--token", "tso_x"],
+                               "cannot reach http://127.0.0.1:"),
+        "bad tar path": (["bundle", "publish", str(tmp / "missing.tar"), "--key", key, "--server", repo.url,
+                          "--token", repo.operator_token], f"{tmp / 'missing.tar'}: No such file or directory"),
+        "not a tar": (["bundle", "publish", str(tmp / "junk.tar"), "--key", key, "--server", repo.url,
+                       "--token", repo.operator_token], "not a bundle tar"),
+        "missing key file": (["bundle", "publish", str(tmp / "junk.tar"), "--key", str(tmp / "no.key"),
+                              "--server", repo.url, "--token", repo.operator_token], f"cannot read key {tmp}"),
+        "missing root.json": (["keys", "push-root", "--dir", str(tmp), "--server", repo.url, "--token", "x"],
+                              f"{tmp / 'root.json'}: No such file or directory"),
+        "HTTP 404": (["devices", "show", "no-such-device", "--server", repo.url, "--token", repo.operator_token],
+                     "HTTP 404: "),
+        "HTTP 403": (["keys", "push-root", "--dir", str(keys), "--server", repo.url, "--token",
+                      repo.operator_token], "HTTP 403: "),
+        "no server": (["rollouts", "list", "--server", "", "--token", "x"], "give --server URL or set TINYSPHERE_URL"),
+    }
+
+
+CASES = ["wrong token", "server not running", "bad tar path", "not a tar", "missing key file", "missing root.json",
+         "HTTP 404", "HTTP 403", "no server"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_an_expected_error_is_one_line_and_status_2(case: str, repo: Repo, keys: Path, tmp_path: Path,  # noqa: F811
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    argv, expected = _bad_inputs(repo, keys, tmp_path)[case]
+    status, _, err = _run(capsys, *argv)
+    assert status == 2
+    assert expected in _one_error_line(err)
+
+
+def test_debug_adds_the_traceback(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    status, _, err = _run(capsys, "--debug", "devices", "list", "--server", repo.url, "--token", "tso_wrong")
+    assert status == 2
+    assert "Traceback (most recent call last)" in err and "server.errors.InputError" in err
+    assert err.strip().splitlines()[-1].startswith("tinysphere: error: GET /api/v1/devices")
+
+
+def test_a_real_process_says_one_line_for_a_server_that_is_not_running() -> None:
+    url = _closed_port()
+    out = subprocess.run([*TINYSPHERE, "rollouts", "list", "--server", url, "--token", "tso_x"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"tinysphere: error: cannot reach {url}: [Errno 111] Connection refused"]
+
+
+def test_version_comes_from_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tinysphere {version('tinymlops')}"
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(name, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                found += _parsers(sub, f"{name} {sub_name}")
+    return found
+
+
+def undocumented(parser: argparse.ArgumentParser, name: str) -> list[str]:
+    """Every option or argument of every (sub)command without help text."""
+    return [f"{command}: {action.option_strings or action.dest}" for command, sub in _parsers(parser, name)
+            for action in sub._actions
+            if not isinstance(action, argparse._SubParsersAction) and not action.help]
+
+
+def test_every_option_has_help() -> None:
+    assert undocumented(cli._parser(), "tinysphere") == []
+
+
+def test_token_help_names_the_role_each_command_needs() -> None:
+    helps = {command: {a.dest: a.help for a in sub._actions} for command, sub in _parsers(cli._parser(), "tinysphere")}
+    assert "admin role" in helps["tinysphere keys push-root"]["token"]
+    assert "admin role" in helps["tinysphere keys rotate"]["token"]
+    assert "operator role" in helps["tinysphere bundle publish"]["token"]
+    assert "viewer role" in helps["tinysphere rollouts watch"]["token"]
+
+
+def test_help_names_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for variable in ("TINYSPHERE_URL", "TINYSPHERE_TOKEN", "TINYSPHERE_DATA_DIR", "TINYSPHERE_DATABASE_URL"):
+        assert variable in text
+
+
+@pytest.mark.parametrize("argv", [["tokens", "create", "--role", "admin"], ["devices", "enroll-token"],
+                                  ["migrate"], ["jobs", "requeue"], ["worker", "--once"]])
+def test_local_commands_refuse_to_create_a_data_directory(argv: list[str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("TINYSPHERE_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default ./tinysphere-data, as a newcomer in another directory has it
+    status, out, err = _run(capsys, *argv)
+    line = _one_error_line(err)
+    assert status == 2 and out == ""
+    assert f"no data directory at {tmp_path / 'tinysphere-data'}" in line and "--init" in line
+    assert list(tmp_path.iterdir()) == []  # nothing created
+    status, _, err = _run(capsys, *argv, "--data-dir", str(tmp_path / "elsewhere"))
+    assert status == 2 and f"no data directory at {tmp_path / 'elsewhere'}" in _one_error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the fleet, read over HTTP
+
+@pytest.fixture(scope="module")
+def fleet(repo: Repo, client: TestClient, operator_token: str,  # noqa: F811
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Three devices tagged cli-fleet, bundle 7.0.0 published, a rollout of it to them, then aborted."""
+    devices = [enroll(client, operator_token, name=f"cli-{n}", tags=["cli-fleet"]) for n in range(3)]
+    publish(repo, tmp_path_factory.mktemp("cli-bundles"), "7.0.0")
+    body = {"model": "digits", "bundle_version": "7.0.0", "selector": {"tags": ["cli-fleet"]},
+            "waves": [{"count": 1, "soak_s": 10}, {"fraction": 1.0, "soak_s": 10}]}
+    created = client.post("/api/v1/rollouts", json=body, headers=auth(operator_token))
+    assert created.status_code == 201, created.text
+    rollout = created.json()
+    aborted = client.post(f"/api/v1/rollouts/{rollout['id']}/abort", headers=auth(operator_token))
+    assert aborted.status_code == 200, aborted.text
+    return {"devices": [d.device_id for d in devices], "rollout": rollout["id"]}
+
+
+def _api(repo: Repo, token: str) -> list[str]:  # noqa: F811
+    return ["--server", repo.url, "--token", token]
+
+
+def test_devices_list_follows_every_page(repo: Repo, fleet: dict[str, Any], viewer_token: str,  # noqa: F811
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("server.fleet_console.PAGE", 2)  # three devices: two pages
+    status, out, _ = _run(capsys, "devices", "list", "--tag", "cli-fleet", "--json", *_api(repo, viewer_token))
+    assert status == 0
+    assert sorted(d["id"] for d in json.loads(out)) == sorted(fleet["devices"])
+    status, out, _ = _run(capsys, "devices", "list", "--tag", "cli-fleet", *_api(repo, viewer_token))
+    lines = out.splitlines()
+    assert status == 0 and lines[0].split() == ["id", "name", "status", "model_version", "update_state", "last_seen"]
+    assert sorted(line.split()[0] for line in lines[1:]) == sorted(fleet["devices"])
+
+
+def test_devices_show(repo: Repo, fleet: dict[str, Any], viewer_token: str,  # noqa: F811
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    device = fleet["devices"][0]
+    status, out, _ = _run(capsys, "devices", "show", device, *_api(repo, viewer_token))
+    assert status == 0
+    fields = {}
+    for line in out.splitlines():
+        key, _, value = line.strip().partition("  ")
+        fields[key] = value.strip()
+    assert fields["id"] == device and fields["name"] == "cli-0" and fields["tags"] == '["cli-fleet"]'
+
+
+def test_rollouts_list_and_show(repo: Repo, fleet: dict[str, Any], viewer_token: str,  # noqa: F811
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "rollouts", "list", "--state", "aborted", "--json", *_api(repo, viewer_token))
+    assert status == 0
+    mine = [r for r in json.loads(out) if r["id"] == fleet["rollout"]]
+    assert [(r["bundle_version"], r["state"]) for r in mine] == [("7.0.0", "aborted")]
+    status, out, _ = _run(capsys, "rollouts", "show", str(fleet["rollout"]), *_api(repo, viewer_token))
+    assert status == 0
+    assert re.search(r"^\s*bundle_version\s+7\.0\.0$", out, re.M) and re.search(r"^\s*state\s+aborted$", out, re.M)
+    assert "wave 1: 1 device(s)" in out and "wave 2: 2 device(s)" in out
+
+
+def test_rollouts_watch_prints_each_decision_and_ends_with_the_rollout(repo: Repo, fleet: dict[str, Any],  # noqa: F811
+                                                                      viewer_token: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _run(capsys, "rollouts", "watch", str(fleet["rollout"]), "--interval", "0.1",
+                            *_api(repo, viewer_token))
+    assert status == 1  # aborted
+    lines = out.splitlines()
+    assert re.search(r" aborted: aborted by ", lines[-2]) and lines[-1] == f"rollout {fleet['rollout']} aborted"
+    assert f"rollout {fleet['rollout']} aborted, wave" in err  # the progress bar
+
+
+def test_a_missing_rollout_is_one_line(repo: Repo, viewer_token: str,  # noqa: F811
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = _run(capsys, "rollouts", "watch", "999999", *_api(repo, viewer_token))
+    assert status == 2 and "HTTP 404: " in _one_error_line(err)
