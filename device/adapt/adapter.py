@@ -157,20 +157,30 @@ class Adapter:
         """Reference samples pseudo-labels may hold: the learned share, less what the operator's labels take."""
         knn = self.classifier
         confirmed = int(np.count_nonzero(knn.origins != BUNDLE)) - len(self._guessed())
-        return int(self.config.learned_share * knn.max_samples) - confirmed
+        return self._share() - confirmed
 
     def _make_room(self, n: int, operator: bool = False) -> int:
-        """How many of `n` new samples fit in the learned share; the most redundant pseudo-labelled samples
-        leave to make room. An operator's samples always fit (beyond the share, the bundle's make room)."""
-        budget = self._budget()
-        n = n if operator else max(0, min(n, budget))
-        guessed = self._guessed()
-        excess = min(len(guessed), len(guessed) + n - budget)
-        if excess > 0:
-            victims = guessed[redundant(self.classifier.vectors[guessed], excess, self.classifier.metric)]
-            self.guesses -= set(self.classifier.origins[victims].tolist())
-            self.classifier.remove(victims)
+        """How many of `n` new learned samples fit in the learned share. The most redundant pseudo-labelled
+        samples leave to make room, and for an operator's samples, then the most redundant of the
+        operator's: they always join, and the bundle's samples keep the rest of the reference set."""
+        if not operator:
+            n = max(0, min(n, self._budget()))
+        self._evict(self._guessed(), n)
+        if operator:
+            self._evict(np.flatnonzero(self.classifier.origins != BUNDLE), n)
         return n
+
+    def _evict(self, pool: np.ndarray, n: int) -> None:
+        """Remove the most redundant samples of `pool` until `n` more learned samples fit in the share."""
+        knn = self.classifier
+        excess = min(len(pool), int(np.count_nonzero(knn.origins != BUNDLE)) + n - self._share())
+        if excess > 0:
+            victims = pool[redundant(knn.vectors[pool], excess, knn.metric)]
+            self.guesses -= set(knn.origins[victims].tolist())
+            knn.remove(victims)
+
+    def _share(self) -> int:
+        return int(self.config.learned_share * self.classifier.max_samples)
 
     def _judge(self) -> list[Event]:
         """End the probation: keep the adaptations, or restore the snapshot taken before them."""

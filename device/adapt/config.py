@@ -32,14 +32,14 @@ class AdaptConfig:
     agreement: float = 0.8  # kNN label share among members needed to extend a known class
     join_size: int = 4  # most central members of a cluster that join the reference set (purer than its rim)
     join_distance: float = 1.0  # ... of a new class, only those at least this far from the bundle's samples
-    learned_share: float = 0.4  # share of the reference set learned samples fill before pseudo-labels stop taking
-    # room; to make room the most redundant pseudo-labelled sample leaves first (an operator's label always joins)
+    learned_share: float = 0.35  # share of the reference set learned samples may fill: beyond it, the most redundant
+    # learned sample leaves (a pseudo-labelled one first; an operator's label always joins) and the bundle keeps the rest
     max_clusters: int = 32  # pseudo-labelled clusters remembered for relabelling by the operator
     # validated labels
     max_pending: int = 512  # validated labels waiting to be applied, at most
     # the vote of a learned sample, as a share of a bundle sample's: guards the known classes where new ones overlap
-    label_weight: float = 0.55  # a sample an operator labelled (drift samples: often ambiguous, near known classes)
-    pseudo_weight: float = 0.8  # a pseudo-labelled sample (only central cluster members, away from the bundle's)
+    label_weight: float = 0.65  # a sample an operator labelled (drift samples: often ambiguous, near known classes)
+    pseudo_weight: float = 0.9  # a pseudo-labelled sample (only central cluster members, away from the bundle's)
     # snapshot and rollback
     window: int = 30  # drifting frames before an adaptation that form its baseline
     probation: int = 30  # frames watched after a pseudo-label (and any joining it meanwhile) before they are kept

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from device.pipeline.knn import BUNDLE
 from tests.device.adapt.worlds import CONFIG
 
 
@@ -164,3 +165,21 @@ def test_a_label_whose_sample_expired_while_waiting_is_reported(world, adapter, 
     for seq in range(65, 86):
         events = adapter.observe(world.result(seq, "0"), drifting=False)
     assert [(e["action"], e["seqs"], e["reason"]) for e in events] == [("label_rejected", [60], "unknown_seq")]
+
+
+def test_learned_samples_keep_to_their_share_pseudo_labelled_ones_leave_first(world, adapter, stream):
+    stream(range(85))  # two pseudo-labelled clusters: 8 samples
+    share = int(CONFIG.learned_share * world.knn.max_samples)
+    taught = [str(6 + i % 4) for i in range(60)]
+
+    def counts() -> tuple[int, int, int]:
+        origins = world.knn.origins
+        return int(np.sum(origins == BUNDLE)), int(np.sum(origins >= 1000)), len(adapter.guesses)
+
+    for i, cls in enumerate(taught[:34]):
+        adapter.apply_label(1000 + i, cls, vector=world.draw(cls))
+    assert share == 42 and counts() == (78, 34, 8)  # the share is full: 34 + 8
+    for i, cls in enumerate(taught[34:], start=34):
+        assert adapter.apply_label(1000 + i, cls, vector=world.draw(cls))[0]["action"] == "validated_label"
+    assert counts() == (78, 42, 0)  # the guesses made room first, then the most redundant labels; the bundle kept 78
+    assert len(world.knn) == 120
