@@ -35,11 +35,18 @@ def test_models_versions_detail_and_download(published: Path, client: TestClient
     assert client.get("/api/v1/registry/models/nope/versions", headers=auth(viewer_token)).status_code == 404
 
 
-def test_publishing_again_is_a_no_op_and_changed_content_is_refused(repo: Repo, published: Path,
-                                                                    tmp_path: Path) -> None:
+def test_publishing_again_is_a_no_op_and_changed_content_is_refused(repo: Repo, published: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from server.cli import main
+
     publish(repo, tmp_path, "4.0.0")  # same bytes: already published
-    with pytest.raises(InputError, match="already published with other content"):
-        publish(repo, tmp_path / "other", "4.0.0", description="changed")
+    tar = tmp_path / "digits-4.0.0-changed.tar"
+    assert main(["bundle", "build", str(bundle_dir(tmp_path / "other", "4.0.0", description="changed")),
+                 "--out", str(tar)]) == 0
+    capsys.readouterr()
+    assert main(["bundle", "publish", str(tar), "--key", str(repo.keys / "targets.key"), "--server", repo.url,
+                 "--token", repo.operator_token]) == 2
+    assert "already published with other content" in capsys.readouterr().err
 
 
 def test_bundle_build_is_deterministic_and_checked(tmp_path: Path) -> None:
