@@ -145,3 +145,74 @@ def test_replay_catches_unseen_classes_within_30_frames_and_not_before() -> None
     assert fired and 300 <= fired[0] < 330
     assert summary["first_drift_seq"] == fired[0] == 309  # seeded: the exact frame
     assert summary["drift_events"] >= 1
+
+
+# ---------------------------------------------------------------- errors, --version, help
+
+def _one_error_line(err: str, prog: str = "tinylcm") -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"{prog}: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--config", "/nonexistent/c.json"], "/nonexistent/c.json: configuration file not found"),
+        (["updater", "--status", "--config", "/nonexistent/c.json"],
+         "/nonexistent/c.json: configuration file not found"),
+        (["replay", "--bundle", "/nonexistent", "--limit", "1"], "/nonexistent: bundle directory does not exist"),
+    ],
+)
+def test_an_expected_error_is_one_line_and_status_2(args: list[str], message: str) -> None:
+    out = tinylcm(*args)
+    assert out.returncode == 2
+    assert message in _one_error_line(out.stderr)
+
+
+def test_run_with_a_config_that_is_not_json_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text("{not json")
+    out = tinylcm("run", "--config", str(cfg))
+    assert out.returncode == 2 and f"{cfg}: not valid JSON" in _one_error_line(out.stderr)
+
+
+def test_debug_adds_the_traceback() -> None:
+    out = tinylcm("--debug", "run", "--config", "/nonexistent/c.json")
+    assert out.returncode == 2
+    assert "Traceback (most recent call last)" in out.stderr and "device.errors.ConfigError" in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "tinylcm: error: /nonexistent/c.json: configuration file not found"
+
+
+def test_the_updater_entry_point_says_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from device.updater.cli import main as updater_main
+
+    assert updater_main(["--status", "--config", "/nonexistent/c.json"]) == 2
+    assert "configuration file not found" in _one_error_line(capsys.readouterr().err, "tinylcm updater")
+
+
+def test_version_comes_from_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from device.updater.cli import main as updater_main
+
+    out = tinylcm("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"tinylcm {version('tinymlops')}"
+    with pytest.raises(SystemExit) as exited:
+        updater_main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"tinylcm updater {version('tinymlops')}"
+
+
+def test_every_option_has_help() -> None:
+    from device.cli import build_parser
+    from tests.utils.cli import undocumented
+
+    assert undocumented(build_parser(), "tinylcm") == []
+
+
+def test_help_names_the_environment() -> None:
+    out = tinylcm("--help")
+    assert out.returncode == 0
+    for variable in ("TINYMLOPS_SERVER_URL", "TINYMLOPS_ENROLLMENT_TOKEN", "TINYMLOPS_DEVICE_NAME", "data_dir"):
+        assert variable in out.stdout

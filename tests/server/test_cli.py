@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import socket
@@ -20,6 +19,7 @@ from server.cli import main
 from server.registry import offline
 from tests.server.registry.fixtures import Repo, publish, repo  # noqa: F401 - the session's TUF repository
 from tests.server.utils import auth, enroll
+from tests.utils.cli import parsers, undocumented
 
 TINYSPHERE = [sys.executable, "-m", "server.cli"]
 
@@ -108,28 +108,12 @@ def test_version_comes_from_the_installed_distribution(capsys: pytest.CaptureFix
     assert capsys.readouterr().out.strip() == f"tinysphere {version('tinymlops')}"
 
 
-def _parsers(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, argparse.ArgumentParser]]:
-    found = [(name, parser)]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub_name, sub in action.choices.items():
-                found += _parsers(sub, f"{name} {sub_name}")
-    return found
-
-
-def undocumented(parser: argparse.ArgumentParser, name: str) -> list[str]:
-    """Every option or argument of every (sub)command without help text."""
-    return [f"{command}: {action.option_strings or action.dest}" for command, sub in _parsers(parser, name)
-            for action in sub._actions
-            if not isinstance(action, argparse._SubParsersAction) and not action.help]
-
-
 def test_every_option_has_help() -> None:
     assert undocumented(cli._parser(), "tinysphere") == []
 
 
 def test_token_help_names_the_role_each_command_needs() -> None:
-    helps = {command: {a.dest: a.help for a in sub._actions} for command, sub in _parsers(cli._parser(), "tinysphere")}
+    helps = {command: {a.dest: a.help for a in sub._actions} for command, sub in parsers(cli._parser(), "tinysphere")}
     assert "admin role" in helps["tinysphere keys push-root"]["token"]
     assert "admin role" in helps["tinysphere keys rotate"]["token"]
     assert "operator role" in helps["tinysphere bundle publish"]["token"]
