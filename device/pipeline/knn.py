@@ -75,6 +75,7 @@ class KNNClassifier:
         self._clock = 0
         self._weights = np.zeros(0, dtype=np.float32)  # vote weight per sample
         self._uniform = True  # every weight is 1: the vote skips them
+        self._weight_list: list[float] = []  # the weights as floats, read by the vote (cheaper than numpy there)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -153,6 +154,7 @@ class KNNClassifier:
 
     def _refresh_weights(self) -> None:
         self._uniform = bool(np.all(self._weights == 1.0))
+        self._weight_list = [] if self._uniform else self._weights.tolist()
 
     # -- search and vote -----------------------------------------------------------------
     def search(self, x: np.ndarray) -> Neighbours:
@@ -195,9 +197,9 @@ class KNNClassifier:
             for label, dist in zip(neighbours.labels, neighbours.distances.tolist(), strict=True):
                 scores[label] = scores.get(label, 0.0) + 1.0 / (dist + 1e-6)
         else:
-            weights = self._weights[neighbours.indices].tolist()
-            for label, dist, w in zip(neighbours.labels, neighbours.distances.tolist(), weights, strict=True):
-                scores[label] = scores.get(label, 0.0) + w / (dist + 1e-6)
+            weights, rows = self._weight_list, neighbours.indices.tolist()
+            for label, dist, i in zip(neighbours.labels, neighbours.distances.tolist(), rows, strict=True):
+                scores[label] = scores.get(label, 0.0) + weights[i] / (dist + 1e-6)
         best = max(scores, key=scores.__getitem__)
         return best, scores[best] / sum(scores.values())
 
