@@ -6,7 +6,10 @@
 - `rollback_s`: from creating the rollout of a bad bundle until every device it touched reports the
   previous version again;
 - `bad_bundle_max_fraction`: the largest share of the fleet that ever ran (or downloaded) the bad bundle;
-- `bytes_per_device`: update traffic (TUF metadata + bundle) per device for the good rollout.
+- `bytes_per_device`: update traffic (TUF metadata + bundle files) per device for the good rollout;
+- `mobilenetv2`: `bytes_per_device` of a full update (digits 2.0.0 -> the MobileNetV2 fixture as 3.0.0: every
+  file but the identical labels.txt) and of a kNN-only update (3.0.0 -> 3.0.1, only `knn_state.npz` changed),
+  side by side, with their ratio and the tar a device without file lists would download instead.
 
 The server is the real one (`tinysphere serve --worker` on PostgreSQL + the S3 API, online TUF keys,
 root/targets keys offline in a temp dir). The devices are light in-process agents, one thread each: the
@@ -39,9 +42,12 @@ from device.updater.health import HealthSample
 from device.updater.machine import Updater
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.target import DeviceProfile, detect_tflite_version
+from tests.device.updater.fakes import knn_variant, variant
 from tests.e2e.fleet import (
     DIGITS_V2,
     FACTORY,
+    GATES,
+    ROOT,
     RegistryServer,
     alarming_bundle,
     database,
@@ -170,6 +176,42 @@ class Agent:
 
 
 
+MOBILENETV2 = ROOT / "benchmarks" / "fixtures" / "mobilenetv2"
+
+
+def _traffic() -> int:
+    with _LOCK:
+        return sum(_BYTES.values())
+
+
+def _roll_out(server: RegistryServer, agents: list[Agent], bundle: Path, soak_s: float) -> int:
+    """Publish `bundle`, roll it out to every agent in one wave, wait for every commit; bytes per device."""
+    meta = load_bundle(bundle, verify=False)
+    server.publish(bundle)
+    before = _traffic()
+    ids = [a.device_id for a in agents]
+    rollout = server.api("POST", "/rollouts", {
+        "model": meta.name, "bundle_version": meta.version, "selector": {"device_ids": ids},
+        "waves": [{"fraction": 1.0, "soak_s": soak_s}], "gates": GATES, "wave_timeout_s": 300})
+    wait_for(lambda: server.api("GET", f"/rollouts/{rollout['id']}")["state"] != "running",
+             f"the rollout of {meta.name} {meta.version}", timeout_s=600)
+    wait_for(lambda: all(a.live_version() == meta.version and str(a.updater.record.state) == "COMMITTED"
+                         for a in agents), f"every device on {meta.version}", timeout_s=300)
+    return round((_traffic() - before) / len(agents))
+
+
+def _mobilenetv2(server: RegistryServer, agents: list[Agent], soak_s: float, workdir: Path) -> dict[str, Any]:
+    """A full update to the MobileNetV2 fixture, then a kNN-only one, side by side."""
+    full = variant(workdir, "3.0.0", source=MOBILENETV2)
+    knn = knn_variant(workdir / "knn", "3.0.1", source=full)
+    full_bytes = _roll_out(server, agents, full, soak_s)
+    knn_bytes = _roll_out(server, agents, knn, soak_s)
+    tar = next(server.workdir.glob(f"{knn.name}-*.tar"))
+    return {"full_update_bytes_per_device": full_bytes, "knn_only_update_bytes_per_device": knn_bytes,
+            "knn_only_over_full": round(knn_bytes / full_bytes, 4), "bundle_tar_bytes": tar.stat().st_size,
+            "knn_state_bytes": (knn / "knn_state.npz").stat().st_size}
+
+
 def run(devices: int, soak_s: float, workdir: Path, services: dict[str, str]) -> dict[str, Any]:
     _count_bytes()
     stop = threading.Event()
@@ -215,6 +257,9 @@ def run(devices: int, soak_s: float, workdir: Path, services: dict[str, str]) ->
             wait_for(stopped, "the bad rollout to be stopped and rolled back", timeout_s=300, every_s=0.25)
             rollback = time.monotonic() - started
             status = server.api("GET", f"/rollouts/{bad['id']}")
+            server.api("POST", f"/rollouts/{bad['id']}/abort")  # paused: its devices may join the next one
+            (workdir / "knn").mkdir()
+            mobilenetv2 = _mobilenetv2(server, agents, soak_s, workdir)
             return {
                 "devices": devices,
                 "agents": "in-process (real updater + heartbeat per device, synthetic inference health)",
@@ -226,6 +271,7 @@ def run(devices: int, soak_s: float, workdir: Path, services: dict[str, str]) ->
                 "bad_rollout_wave": status["current_wave"],
                 "bytes_per_device": round(good_bytes / devices),
                 "bundle_tar_bytes": bad_tar.stat().st_size,
+                "mobilenetv2": mobilenetv2,
             }
         finally:
             stop.set()
