@@ -218,3 +218,37 @@ def test_a_missing_rollout_is_one_line(repo: Repo, viewer_token: str,  # noqa: F
                                        capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = _run(capsys, "rollouts", "watch", "999999", *_api(repo, viewer_token))
     assert status == 2 and "HTTP 404: " in _one_error_line(err)
+
+
+def test_rollouts_watch_follows_a_running_rollout_until_it_ends(repo: Repo, fleet: dict[str, Any],  # noqa: F811
+                                                                client: TestClient, operator_token: str,
+                                                                viewer_token: str) -> None:
+    """A real process watches while the rollout is paused, resumed and aborted: each decision shows once."""
+    body = {"model": "digits", "bundle_version": "7.0.0", "selector": {"tags": ["cli-fleet"]},
+            "waves": [{"fraction": 1.0, "soak_s": 10}]}
+    rollout = client.post("/api/v1/rollouts", json=body, headers=auth(operator_token)).json()["id"]
+    watch = subprocess.Popen([*TINYSPHERE, "rollouts", "watch", str(rollout), "--interval", "0.1",
+                              *_api(repo, viewer_token)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert watch.stderr is not None
+    bar = ""
+
+    def wait_for(state: str) -> None:  # the bar's description, redrawn on each poll
+        nonlocal bar
+        while f"rollout {rollout} {state}, wave" not in bar:
+            char = watch.stderr.read(1)  # type: ignore[union-attr]
+            assert char, bar
+            bar += char
+
+    try:
+        for action, state in (("pause", "running"), ("resume", "paused"), ("abort", "running")):
+            wait_for(state)
+            answer = client.post(f"/api/v1/rollouts/{rollout}/{action}", headers=auth(operator_token))
+            assert answer.status_code == 200, answer.text
+        out, _ = watch.communicate(timeout=60)
+    finally:
+        watch.kill()
+    assert watch.returncode == 1
+    *events, last = out.splitlines()
+    assert [re.search(r" (\w+): ", line).group(1) for line in events] == [  # type: ignore[union-attr]
+        "created", "paused", "resumed", "aborted"]
+    assert last == f"rollout {rollout} aborted"
