@@ -32,8 +32,8 @@ class AdaptConfig:
     agreement: float = 0.8  # kNN label share among members needed to extend a known class
     join_size: int = 4  # most central members of a cluster that join the reference set (purer than its rim)
     join_distance: float = 1.0  # ... of a new class, only those at least this far from the bundle's samples
-    learned_share: float = 0.35  # share of the reference set learned samples may fill: beyond it, the most redundant
-    # learned sample leaves (a pseudo-labelled one first; an operator's label always joins) and the bundle keeps the rest
+    learned_share: float = 0.35  # share of the reference set learned samples may fill; beyond it the most redundant
+    # learned sample leaves (a pseudo-labelled one first; an operator's label always joins): the bundle keeps the rest
     max_clusters: int = 32  # pseudo-labelled clusters remembered for relabelling by the operator
     # validated labels
     max_pending: int = 512  # validated labels waiting to be applied, at most

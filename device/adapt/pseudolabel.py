@@ -2,8 +2,8 @@
 
 The split is a greedy density step in the spirit of DBSCAN (Ester et al., KDD 1996), repeated: the
 sample with the most quarantined neighbours within a radius seeds a cluster, re-centred on its
-medoid; its members leave and the next densest sample seeds the next. Every cluster found twice in
-a row is named. One far from every named class (the bundle's and the operator's) is a new class
+medoid; its members leave and the next densest sample seeds the next. A cluster found in `stable_checks`
+searches in a row is named. One far from every named class (the bundle's and the operator's) is a new class
 ("unknown-N"); one close to them on which the kNN agrees extends that class. Pseudo-labels do not
 count as named here, and a cluster never joins one: the kNN's agreement with the nearest "unknown-N"
 only says that nothing better is near, and merging there mixed new classes.

@@ -5,8 +5,8 @@ written only when that content is new: the periodic save of an adapter that did 
 few kilobytes, not the whole set, on the SD card. `adapt_state.npz` names the reference file it goes
 with and is replaced last, and older reference files are removed after it: a power cut at any point
 leaves the old state or the new one, each with its own reference set. Each reference sample's origin
-(the bundle, or the frame it was learned from) is kept beside it; state saved before origins were kept
-still loads, its samples matched against the bundle's reference set to tell shipped from learned.
+(the bundle, or the frame it was learned from) and vote weight are kept beside it; state saved before
+they were kept still loads, its samples matched against the bundle's to tell shipped from learned.
 """
 
 from __future__ import annotations
