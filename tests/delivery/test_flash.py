@@ -10,6 +10,7 @@ import importlib.util
 import json
 import lzma
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,6 +155,7 @@ def test_compressed_image(root_json: Path, tmp_path: Path, suffix: str) -> None:
     assert out.returncode == 0, out.stderr
     assert "tinymlops" in list_boot(out_image)
     assert sha256(image) != sha256(out_image) and out_image.stat().st_size == image.stat().st_size
+    assert re.search(r"unpacking\s*: [\d.]+[kMG]?i?B ", out.stderr), out.stderr  # tqdm's byte count
 
 
 def test_balenaos_gets_hostname_wifi_and_device_variables(root_json: Path, tmp_path: Path) -> None:

@@ -252,3 +252,11 @@ def test_rollouts_watch_follows_a_running_rollout_until_it_ends(repo: Repo, flee
     assert [re.search(r" (\w+): ", line).group(1) for line in events] == [  # type: ignore[union-attr]
         "created", "paused", "resumed", "aborted"]
     assert last == f"rollout {rollout} aborted"
+
+
+def test_bundle_publish_shows_upload_progress(repo: Repo, tmp_path: Path,  # noqa: F811
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    publish(repo, tmp_path, "7.2.0")
+    out = capsys.readouterr()
+    assert "published digits/7.2.0/bundle.tar" in out.out
+    assert re.search(r"bundle\.tar: 100%\|.*\| [\d.]+k?i?B?/[\d.]+k?i?B?", out.err), out.err  # tqdm's bar, on stderr
