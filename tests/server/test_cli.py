@@ -70,11 +70,13 @@ def _bad_inputs(repo: Repo, keys: Path, tmp: Path) -> dict[str, tuple[list[str],
         "HTTP 403": (["keys", "push-root", "--dir", str(keys), "--server", repo.url, "--token",
                       repo.operator_token], "HTTP 403: "),
         "no server": (["rollouts", "list", "--server", "", "--token", "x"], "give --server URL or set TINYSPHERE_URL"),
+        "HTTP 422": (["rollouts", "list", "--state", "s" * 17, "--server", repo.url, "--token", repo.operator_token],
+                     "HTTP 422: query.state: String should have at most 16 characters"),
     }
 
 
 CASES = ["wrong token", "server not running", "bad tar path", "not a tar", "missing key file", "missing root.json",
-         "HTTP 404", "HTTP 403", "no server"]
+         "HTTP 404", "HTTP 403", "no server", "HTTP 422"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -260,3 +262,22 @@ def test_bundle_publish_shows_upload_progress(repo: Repo, tmp_path: Path,  # noq
     out = capsys.readouterr()
     assert "published digits/7.2.0/bundle.tar" in out.out
     assert re.search(r"bundle\.tar: 100%\|.*\| [\d.]+k?i?B?/[\d.]+k?i?B?", out.err), out.err  # tqdm's bar, on stderr
+
+
+def test_a_problem_is_one_line_with_every_validation_error_and_retry_after() -> None:
+    from urllib3 import HTTPResponse
+
+    from server.fleet_console import problem_message
+
+    invalid = {"type": "https://tinymlops.dev/problems/invalid-request", "title": "Invalid request", "status": 422,
+               "detail": "query.limit: too big (and 1 more)",
+               "errors": [{"loc": ["query", "limit"], "msg": "too big", "type": "x"},
+                          {"loc": ["query", "offset"], "msg": "too small", "type": "y"}]}
+    answer = HTTPResponse(body=json.dumps(invalid).encode(), status=422, preload_content=True)
+    assert problem_message(answer) == "HTTP 422: query.limit: too big (and 1 more); query.offset: too small"
+    busy = {"title": "Too many requests", "status": 429}
+    answer = HTTPResponse(body=json.dumps(busy).encode(), status=429, headers={"Retry-After": "30"},
+                          preload_content=True)
+    assert problem_message(answer) == "HTTP 429: Too many requests (retry after 30 s)"
+    answer = HTTPResponse(body=b"<html>\n bad gateway\n</html>", status=502, preload_content=True)
+    assert problem_message(answer) == "HTTP 502: <html> bad gateway </html>"
