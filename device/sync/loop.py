@@ -74,11 +74,18 @@ class SyncLoop:
 
     async def _every(self, stop: asyncio.Event, interval: float, job: Callable[[], Any],
                      wake: asyncio.Event | None = None) -> None:
+        name = getattr(job, "__name__", "sync")
+        failing = False  # the server's trouble is said once, then once more when it is over
         while not stop.is_set():
             try:
                 await job()
+                if failing:
+                    log.info("%s works again", name)
+                    failing = False
             except RemoteError as exc:
-                log.warning("%s failed: %s", getattr(job, "__name__", "sync"), exc)
+                log.log(logging.DEBUG if failing else logging.WARNING, "%s failed: %s%s", name, exc,
+                        "" if failing else " (retrying quietly until it works again)")
+                failing = True
             except StateError as exc:
                 log.error("%s", exc)
             except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: the outbox degrades, the task goes on

@@ -62,6 +62,7 @@ class Worker:
     def run_forever(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> None:
         """Poll the queue until `stop` is set; an unreachable database only delays. `tick` runs each round."""
         delay = self.settings.worker_poll_s
+        unreachable = False  # said once when the database goes away, once when it is back
         while not stop.is_set():
             if tick is not None:
                 tick()
@@ -69,8 +70,13 @@ class Worker:
             try:
                 busy = self.run_once()
                 delay = self.settings.worker_poll_s
+                if unreachable:
+                    logger.info("job queue reachable again")
+                    unreachable = False
             except SQLAlchemyError as exc:
-                logger.error("job queue unreachable, retrying in %.1fs: %s", delay, exc)
+                logger.log(logging.DEBUG if unreachable else logging.ERROR,
+                           "job queue unreachable, retrying with backoff (up to 30 s) until it is back: %s", exc)
+                unreachable = True
                 busy = False
                 delay = min(delay * 2, 30.0)
             if not busy:

@@ -278,3 +278,36 @@ def test_imported_packages_are_tagged_for_the_lifecycle_rule(client: TestClient,
     worker.drain()
     assert _package(backends, package_id).status == "imported"
     assert tags()[IMPORTED_TAG[0]] == IMPORTED_TAG[1]
+
+
+def test_an_unreachable_queue_is_said_once_and_its_return_once(
+    backends: Backends, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database outage must not log an error on every retry."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    outcomes: list[bool | None] = [None] * 4 + [False] + [None] * 2 + [False]
+    stop = threading.Event()
+
+    class Flaky(Worker):
+        def maintain(self) -> None:
+            pass
+
+        def run_once(self) -> bool:
+            outcome = outcomes.pop(0)
+            if not outcomes:
+                stop.set()
+            if outcome is None:
+                raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+            return outcome
+
+    flaky = Flaky(backends)
+    flaky.settings = backends.settings.model_copy(update={"worker_poll_s": 0.001})
+    caplog.set_level(logging.DEBUG, logger="server.worker.runner")
+    flaky.run_forever(stop)
+    said = [(r.levelno, r.getMessage().split(",")[0].split(":")[0]) for r in caplog.records
+            if r.name == "server.worker.runner" and r.levelno >= logging.INFO]
+    assert said == [(logging.ERROR, "job queue unreachable"), (logging.INFO, "job queue reachable again"),
+                    (logging.ERROR, "job queue unreachable"), (logging.INFO, "job queue reachable again")]

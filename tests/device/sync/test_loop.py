@@ -263,3 +263,29 @@ def test_settings_come_from_the_device_configuration(tmp_path: Path) -> None:
     assert (settings.client.read_timeout_s, settings.client.connect_timeout_s) == (5, 5)
     assert settings.pack.max_bytes == 65536 and settings.pack.images.max_side == 64
     assert outbox_settings_from(config.outbox).max_mb == 12
+
+
+def test_a_server_outage_is_said_once_and_its_end_once(
+    outbox: Outbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device offline for hours must not log a warning every round."""
+    import logging
+
+    loop = SyncLoop(outbox, sync_settings("http://127.0.0.1:9", tmp_path))
+    outcomes: list[Exception | None] = [ServerUnavailableError("down", 503)] * 4 + [None, None]
+    outcomes += [ServerUnavailableError("down again", 503)] * 2 + [None]
+    stop = asyncio.Event()
+
+    async def sync() -> None:
+        outcome = outcomes.pop(0)
+        if not outcomes:
+            stop.set()
+        if outcome is not None:
+            raise outcome
+
+    caplog.set_level(logging.DEBUG, logger="device.sync.loop")
+    asyncio.run(loop._every(stop, 0, sync))
+    said = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records
+            if r.name == "device.sync.loop" and r.levelno >= logging.INFO]
+    assert said == [(logging.WARNING, "sync failed"), (logging.INFO, "sync works again"),
+                    (logging.WARNING, "sync failed"), (logging.INFO, "sync works again")]
