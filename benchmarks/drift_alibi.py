@@ -64,7 +64,7 @@ def cvm(reference: np.ndarray, cache: Path | None) -> tuple[Factory, float, dict
     """alibi's CVMDriftOnline; its null streams are simulated once (they do not depend on the ERT) and cached."""
     from alibi_detect.cd import CVMDriftOnline
 
-    class CachedCVM(CVMDriftOnline):  # type: ignore[misc]
+    class CachedCVM(CVMDriftOnline):
         def _simulate_streams(self, t_max: int) -> np.ndarray:
             name = f"cvm-null-n{self.n}-w{'-'.join(map(str, self.window_sizes))}-b{self.n_bootstraps}-s{SEED}.npy"
             path = None if cache is None else cache / name
