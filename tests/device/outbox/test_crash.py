@@ -118,7 +118,9 @@ def test_kill_9_mid_write_loses_no_acknowledged_record_and_counts_every_other_on
     assert {p.name for p in box.blobs.path.iterdir()} == referenced
     stored = [r["seq"] for r in box.records()]
     gaps = [range(r["seq_first"], r["seq_last"] + 1) for r in _crash_reports(box)]
-    assert sum(len(g) for g in gaps) == box.lost_in_crash > 0
+    # Whether a random kill finds records queued is timing; the count is exact either way (a kill with
+    # records certainly queued is the test above).
+    assert sum(len(g) for g in gaps) == box.lost_in_crash
     assert sorted(stored + [s for g in gaps for s in g]) == list(range(1, stored[-1] + 1))  # no seq unaccounted
     assert set(issued_ever) <= set(stored) | {s for g in gaps for s in g}  # each stored, or reported lost
     assert box.append("log", {"m": "resumed"}) == stored[-1] + 1
