@@ -32,12 +32,20 @@ class _Cut(Exception):
     """The proxy cut the connection on purpose."""
 
 
-async def _read_message(reader: asyncio.StreamReader) -> bytes:
-    """One HTTP/1.1 message (head + Content-Length body, or a chunked body); b"" at EOF."""
+async def read_message(reader: asyncio.StreamReader, *, answering: str | None = None) -> bytes:
+    """One HTTP/1.1 message (head + Content-Length body, or a chunked body); b"" at EOF.
+
+    `answering`: for a response, the method of its request (an answer to HEAD, and a 1xx, 204 or 304,
+    has no body whatever its headers say).
+    """
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
         return b""
+    if answering is not None:
+        status = int(head.split(b" ", 2)[1])
+        if answering == "HEAD" or status < 200 or status in (204, 304):
+            return head
     headers = {
         k.strip().lower(): v.strip()
         for k, _, v in (line.partition(":") for line in head.decode("latin-1").split("\r\n")[1:] if line)
@@ -111,7 +119,7 @@ class FaultProxy:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while not self.down:
-                request = await _read_message(reader)
+                request = await read_message(reader)
                 if not request or self.down:
                     return
                 if upstream is None:
@@ -147,7 +155,7 @@ class FaultProxy:
             raise _Cut
         up_writer.write(request)
         await up_writer.drain()
-        response = await _read_message(up_reader)
+        response = await read_message(up_reader)
         if not response:
             raise _Cut
         self.forwarded += 1
