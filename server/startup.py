@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from server import embedded
 from server.backends import Backends, open_backends, open_mlflow
@@ -59,9 +59,16 @@ def prepare(settings: Settings, *, with_mlflow: bool) -> Backends:
     return open_backends(settings, endpoints.database_url, mlflow=mlflow)
 
 
+FIRST_ADMIN_LOCK_ID = 0x7469_6E79_0001  # "tiny" + 1: the first-start admin token
+
+
 def first_admin_token(backends: Backends) -> str | None:
-    """Create an admin token if no operator token exists yet; returns it (shown once)."""
+    """Create an admin token if no operator token exists yet; returns it (shown once).
+
+    Replicas starting together serialise on a transaction-level advisory lock, so exactly one prints it.
+    """
     with backends.sessions() as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": FIRST_ADMIN_LOCK_ID})
         if session.scalar(select(func.count()).select_from(ApiToken)):
             return None
         token = create_api_token(session, "admin (first start)", Role.admin)

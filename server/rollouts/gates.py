@@ -68,7 +68,7 @@ def evaluate(gates: dict[str, Any], devices: list[Observation], soak_s: float, n
     total = len(devices)
     failed = sum(1 for o in devices if o.state == "failed")
     minimum = gates.get("min_healthy_fraction") or 0.0
-    if total and failed / total > 1 - minimum:
+    if total and (total - failed) / total < minimum:  # not failed/total > 1 - minimum: 1 - 0.9 < 0.1
         return Verdict("breach", f"{failed} of {total} devices rolled back the bundle themselves",
                        {"devices": total, "failed": failed})
     soak = timedelta(seconds=soak_s)
