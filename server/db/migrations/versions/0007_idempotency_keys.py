@@ -1,8 +1,8 @@
 """idempotency keys
 
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-08
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-06
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0008'
-down_revision: str | None = '0007'
+revision: str = '0007'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
