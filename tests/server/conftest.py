@@ -13,11 +13,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from server.api.app import create_app
 from server.backends import Backends, open_backends, open_mlflow
 from server.config import Settings
+from server.db.engine import create_db_engine
 from server.db.models import Role
 from server.identity import create_api_token
 from server.startup import migrate
@@ -49,6 +51,26 @@ def database_url(test_env: dict[str, str]) -> Iterator[str]:
     yield url
     with _admin(admin) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def scratch_database_url(test_env: dict[str, str]) -> Iterator[str]:
+    """An empty database of its own (not migrated), dropped afterwards."""
+    admin = test_env["TINYMLOPS_TEST_DATABASE_URL"]
+    name = f"tinysphere_scratch_{uuid.uuid4().hex[:8]}"
+    with _admin(admin) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    with _admin(admin) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def scratch_engine(scratch_database_url: str) -> Iterator[Engine]:
+    """An engine on `scratch_database_url`."""
+    engine = create_db_engine(scratch_database_url, Settings(environment="development"))
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import psycopg
 import pytest
 from alembic import command
-from psycopg import sql
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from server.config import Settings
-from server.db.engine import create_db_engine
 from server.db.migrate import alembic_config, upgrade
 
 SHA = "0" * 64
-
-
-@pytest.fixture
-def scratch_engine(test_env: dict[str, str]) -> Iterator[Engine]:
-    admin = test_env["TINYMLOPS_TEST_DATABASE_URL"]
-    name = f"tinysphere_migrate_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    engine = create_db_engine(url, Settings(environment="development"))
-    yield engine
-    engine.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _package(connection: Connection, device_id: str, package_id: str) -> None:

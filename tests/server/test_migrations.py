@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from psycopg import sql
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from server.cli import main
-from server.config import Settings
-from server.db.engine import create_db_engine
 from server.db.migrate import alembic_config, upgrade
 from server.db.models import Base
-
-
-@pytest.fixture
-def scratch_engine(test_env: dict[str, str]) -> Iterator[Engine]:
-    admin = test_env["TINYMLOPS_TEST_DATABASE_URL"]
-    name = f"tinysphere_migrate_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    engine = create_db_engine(url, Settings(environment="development"))
-    yield engine
-    engine.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_upgrade_matches_models_and_is_repeatable(scratch_engine: Engine) -> None:

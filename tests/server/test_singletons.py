@@ -187,35 +187,23 @@ def test_two_workers_maintaining_at_once_decide_once(replicas: list[Backends], v
     assert sum(_beat(client, d, old, "IDLE")["bundle_version"] == new for d in fleet) == 1
 
 
-def test_replicas_starting_together_print_one_first_admin_token(settings: Any, test_env: dict[str, str]) -> None:
+def test_replicas_starting_together_print_one_first_admin_token(settings: Any, scratch_database_url: str) -> None:
     """Two API replicas on a new database: exactly one creates and prints the admin token."""
-    import psycopg
-    from psycopg import sql
     from sqlalchemy import func
-    from sqlalchemy.engine import make_url
 
     from server.db.models import ApiToken
     from server.startup import first_admin_token, migrate
 
-    admin = test_env["TINYMLOPS_TEST_DATABASE_URL"]
-    name = f"tinysphere_first_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url, settings)
-        for _ in range(5):  # several rounds: the race without the lock lost about 2 times in 3
-            pair = [open_backends(settings, url, store=None) for _ in range(REPLICAS)]
-            try:
-                printed = [t for t in at_once([lambda b=b: first_admin_token(b) for b in pair]) if t]
-                with pair[0].sessions() as session:
-                    assert session.scalar(select(func.count()).select_from(ApiToken)) == 1
-                    session.execute(ApiToken.__table__.delete())
-                    session.commit()
-            finally:
-                for backends in pair:
-                    backends.close()
-            assert len(printed) == 1
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    migrate(scratch_database_url, settings)
+    for _ in range(5):  # several rounds: the race without the lock lost about 2 times in 3
+        pair = [open_backends(settings, scratch_database_url, store=None) for _ in range(REPLICAS)]
+        try:
+            printed = [t for t in at_once([lambda b=b: first_admin_token(b) for b in pair]) if t]
+            with pair[0].sessions() as session:
+                assert session.scalar(select(func.count()).select_from(ApiToken)) == 1
+                session.execute(ApiToken.__table__.delete())
+                session.commit()
+        finally:
+            for backends in pair:
+                backends.close()
+        assert len(printed) == 1
