@@ -6,16 +6,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from tests.server.utils import auth, enroll
-
-
-def _sign_in(client: TestClient, token: str) -> None:
-    form = client.get("/ui/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    answer = client.post("/ui/login", data={"token": token, "csrf": csrf.group(1), "next": "/ui/"},
-                         follow_redirects=False)
-    assert answer.status_code == 303, answer.text
+from tests.server.utils import auth, enroll, sign_in
 
 
 def test_the_records_a_device_lost_in_crashes_are_shown_in_its_api_and_on_its_page(
@@ -23,7 +14,7 @@ def test_the_records_a_device_lost_in_crashes_are_shown_in_its_api_and_on_its_pa
 ) -> None:
     device = enroll(client, operator_token)
     page = f"/ui/devices/{device.device_id}"
-    _sign_in(client, viewer_token)
+    sign_in(client, viewer_token)
     assert re.search(r'<dd id="lost-in-crash">0</dd>', client.get(page).text)  # before any report: none known
     health = {"lost_in_crash": 17, "outbox_dropped": 4, "frames": 900}
     answer = client.post(f"/api/v1/devices/{device.device_id}/heartbeat", json={"health": health},

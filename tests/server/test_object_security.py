@@ -5,7 +5,6 @@ dashboard's origin."""
 from __future__ import annotations
 
 import io
-import re
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,7 +19,17 @@ from server.backends import Backends
 from server.db.models import Record
 from server.storage.local import LocalStore
 from server.worker.runner import Worker
-from tests.server.utils import EnrolledDevice, PackageSpec, auth, build_package, drift_record, enroll, record, upload
+from tests.server.utils import (
+    EnrolledDevice,
+    PackageSpec,
+    auth,
+    build_package,
+    drift_record,
+    enroll,
+    record,
+    sign_in,
+    upload,
+)
 
 HTML = b"<html><body><script>fetch('/ui/').then(r => r.text()).then(alert)</script></body></html>"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(document.domain)"><rect/></svg>'
@@ -64,15 +73,6 @@ def _events(client: TestClient, token: str, device_id: str) -> dict[int, dict[st
     listed = client.get("/api/v1/drift/events", params={"device_id": device_id}, headers=auth(token)).json()
     return {e["seq"]: client.get(f"/api/v1/drift/events/{e['id']}", headers=auth(token)).json()
             for e in listed["items"]}
-
-
-def _sign_in(client: TestClient, token: str) -> None:
-    form = client.get("/ui/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    answer = client.post("/ui/login", data={"token": token, "csrf": csrf.group(1), "next": "/ui/"},
-                         follow_redirects=False)
-    assert answer.status_code == 303, answer.text
 
 
 def _assert_sandboxed(headers: Mapping[str, str], content_type: str) -> None:
@@ -120,7 +120,7 @@ def test_images_are_served_with_their_checked_type_nosniff_and_a_sandbox(
     assert package["status"] == "imported" and package["error"] is None
     events = _events(client, viewer_token, device.device_id)
 
-    _sign_in(client, viewer_token)
+    sign_in(client, viewer_token)
     for seq, content_type, data in ((1, "image/jpeg", JPEG), (2, "image/png", PNG)):
         answer = client.get(f"/ui/drift/{events[seq]['id']}/sample")
         assert answer.status_code == 200 and answer.content == data
@@ -143,7 +143,7 @@ def test_the_dashboard_serves_no_stored_sample_that_is_not_an_image(
     backends, client = stack
     device, _ = _import(stack, operator_token, [drift_record(1, "blobs/a.jpg")], {"a.jpg": JPEG})
     event = _events(client, viewer_token, device.device_id)[1]
-    _sign_in(client, viewer_token)
+    sign_in(client, viewer_token)
     assert client.get(f"/ui/drift/{event['id']}/sample").content == JPEG
     # As a sample stored before images were checked: markup under the key of a JPEG.
     backends.store.put_bytes("drift-samples", f"{device.device_id}/1.jpg", HTML, "image/jpeg")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 import uuid
 from dataclasses import dataclass, field
@@ -115,3 +116,13 @@ def upload(client: TestClient, device: EnrolledDevice, package_id: str, body: by
     headers = {**device.headers, "X-Content-SHA256": sha256 or hashlib.sha256(body).hexdigest(),
                "Content-Type": "application/gzip"}
     return client.put(f"/api/v1/sync/packages/{package_id}", content=body, headers=headers)
+
+
+def sign_in(client: TestClient, token: str) -> None:
+    """Sign `client` in to the dashboard with `token`, as the login form does (CSRF included)."""
+    form = client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    answer = client.post("/ui/login", data={"token": token, "csrf": csrf.group(1), "next": "/ui/"},
+                         follow_redirects=False)
+    assert answer.status_code == 303, answer.text
