@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from tests.e2e.proxy import read_message
+from tests.e2e.proxy import LoopbackServer, read_message
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,14 @@ def _header(lines: list[str], name: str) -> str | None:
     return None
 
 
-class Site:
+class Site(LoopbackServer):
     """A listener on 127.0.0.1 (port chosen) in front of `upstreams` (loopback ports); its own thread."""
 
     def __init__(self, upstreams: list[int], *, host_header: str | None = None,
                  basic_auth: tuple[str, str] | None = None) -> None:
         if not upstreams:
             raise ValueError("a site needs at least one upstream")
+        super().__init__("stack-proxy", read_limit=2**20)
         self.upstreams = list(upstreams)
         self.host_header = host_header
         self.credentials = (base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
@@ -60,36 +61,14 @@ class Site:
         self.errors: list[ServerError] = []
         self._next = 0
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="stack-proxy", daemon=True)
-        self._server: asyncio.Server | None = None
-        self.port = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Site:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0, limit=2**20), self._loop).result(10)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._listen()
         return self
-
-    def close(self) -> None:
-        async def stop() -> None:
-            assert self._server is not None
-            self._server.close()
-            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in handlers:
-                task.cancel()
-            await asyncio.gather(*handlers, return_exceptions=True)
-
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self._loop.close()
 
     def split(self) -> dict[int, int]:
         """Answers per upstream port."""

@@ -61,28 +61,24 @@ async def read_message(reader: asyncio.StreamReader, *, answering: str | None = 
     return head + await reader.readexactly(int(headers.get("content-length", "0") or 0))
 
 
-class FaultProxy:
-    """Listens on 127.0.0.1:`port` (chosen), forwards to `upstream_port`; runs on a thread of its own."""
+class LoopbackServer:
+    """An asyncio server on 127.0.0.1 (port chosen) running on a thread of its own; subclasses `_handle`."""
 
-    def __init__(self, upstream_port: int, path_prefix: str = "/api/v1/sync/") -> None:
-        self.upstream_port = upstream_port
-        self.path_prefix = path_prefix  # only requests under this path get the queued faults
-        self.down = False
-        self.faults: list[Fault] = []
-        self.injected: Counter[str] = Counter()
-        self.forwarded = 0
-        self._lock = threading.Lock()
+    def __init__(self, name: str, read_limit: int = 2**16) -> None:
+        self._name, self._read_limit = name, read_limit
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._server: asyncio.Server | None = None
         self.port = 0
 
-    def start(self) -> FaultProxy:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    def _listen(self) -> None:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop).result(10)
+            asyncio.start_server(self._handle, "127.0.0.1", 0, limit=self._read_limit), self._loop).result(10)
         self.port = self._server.sockets[0].getsockname()[1]
-        return self
 
     def close(self) -> None:
         async def stop() -> None:
@@ -93,10 +89,29 @@ class FaultProxy:
                 task.cancel()
             await asyncio.gather(*handlers, return_exceptions=True)
 
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
         self._loop.close()
+
+
+class FaultProxy(LoopbackServer):
+    """Listens on 127.0.0.1:`port` (chosen), forwards to `upstream_port`; runs on a thread of its own."""
+
+    def __init__(self, upstream_port: int, path_prefix: str = "/api/v1/sync/") -> None:
+        super().__init__("fault-proxy")
+        self.upstream_port = upstream_port
+        self.path_prefix = path_prefix  # only requests under this path get the queued faults
+        self.down = False
+        self.faults: list[Fault] = []
+        self.injected: Counter[str] = Counter()
+        self.forwarded = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> FaultProxy:
+        self._listen()
+        return self
 
     def queue(self, *faults: Fault) -> None:
         with self._lock:
