@@ -35,13 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from device.bundle import load_bundle
-from device.simulator.spec import DEVICE_TYPE
+from contract.bundle import load_bundle
 from device.updater import fetcher as fetcher_module
 from device.updater.health import HealthSample
 from device.updater.machine import Updater
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.target import DeviceProfile, detect_tflite_version
+from simulator.spec import DEVICE_TYPE
 from tests.device.updater.fakes import knn_variant, variant
 from tests.e2e.fleet import (
     DIGITS_V2,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract.atomic import read_json, write_json_atomic
 from device.adapt.labels import read_record, refusal
 from device.bundle import factory_bundle
 from device.capture import open_source
@@ -28,7 +29,6 @@ from device.pipeline.pipeline import Pipeline
 from device.pipeline.result import Result
 from device.provision import Provisioner, ProvisioningStatus, ProvisionSettings
 from device.service import Runner, alarm_record
-from device.state import read_json, write_json_atomic
 from device.sync.service import SyncService
 from device.sync.settings import sync_settings_from
 

@@ -6,16 +6,12 @@ server or the network; `StateError` is local state that is missing or inconsiste
 
 from __future__ import annotations
 
-from pathlib import Path
+from contract.errors import BundleError, ContractError
 
+__all__ = ["BundleError"]  # the contract's: a bundle the contract refuses is a device error like any other
 
-class TinyLCMError(Exception):
-    """Root of every error raised on purpose by the device package; `path` names the file at fault."""
-
-    def __init__(self, message: str, path: str | Path | None = None) -> None:
-        self.message = message
-        self.path = str(path) if path is not None else None
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+TinyLCMError = ContractError
+"""Root of every error raised on purpose by the device package (the contract's root); `path` names the file."""
 
 
 class InputError(TinyLCMError):
@@ -24,10 +20,6 @@ class InputError(TinyLCMError):
 
 class ConfigError(InputError):
     """The JSON configuration has an unknown key, a wrong type or a bad value."""
-
-
-class BundleError(InputError):
-    """A model bundle is missing a file, is corrupt, or does not match its model."""
 
 
 class FrameError(InputError):

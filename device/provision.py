@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from contract.atomic import write_bytes_atomic, write_json_atomic
 from device.errors import DeviceAuthError, ServerRefusedError, ServerUnavailableError, StateError
-from device.state import write_bytes_atomic, write_json_atomic
+from device.layout import DataLayout
 from device.sync.client import ClientSettings, SyncClient
 from device.sync.identity import Identity, attempt_key, load_identity, save_identity
 from device.sync.retry import RetryPolicy
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 # Where a provisioning file may be, first found wins: the state volume, the host directory the Raspberry Pi
 # OS first-boot script moves it to (bind-mounted at the same path for containers), the boot partition.
 SEARCH_PATHS = (
-    "provision/provision.json",  # relative: under the data dir
+    str(DataLayout("").provision_drop),  # relative: under the data dir
     "/var/lib/tinymlops/provision/provision.json",
     "/boot/firmware/tinymlops/provision.json",
     "/boot/tinymlops/provision.json",
@@ -68,13 +69,13 @@ class ProvisionSettings:
             raise ValueError(f"clock_slack_s must be >= 0, got {self.clock_slack_s}")
 
     @classmethod
-    def for_data_dir(cls, data_dir: str | Path, identity_path: str = "state/sync_identity.json",
+    def for_data_dir(cls, data_dir: str | Path, identity_path: str | None = None,
                      **overrides: Any) -> ProvisionSettings:
-        """The standard layout under `data_dir`; relative paths are under it."""
-        base = Path(data_dir)
-        return cls(data_dir=base, search=tuple(base / p for p in SEARCH_PATHS), identity_path=base / identity_path,
-                   status_path=base / "state" / "provisioning.json", root_path=base / "tuf" / "root.json",
-                   **overrides)
+        """The standard layout under `data_dir` (`DataLayout`); a relative `identity_path` is under it."""
+        layout = DataLayout(data_dir)
+        return cls(data_dir=layout.root, search=tuple(layout.root / p for p in SEARCH_PATHS),
+                   identity_path=layout.root / identity_path if identity_path else layout.identity,
+                   status_path=layout.provisioning_status, root_path=layout.tuf_root, **overrides)
 
 
 @dataclass(frozen=True)

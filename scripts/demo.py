@@ -30,10 +30,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from device.simulator import FleetSpec
-from device.simulator.bundles import drifting_bundle
-from device.simulator.fleet import Simulation, Summary
-from device.simulator.server import OperatorAPI
+from simulator import FleetSpec
+from simulator.bundles import drifting_bundle
+from simulator.fleet import Simulation, Summary
+from simulator.server import OperatorAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 FACTORY = ROOT / "device" / "models" / "digits"
@@ -176,7 +176,7 @@ class Demo:
 
 def alarm_rates(sim: Simulation) -> dict[str, float]:
     """Drift alarms per 1000 frames over each device's recent window (reset when its model changes)."""
-    from device.simulator.processes import ProcessDevice
+    from simulator.processes import ProcessDevice
 
     assert sim.fleet is not None
     rates = {}

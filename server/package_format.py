@@ -1,6 +1,6 @@
-"""The sync package a device uploads: a tar.gz with `manifest.json` first, `records.jsonl`, `blobs/*`.
+"""The server's validation of the sync package a device uploads (`contract.package`, format 1).
 
-Shared with the device's sync client; `format` is bumped on any incompatible change.
+Names, kinds and patterns come from the contract; these models check a manifest and each record line.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-PACKAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-MANIFEST_NAME = "manifest.json"
-RECORDS_NAME = "records.jsonl"
-RecordKind = Literal["prediction", "drift_event", "adaptation", "metric", "log", "image"]
+from contract.package import FILE_NAME_PATTERN, MANIFEST_NAME, PACKAGE_ID_PATTERN, RECORDS_NAME
+
+__all__ = ["MANIFEST_NAME", "PACKAGE_ID_PATTERN", "RECORDS_NAME", "Manifest", "PackageRecord"]
+
+RecordKind = Literal["prediction", "drift_event", "adaptation", "metric", "log", "image"]  # = contract KINDS (tested)
 MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./ :-]{1,128}$")]
-_FILE_NAME = re.compile(r"^(records\.jsonl|blobs/[A-Za-z0-9][A-Za-z0-9._-]{0,127})$")
+_FILE_NAME = re.compile(FILE_NAME_PATTERN)
 
 
 class ManifestFile(BaseModel):
@@ -42,7 +43,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    format: Literal[1]
+    format: Literal[1]  # = contract FORMAT (tested)
     package_id: Annotated[str, StringConstraints(pattern=PACKAGE_ID_PATTERN)]
     device_id: Annotated[str, StringConstraints(min_length=1, max_length=40)]
     seq_first: int = Field(ge=0)

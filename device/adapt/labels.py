@@ -20,7 +20,7 @@ import numpy as np
 from device.adapt.pseudolabel import NEW_CLASS_PREFIX
 
 if TYPE_CHECKING:
-    from device.bundle import Bundle
+    from contract.bundle import Bundle
 
 log = logging.getLogger(__name__)
 

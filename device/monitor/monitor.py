@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from contract.atomic import write_json_atomic
 from device.errors import StateError
 from device.monitor.base import DriftDetector
-from device.state import write_json_atomic
 
 if TYPE_CHECKING:
     from device.pipeline.result import Result

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("prediction", "drift_event", "adaptation", "metric", "log", "image")
+from contract.package import KINDS
+
+__all__ = ["KINDS", "PRIORITY", "Entry", "Record"]
 # Higher survives longer: eviction and queue overflow take the lowest priority first.
 PRIORITY = {"prediction": 0, "metric": 1, "log": 1, "image": 1, "adaptation": 2, "drift_event": 3}
 PROTECTED_PRIORITY = 2  # records at or above this may overflow the queue bound into its headroom

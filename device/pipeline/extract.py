@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from device.bundle import Bundle, TensorSpec
+from contract.bundle import Bundle, TensorSpec
 from device.errors import BundleError, FrameError
 
 log = logging.getLogger(__name__)

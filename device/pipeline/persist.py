@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.atomic import write_json_atomic
 from device.errors import StateError
-from device.state import write_json_atomic
 
 if TYPE_CHECKING:
     from device.pipeline.pipeline import Pipeline

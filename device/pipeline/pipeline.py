@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from device.bundle import Bundle, load_bundle
+from contract.bundle import Bundle, load_bundle
 from device.capture.base import Frame
 from device.config import AdaptiveClassifierConfig, Config
 from device.errors import BundleError, FrameError, StateError

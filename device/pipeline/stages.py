@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from contract.bundle import Bundle
 from device.adapt import AdaptConfig, Adapter
-from device.bundle import Bundle
 from device.config import Config
 from device.errors import ConfigError
 from device.monitor import Monitor, build_monitor

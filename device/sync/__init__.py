@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from device.sync.client import ClientSettings, SyncClient
     from device.sync.identity import Identity
     from device.sync.loop import SyncLoop
-    from device.sync.package import ImagePolicy, Package, package_id
+    from device.sync.package import ImagePolicy, Package
     from device.sync.packer import Packer, PackSettings
     from device.sync.retry import RetryPolicy
     from device.sync.service import SyncService
@@ -21,13 +21,13 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "ClientSettings": "client", "SyncClient": "client", "Identity": "identity", "SyncLoop": "loop",
-    "ImagePolicy": "package", "Package": "package", "package_id": "package", "Packer": "packer",
+    "ImagePolicy": "package", "Package": "package", "Packer": "packer",
     "PackSettings": "packer", "RetryPolicy": "retry", "SyncService": "service", "SyncSettings": "settings",
     "sync_settings_from": "settings",
 }
 __all__ = [
     "ClientSettings", "Identity", "ImagePolicy", "PackSettings", "Package", "Packer", "RetryPolicy",
-    "SyncClient", "SyncLoop", "SyncService", "SyncSettings", "package_id", "sync_settings_from",
+    "SyncClient", "SyncLoop", "SyncService", "SyncSettings", "sync_settings_from",
 ]
 
 

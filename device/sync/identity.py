@@ -8,8 +8,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.atomic import write_bytes_atomic
 from device.errors import StateError
-from device.state import write_bytes_atomic
 
 
 @dataclass(frozen=True)

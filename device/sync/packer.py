@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from contract.package import package_id
 from device.outbox.backlog import Backlog
 from device.outbox.records import Record
-from device.sync.package import ImagePolicy, Package, build, package_id, plan
+from device.sync.package import ImagePolicy, Package, build, plan
 
 log = logging.getLogger(__name__)
 

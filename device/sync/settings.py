@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from device.config import Config
+from device.layout import DataLayout
 from device.sync.client import ClientSettings
 from device.sync.package import ImagePolicy
 from device.sync.packer import PackSettings
@@ -16,7 +17,7 @@ class SyncSettings:
     server_url: str  # e.g. https://fleet.example.org
     interval_s: float = 30.0  # pause between sync rounds once the backlog is empty or the server failed
     heartbeat_interval_s: float = 30.0  # between heartbeats (they also carry labels and desired state)
-    identity_path: str = "state/sync_identity.json"  # device id + secret after enrollment (absolute, or from cwd)
+    identity_path: str = str(DataLayout("").identity)  # device id + secret after enrollment (absolute, or from cwd)
     enrollment_token: str = ""  # one-time token, used only while there is no identity yet
     device_name: str | None = None  # name sent with the enrollment
     client: ClientSettings = field(default_factory=ClientSettings)
@@ -42,7 +43,7 @@ def sync_settings_from(config: Config) -> SyncSettings | None:
     return SyncSettings(
         server_url=sync.server_url, interval_s=sync.interval_s,
         heartbeat_interval_s=sync.heartbeat_interval_s,
-        identity_path=str(config.under_data_dir("state/sync_identity.json")),
+        identity_path=str(DataLayout(config.device.data_dir).identity),
         enrollment_token=sync.enrollment_token, device_name=config.device.name or None,
         client=client, pack=PackSettings(max_bytes=sync.package_max_bytes, images=images),
     )

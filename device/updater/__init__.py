@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import StateError
+from device.layout import DataLayout
 from device.updater.clock import TrustedClock
 from device.updater.container import DockerRestarter
 from device.updater.machine import Updater
@@ -27,7 +28,7 @@ __all__ = [
 def update_report(data_dir: str | Path, events: int = 20) -> dict[str, Any]:
     """The updater's state for the heartbeat, read from `state/updater.json` ({"state": "unknown"} if unreadable)."""
     try:
-        record = Journal(Path(data_dir) / "state" / "updater.json").load()
+        record = Journal(DataLayout(data_dir).updater_journal).load()
     except StateError:
         return {"state": "unknown"}
     return report(record, events)

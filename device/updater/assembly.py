@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.bundle import REQUIRED_FILES
+from contract.bundle import REQUIRED_FILES
 from device.errors import UpdateRejectedError
 from device.updater.target import FileEntry
 

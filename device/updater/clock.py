@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from device.state import write_json_atomic
+from contract.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 

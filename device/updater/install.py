@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device.bundle import Bundle, load_bundle
+from contract.bundle import Bundle, load_bundle
 from device.errors import BundleError, UpdateRejectedError
 from device.updater.archive import extract_bundle
 from device.updater.assembly import assemble

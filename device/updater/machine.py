@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device.bundle import load_bundle
+from contract.atomic import read_json
+from contract.bundle import load_bundle
 from device.errors import BundleError, RemoteError, StateError, TinyLCMError, UpdateRejectedError
-from device.state import read_json
 from device.sync.identity import load_identity
 from device.updater.clock import TrustedClock
 from device.updater.health import HealthSample, read_health

@@ -15,8 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from contract.atomic import write_json_atomic
 from device.errors import StateError
-from device.state import write_json_atomic
 
 log = logging.getLogger(__name__)
 

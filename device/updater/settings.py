@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device.layout import DataLayout
+
 
 @dataclass(frozen=True)
 class ArchiveLimits:
@@ -74,33 +76,37 @@ class UpdaterSettings:
             raise ValueError("updater: download_attempts and smoke_frames must be >= 1")
 
     @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.data_dir)
+
+    @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.layout.models
 
     @property
     def state_path(self) -> Path:
-        return self.data_dir / "state" / "updater.json"
+        return self.layout.updater_journal
 
     @property
     def desired_path(self) -> Path:
-        return self.data_dir / "state" / "desired.json"
+        return self.layout.desired
 
     @property
     def identity_path(self) -> Path:
-        return self.data_dir / "state" / "sync_identity.json"
+        return self.layout.identity
 
     @property
     def provisioning_path(self) -> Path:
-        return self.data_dir / "state" / "provisioning.json"
+        return self.layout.provisioning_status
 
     @property
     def clock_path(self) -> Path:
-        return self.data_dir / "state" / "trusted_time.json"
+        return self.layout.trusted_time
 
     @property
     def tuf_dir(self) -> Path:
-        return self.data_dir / "tuf"
+        return self.layout.tuf
 
     @property
     def downloads_dir(self) -> Path:
-        return self.data_dir / "tuf" / "downloads"
+        return self.layout.downloads

@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from contract.atomic import fsync_dir
 from device.errors import SlotError
-from device.state import fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from device.bundle import REQUIRED_FILES, Bundle
+from contract.bundle import BUNDLE_FILES as _FILES
+from contract.bundle import Bundle
 from device.errors import TargetMismatchError
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ BOARD_TYPES = (
     ("Raspberry Pi 2", "raspberry-pi2"),
 )
 INPUT_DTYPES = ("uint8",)  # what the capture sources deliver
-BUNDLE_FILES = frozenset({"bundle.json", *REQUIRED_FILES})  # exactly what a signed file list names
+BUNDLE_FILES = frozenset(_FILES)  # exactly what a signed file list names
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 LITERT_AS_TFLITE = "2.18"  # ai-edge-litert 1.0 continues TensorFlow Lite 2.18
 

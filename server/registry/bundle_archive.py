@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from contract.bundle import BUNDLE_FILES, load_bundle
+from contract.errors import BundleError
 from server.errors import InputError
 
-BUNDLE_FILES = ("bundle.json", "model.tflite", "labels.txt", "transform.npz", "knn_state.npz",
-                "drift_reference.json")
 TARGET_NAME = "bundle.tar"
 FILES_DIR = "files"  # <model>/files/<sha256><suffix>: one target per distinct file content of a model
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -85,10 +85,7 @@ def info_from_manifest(manifest: dict[str, Any]) -> BundleInfo:
 
 def build(directory: Path, out: IO[bytes]) -> BundleInfo:
     """Write the tar of a bundle directory (validated first) to `out`."""
-    from device.bundle import load_bundle  # the device's own loader: what it accepts, we ship
-    from device.errors import BundleError
-
-    try:
+    try:  # the contract's check: what a device accepts, we ship
         bundle = load_bundle(directory)
     except BundleError as exc:
         raise InputError(str(exc)) from exc

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from device import state
+from contract import atomic
 from server.errors import InputError
 
 
@@ -52,4 +52,4 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.fchmod(out.fileno(), mode)
         out.write(data)
 
-    state.write_atomic(path, write)
+    atomic.write_atomic(path, write)

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import quote
 
-from device import state
+from contract import atomic
 from server.errors import InputError, NotFoundError
 from server.storage import BUCKETS
 
@@ -27,7 +27,7 @@ _TYPES_DIR = ".content-types"  # outside every bucket: `path()` never names it
 
 
 def _atomic_write(path: Path, source: IO[bytes]) -> None:
-    state.write_atomic(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
+    atomic.write_atomic(path, lambda out: shutil.copyfileobj(source, out, 1024 * 1024))
 
 
 class LocalStore:

@@ -23,10 +23,10 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from device.simulator import FleetSpec
-from device.simulator.bundles import drifting_bundle
-from device.simulator.devices import DeviceSetup
-from device.simulator.processes import ProcessDevice
+from simulator import FleetSpec
+from simulator.bundles import drifting_bundle
+from simulator.devices import DeviceSetup
+from simulator.processes import ProcessDevice
 from tests.e2e.server_proc import ROOT, ServerDatabase, ServerProcess
 
 FACTORY = ROOT / "device" / "models" / "digits"
@@ -47,7 +47,7 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 120, ev
 # -- bundles ------------------------------------------------------------------------------------
 
 def alarming_bundle(dest: Path, version: str = "2.0.1") -> Path:
-    """v2 with a drift reference no real frame matches (see `device.simulator.bundles`)."""
+    """v2 with a drift reference no real frame matches (see `simulator.bundles`)."""
     return drifting_bundle(DIGITS_V2, dest, version)
 
 

@@ -19,11 +19,11 @@ import time
 from functools import partial
 from pathlib import Path
 
-from device.simulator import agents
-from device.simulator.cli import build_parser
-from device.simulator.fleet import Simulation
-from device.simulator.spec import FleetSpec
 from device.updater.settings import ProbationGates
+from simulator import agents
+from simulator.cli import build_parser
+from simulator.fleet import Simulation
+from simulator.spec import FleetSpec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from contract.package import package_id
 from device.outbox.backlog import Backlog
 from device.outbox.blobs import BlobDir
 from device.outbox.records import Record
 from device.outbox.store import RecordStore
 from device.outbox.usage import Usage
-from device.sync import Package, Packer, PackSettings, package_id
+from device.sync import Package, Packer, PackSettings
 from device.sync.package import ImagePolicy, build
 from tests.e2e.device_run import Device, LedgerView, account
 from tests.e2e.proxy import FaultProxy

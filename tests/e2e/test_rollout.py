@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from device.simulator.processes import stop_all
+from simulator.processes import stop_all
 from tests.e2e.fleet import (
     DIGITS_V2,
     FACTORY,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from device.outbox.store import RecordStore
-from device.simulator.spec import FleetSpec, SimulationError, parse_fault
+from simulator.spec import FleetSpec, SimulationError, parse_fault
 from tests.e2e.fleet import RegistryServer
 from tests.e2e.server_proc import ROOT
 
@@ -120,7 +120,7 @@ def test_hundreds_of_agents_in_one_process(registry: RegistryServer, tmp_path: P
     (["--devices", "2", "--duration", "5", "--name", "a b"], "bad --name"),
 ])
 def test_bad_arguments_are_refused_before_anything_starts(argv: list[str], message: str, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "device.simulator", "--server", "http://127.0.0.1:9",
+    proc = subprocess.run([sys.executable, "-m", "simulator", "--server", "http://127.0.0.1:9",
                            "--token", "x", "--workdir", str(tmp_path), *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
@@ -129,7 +129,7 @@ def test_bad_arguments_are_refused_before_anything_starts(argv: list[str], messa
 
 
 def test_a_wrong_server_or_token_is_a_clear_error(registry: RegistryServer, tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "device.simulator", "--devices", "1", "--duration", "5", "--workdir", str(tmp_path)]
+    base = [sys.executable, "-m", "simulator", "--devices", "1", "--duration", "5", "--workdir", str(tmp_path)]
     unreachable = subprocess.run([*base, "--server", "http://127.0.0.1:9", "--token", "x"], cwd=ROOT,
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 2 and "cannot reach http://127.0.0.1:9" in unreachable.stderr

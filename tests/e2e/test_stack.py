@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from device.simulator.bundles import drifting_bundle
+from simulator.bundles import drifting_bundle
 from tests.e2e.fleet import DIGITS_V2, FACTORY, GATES, wait_for
 from tests.e2e.server_proc import ROOT
 from tests.e2e.stack import DECISION, IMPORTED, MLFLOW_USER, SIGNED, Stack, running_stack

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from device.bundle import load_bundle
+from contract.bundle import load_bundle
 from device.capture.digits import DigitsSource
 from device.pipeline.extract import Extractor, interpreter_class
 

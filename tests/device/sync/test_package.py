@@ -12,8 +12,9 @@ import tarfile
 import numpy as np
 from PIL import Image
 
+from contract.package import package_id, read_manifest
 from device.outbox.records import ROW_OVERHEAD, Record
-from device.sync.package import ImagePolicy, build, package_id, plan, read_manifest
+from device.sync.package import ImagePolicy, build, plan
 from server.package_format import PACKAGE_ID_PATTERN  # the server's pattern: the ids must pass it
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from device.bundle import load_bundle
+from contract.bundle import load_bundle
 from device.updater import State
 from device.updater.record import Journal
 from tests.device.updater.fakes import (

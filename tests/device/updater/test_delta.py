@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from device.bundle import load_bundle
+from contract.bundle import load_bundle
 from device.updater import State
 from device.updater.health import HealthSample
 from tests.device.updater.fakes import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from device.bundle import load_bundle
+from contract.bundle import load_bundle
 from device.updater import State, update_report
 from tests.device.updater.fakes import FakeInference, desire, drive, live_version, make_updater
 from tests.device.updater.tuf_server import Mirror

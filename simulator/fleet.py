@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.simulator.agents import AgentFleet
-from device.simulator.devices import DeviceSetup, DeviceStatus
-from device.simulator.processes import ProcessDevice, stop_all
-from device.simulator.relay import Relay
-from device.simulator.server import OperatorAPI
-from device.simulator.spec import Fault, FleetSpec, SimulationError
+from simulator.agents import AgentFleet
+from simulator.devices import DeviceSetup, DeviceStatus
+from simulator.processes import ProcessDevice, stop_all
+from simulator.relay import Relay
+from simulator.server import OperatorAPI
+from simulator.spec import Fault, FleetSpec, SimulationError
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]

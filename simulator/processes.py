@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from device.simulator.devices import DeviceSetup, DeviceStatus, write_config
-from device.simulator.spec import DEVICE_TYPE, FleetSpec
+from simulator.devices import DeviceSetup, DeviceStatus, write_config
+from simulator.spec import DEVICE_TYPE, FleetSpec
 
 
 def free_port() -> int:

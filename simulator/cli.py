@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from device.errors import TinyLCMError
-from device.simulator.fleet import Simulation
-from device.simulator.spec import FleetSpec, parse_fault
+from simulator.fleet import Simulation
+from simulator.spec import FleetSpec, parse_fault
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from device.bundle import load_bundle
+from contract.bundle import load_bundle
 from device.errors import BundleError
 from device.pipeline.pipeline import Pipeline
 from tests.utils.bundles import FACTORY, copy_factory, edit_meta, reseal

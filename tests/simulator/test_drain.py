@@ -10,8 +10,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from device.simulator.agents import AgentFleet
-from device.simulator.spec import FleetSpec
+from simulator.agents import AgentFleet
+from simulator.spec import FleetSpec
 
 
 class Backlog:

@@ -20,11 +20,11 @@ from device.capture import open_source
 from device.capture.base import Source
 from device.config import parse_config
 from device.pipeline.result import Result
-from device.simulator.devices import DeviceSetup, DeviceStatus
-from device.simulator.spec import DEVICE_TYPE, FleetSpec
 from device.updater.health import HealthSample
 from device.updater.machine import Updater
 from device.updater.settings import ProbationGates, UpdaterSettings
+from simulator.devices import DeviceSetup, DeviceStatus
+from simulator.spec import DEVICE_TYPE, FleetSpec
 
 log = logging.getLogger(__name__)
 UPDATER_WORKERS = 4  # updater steps run at once (downloads and smoke tests take seconds)

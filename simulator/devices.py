@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.simulator.spec import FleetSpec
-from device.state import read_json
+from contract.atomic import read_json
+from simulator.spec import FleetSpec
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from device.simulator.spec import SimulationError
+from simulator.spec import SimulationError
 
 
 class OperatorAPI:

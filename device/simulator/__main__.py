@@ -1,5 +1,0 @@
-import sys
-
-from device.simulator.cli import main
-
-sys.exit(main())
