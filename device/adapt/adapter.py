@@ -31,9 +31,10 @@ from device.adapt.pseudolabel import (
     reference_scale,
 )
 from device.adapt.quarantine import Quarantine, QuarantinedSample
-from device.adapt.store import load_state, save_state
-from device.pipeline.knn import BUNDLE, KNNClassifier
-from device.pipeline.result import Result
+from device.adapt.store import STATE_FILE, AdapterState, load_state, save_state, saved_snapshot
+from device.errors import StateError
+from device.knn import BUNDLE, KNNClassifier
+from device.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -323,13 +324,73 @@ class Adapter:
         }
 
     # -- state ------------------------------------------------------------------------------
+    def to_state(self) -> AdapterState:
+        """The reference set, quarantine, pending labels, probation and counters as plain arrays and JSON."""
+        knn = self.classifier
+        arrays: dict[str, np.ndarray] = {**self.quarantine.to_arrays(), **self.pending.to_arrays(knn.dim)}
+        watch = self.probation.watch
+        if watch is not None:
+            arrays["snap_vectors"] = watch.snapshot.vectors
+            arrays["snap_labels"] = watch.snapshot.labels.astype("<U64")
+            if watch.snapshot.origins is not None and watch.snapshot.weights is not None:
+                arrays["snap_origins"] = watch.snapshot.origins
+                arrays["snap_weights"] = watch.snapshot.weights
+        arrays["knn_vectors"] = knn.vectors
+        arrays["knn_labels"] = knn.labels.astype("<U64")
+        arrays["knn_origins"] = knn.origins
+        arrays["knn_weights"] = knn.weights
+        meta = {
+            "dim": knn.dim,
+            "scale": self.scale,
+            "seq": self.seq,
+            "cooldown_until": self.cooldown_until,
+            "since_check": self.since_check,
+            "guesses": sorted(self.guesses),
+            "counts": dict(self.counts),
+            "dropped": {"quarantine": self.quarantine.dropped, "pending": self.pending.dropped},
+            "pseudo": self.pseudo.to_state(),
+            "probation": self.probation.to_state(),
+        }
+        return AdapterState(arrays, meta)
+
+    def from_state(self, state: AdapterState) -> None:
+        """Take back what `to_state` gave (or an older format read by `device.adapt.store`).
+
+        Raises KeyError, ValueError, TypeError or IndexError on inconsistent state."""
+        arrays, meta = state.arrays, state.meta
+        knn, weight = self.classifier, self.config.label_weight
+        shipped = {row.tobytes() for row in knn.vectors[knn.origins == BUNDLE]}
+        knn.restore(saved_snapshot(arrays, "knn", shipped, weight))
+        self.quarantine.load_arrays(arrays)
+        self.pending.load_arrays(arrays)
+        self.quarantine.dropped = int(meta["dropped"]["quarantine"])
+        self.pending.dropped = int(meta["dropped"]["pending"])
+        self.pseudo.load_state(meta["pseudo"])
+        snapshot = saved_snapshot(arrays, "snap", shipped, weight) if "snap_vectors" in arrays else None
+        self.probation.load_state(meta["probation"], snapshot)
+        self.scale = float(meta["scale"])
+        self.seq = int(meta["seq"])
+        self.cooldown_until = int(meta["cooldown_until"])
+        self.since_check = int(meta["since_check"])
+        self.guesses = {int(s) for s in meta.get("guesses", [])}  # version 1 and 2: none known
+        self.counts.clear()
+        self.counts.update({str(k): int(v) for k, v in meta["counts"].items()})
+
     def save(self, directory: str | Path) -> None:
         """Write the reference set and the adapter's state atomically (see `device.adapt.store`)."""
-        save_state(self, Path(directory))
+        save_state(self.to_state(), Path(directory))
 
     def load(self, directory: str | Path) -> bool:
         """Read state written by `save`; False when there is none, `StateError` when it is unusable."""
-        return load_state(self, Path(directory))
+        directory = Path(directory)
+        state = load_state(directory, self.classifier.dim)
+        if state is None:
+            return False
+        try:
+            self.from_state(state)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise StateError(f"{directory / STATE_FILE}: inconsistent adapter state: {exc}") from exc
+        return True
 
 
 def _rounded(health: dict[str, float]) -> dict[str, float]:

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from device.pipeline.knn import Snapshot
+from device.knn import Snapshot
 
 Health = dict[str, float]  # {"confidence", "agreement", "inflow", "frames"}: means over a span of frames
 

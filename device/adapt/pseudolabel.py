@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.adapt.config import AdaptConfig
-from device.pipeline.knn import BUNDLE, KNNClassifier
+from device.knn import BUNDLE, KNNClassifier
 
 log = logging.getLogger(__name__)
 

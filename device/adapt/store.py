@@ -13,52 +13,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from device.errors import StateError
-from device.pipeline.knn import BUNDLE, LEARNED, Snapshot
+from device.knn import BUNDLE, LEARNED, Snapshot
 from device.state import save_npz_atomic
-
-if TYPE_CHECKING:
-    from device.adapt.adapter import Adapter
 
 STATE_FILE = "adapt_state.npz"
 REFERENCE_GLOB = "adapt_reference.*.npz"
 VERSION = 3  # 1: the reference set inside STATE_FILE; 2: no origins (both still load)
+REFERENCE_KEYS = ("knn_vectors", "knn_labels", "knn_origins", "knn_weights")
 
 
-def save_state(adapter: Adapter, directory: Path) -> None:
-    """Write `adapter`'s reference set, quarantine, pending labels and probation to `directory`."""
-    knn = adapter.classifier
-    arrays: dict[str, np.ndarray] = {
-        **adapter.quarantine.to_arrays(),
-        **adapter.pending.to_arrays(knn.dim),
-    }
-    watch = adapter.probation.watch
-    if watch is not None:
-        arrays["snap_vectors"] = watch.snapshot.vectors
-        arrays["snap_labels"] = watch.snapshot.labels.astype("<U64")
-        if watch.snapshot.origins is not None and watch.snapshot.weights is not None:
-            arrays["snap_origins"] = watch.snapshot.origins
-            arrays["snap_weights"] = watch.snapshot.weights
-    meta = {
-        "version": VERSION,
-        "dim": knn.dim,
-        "scale": adapter.scale,
-        "seq": adapter.seq,
-        "cooldown_until": adapter.cooldown_until,
-        "since_check": adapter.since_check,
-        "guesses": sorted(adapter.guesses),
-        "counts": dict(adapter.counts),
-        "dropped": {"quarantine": adapter.quarantine.dropped, "pending": adapter.pending.dropped},
-        "pseudo": adapter.pseudo.to_state(),
-        "probation": adapter.probation.to_state(),
-    }
-    reference = _save_reference(directory, knn.vectors, knn.labels.astype("<U64"), knn.origins, knn.weights)
-    meta["reference"] = reference
+@dataclass
+class AdapterState:
+    """An adapter's state as plain data (see `Adapter.to_state`): arrays, the reference set among them as
+    `knn_*`, and JSON-friendly `meta` that starts with the vectors' dimension (`dim`)."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def save_state(state: AdapterState, directory: Path) -> None:
+    """Write `state` to `directory`: the reference set to its own file, then the rest to `STATE_FILE`."""
+    arrays = {key: value for key, value in state.arrays.items() if key not in REFERENCE_KEYS}
+    reference = _save_reference(directory, *(state.arrays[key] for key in REFERENCE_KEYS))
+    meta = {"version": VERSION, **state.meta, "reference": reference}
     arrays["meta"] = np.asarray(json.dumps(meta))
     save_npz_atomic(directory / STATE_FILE, **arrays)
     for old in directory.glob(REFERENCE_GLOB):
@@ -82,20 +66,20 @@ def _save_reference(
     return name
 
 
-def load_state(adapter: Adapter, directory: Path) -> bool:
-    """Restore `adapter` from `directory`; False when nothing was saved there."""
+def load_state(directory: Path, dim: int) -> AdapterState | None:
+    """The state saved in `directory` for vectors of dimension `dim`; None when nothing was saved there."""
     path = directory / STATE_FILE
     if not path.exists():
-        return False
+        return None
     try:
         arrays = _read_npz(path)
-        meta = json.loads(str(arrays["meta"]))
+        meta = json.loads(str(arrays.pop("meta")))
     except (OSError, KeyError, ValueError) as exc:
         raise StateError(f"{path}: cannot read adapter state: {exc}") from exc
-    if meta.get("version") not in (1, 2, VERSION) or meta.get("dim") != adapter.classifier.dim:
+    if meta.get("version") not in (1, 2, VERSION) or meta.get("dim") != dim:
         raise StateError(
             f"{path}: state version {meta.get('version')} of dimension {meta.get('dim')}, "
-            f"expected version {VERSION} of dimension {adapter.classifier.dim}"
+            f"expected version {VERSION} of dimension {dim}"
         )
     if meta["version"] >= 2:
         reference = directory / str(meta.get("reference"))
@@ -103,11 +87,7 @@ def load_state(adapter: Adapter, directory: Path) -> bool:
             arrays.update(_read_npz(reference))
         except (OSError, ValueError) as exc:
             raise StateError(f"{reference}: cannot read the adapter's reference set: {exc}") from exc
-    try:
-        _restore(adapter, arrays, meta)
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise StateError(f"{path}: inconsistent adapter state: {exc}") from exc
-    return True
+    return AdapterState(arrays, meta)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -115,7 +95,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: npz[key] for key in npz.files}
 
 
-def _snapshot(arrays: dict[str, np.ndarray], prefix: str, shipped: set[bytes], weight: float) -> Snapshot:
+def saved_snapshot(arrays: dict[str, np.ndarray], prefix: str, shipped: set[bytes], weight: float) -> Snapshot:
     """A saved reference set. State saved before origins were kept: a sample is the bundle's when its vector
     is one the bundle shipped, otherwise learned (from a frame no longer known), voting with `weight`."""
     vectors, labels = arrays[f"{prefix}_vectors"], arrays[f"{prefix}_labels"]
@@ -124,25 +104,3 @@ def _snapshot(arrays: dict[str, np.ndarray], prefix: str, shipped: set[bytes], w
     rows = np.asarray(vectors, dtype=np.float32)
     origins = np.asarray([BUNDLE if row.tobytes() in shipped else LEARNED for row in rows], dtype=np.int64)
     return Snapshot(vectors, labels, origins, np.where(origins == BUNDLE, 1.0, weight).astype(np.float32))
-
-
-def _restore(adapter: Adapter, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    knn, weight = adapter.classifier, adapter.config.label_weight
-    shipped = {row.tobytes() for row in knn.vectors[knn.origins == BUNDLE]}
-    knn.restore(_snapshot(arrays, "knn", shipped, weight))
-    adapter.quarantine.load_arrays(arrays)
-    adapter.pending.load_arrays(arrays)
-    adapter.quarantine.dropped = int(meta["dropped"]["quarantine"])
-    adapter.pending.dropped = int(meta["dropped"]["pending"])
-    adapter.pseudo.load_state(meta["pseudo"])
-    snapshot = None
-    if "snap_vectors" in arrays:
-        snapshot = _snapshot(arrays, "snap", shipped, weight)
-    adapter.probation.load_state(meta["probation"], snapshot)
-    adapter.scale = float(meta["scale"])
-    adapter.seq = int(meta["seq"])
-    adapter.cooldown_until = int(meta["cooldown_until"])
-    adapter.since_check = int(meta["since_check"])
-    adapter.guesses = {int(s) for s in meta.get("guesses", [])}  # version 1 and 2: none known
-    adapter.counts.clear()
-    adapter.counts.update({str(k): int(v) for k, v in meta["counts"].items()})

@@ -22,7 +22,7 @@ from device.errors import StateError
 from device.monitor.base import DriftDetector
 
 if TYPE_CHECKING:
-    from device.pipeline.result import Result
+    from device.result import Result
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from device.errors import ConfigError
-from device.pipeline.knn import KNNClassifier
+from device.knn import KNNClassifier
 
 VERSION = 1
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)

@@ -180,8 +180,5 @@ class RecordStore:
         """Move the WAL into the database and truncate it (frees disk space after evictions)."""
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def integrity(self) -> str:
-        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
-
     def close(self) -> None:
         self.conn.close()

@@ -17,11 +17,12 @@ from contract.bundle import Bundle, load_bundle
 from device.capture.base import Frame
 from device.config import AdaptiveClassifierConfig, Config
 from device.errors import BundleError, FrameError, StateError
+from device.knn import KNNClassifier
 from device.pipeline.blas import limit_blas_threads
 from device.pipeline.extract import Extractor
-from device.pipeline.knn import KNNClassifier
-from device.pipeline.result import Result
+from device.pipeline.stages import build_adapter, build_detectors
 from device.pipeline.transform import FeatureTransform
+from device.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,6 @@ class Pipeline:
         self.classifier = classifier
         self.monitor = monitor
         self.adapter = adapter
-        self.skipped = 0  # frames refused (wrong shape, non-finite features)
         self.signals: list[Any] = []  # drift signals (detector, statistic, threshold, seq) of the last frame
         self.events: list[dict[str, Any]] = []  # adaptation events of the last frame
         self._labels = bundle.labels
@@ -105,8 +105,6 @@ class Pipeline:
         classifier = load_classifier(bundle, transform.output_dim, config.adaptive_classifier)
         monitor = adapter = None
         if detect:
-            from device.pipeline.stages import build_adapter, build_detectors
-
             monitor = build_detectors(bundle, config, transform.output_dim)
             adapter = build_adapter(classifier, config)
         return cls(bundle, extractor, transform, classifier, monitor, adapter)

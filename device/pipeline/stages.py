@@ -6,8 +6,8 @@ from contract.bundle import Bundle
 from device.adapt import AdaptConfig, Adapter
 from device.config import Config
 from device.errors import ConfigError
+from device.knn import KNNClassifier
 from device.monitor import Monitor, build_monitor
-from device.pipeline.knn import KNNClassifier
 
 
 def build_detectors(bundle: Bundle, config: Config, dim: int) -> Monitor:

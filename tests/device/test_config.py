@@ -68,8 +68,7 @@ def test_shipped_config_spells_out_every_default() -> None:
 
 
 def test_the_config_knows_what_the_classifier_implements() -> None:
-    from device import config
-    from device.pipeline import knn
+    from device import config, knn
 
     assert (config.METRICS, config.POLICIES) == (knn.METRICS, knn.POLICIES)
 

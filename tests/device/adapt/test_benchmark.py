@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from benchmarks.adaptation import BUNDLE, ceiling_classifier, evaluate, score, summarise
-from device.pipeline.knn import KNNClassifier
+from device.knn import KNNClassifier
 
 
 def test_score_maps_pseudo_labels_to_the_class_that_joined_under_them():

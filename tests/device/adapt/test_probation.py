@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from device.adapt import Probation
-from device.pipeline.knn import Snapshot
+from device.knn import Snapshot
 
 SNAPSHOT = Snapshot(np.zeros((1, 2), np.float32), np.array(["a"]))
 

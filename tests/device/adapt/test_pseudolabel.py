@@ -2,7 +2,7 @@ import numpy as np
 
 from device.adapt import AdaptConfig, PseudoLabeler, find_cluster, reference_scale
 from device.adapt.pseudolabel import bundle_distances, redundant, split
-from device.pipeline.knn import KNNClassifier
+from device.knn import KNNClassifier
 
 
 def blob(rng: np.random.Generator, centre: float, n: int, spread: float = 0.1) -> np.ndarray:

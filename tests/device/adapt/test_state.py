@@ -7,7 +7,7 @@ import pytest
 
 from device.adapt import STATE_FILE, AdaptConfig, Adapter
 from device.errors import StateError
-from device.pipeline.knn import BUNDLE, LEARNED, KNNClassifier
+from device.knn import BUNDLE, LEARNED, KNNClassifier
 from tests.device.adapt.worlds import CONFIG, World, true_class
 
 

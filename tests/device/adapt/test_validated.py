@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from device.pipeline.knn import BUNDLE
+from device.knn import BUNDLE
 from tests.device.adapt.worlds import CONFIG
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from device.adapt import AdaptConfig
-from device.pipeline.knn import KNNClassifier
-from device.pipeline.result import Result
+from device.knn import KNNClassifier
+from device.result import Result
 
 DIM = 8
 DRIFT = 40  # in `stream`, frames 0..39 are classes 0-5; from 40 on the new classes 6 and 7 alternate

@@ -5,9 +5,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from device.knn import Neighbours
 from device.monitor.reference import build_reference
-from device.pipeline.knn import Neighbours
-from device.pipeline.result import Result
+from device.result import Result
 
 DIM = 4
 CLASSES = ("a", "b", "c")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from device.errors import StateError
-from device.pipeline.knn import KNNClassifier
+from device.knn import KNNClassifier
 
 
 def clusters(n_per_class: int = 40, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from device.pipeline.knn import BUNDLE, LEARNED, KNNClassifier
+from device.knn import BUNDLE, LEARNED, KNNClassifier
 
 X = np.array([[0.0, 0.0], [0.2, 0.0], [0.0, 0.2], [4.0, 0.0], [4.2, 0.0], [4.0, 0.2]], dtype=np.float32)
 Y = np.array(["a", "a", "a", "b", "b", "b"])
