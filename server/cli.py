@@ -58,12 +58,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.api.app import create_app
-    from server.startup import first_admin_token, prepare
+    from server.startup import development_keys, first_admin_token, prepare
     from server.worker.runner import Worker
 
     settings = _settings(args)
     run_worker = args.worker if args.worker is not None else settings.database_url is None
     backends = prepare(settings, with_mlflow=run_worker)
+    development_keys(settings, backends)
     token = first_admin_token(backends)
     if token:
         print(f"Admin API token (shown once, keep it): {token}", flush=True)

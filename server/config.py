@@ -94,3 +94,9 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when some engine has to be started by the server itself."""
         return self.database_url is None
+
+    @property
+    def production(self) -> bool:
+        """A deployment: the production environment on an external database (placeholder secrets and
+        development TUF keys are refused); the zero-configuration server is not one."""
+        return self.environment == "production" and not self.embedded

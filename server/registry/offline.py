@@ -2,12 +2,17 @@
 
 A key directory holds `root-<keyid>.key` files, `targets.key`, the online `snapshot.key` and
 `timestamp.key` (to install on the server, then remove here), and every root version as `<N>.root.json`
-plus `root.json`, the newest (what devices pin).
+plus `root.json`, the newest (what devices pin). A development key set (made by the zero-configuration
+server for itself) is such a directory with one root key and a `development.json` marker naming its keys.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from server.registry import keys, repository
 from server.registry.bundle_archive import BundleInfo
 
 ONLINE_ROLES = ("snapshot", "timestamp")
+DEVELOPMENT_MARKER = "development.json"
 
 
 def _expiry(days: int) -> datetime:
@@ -59,6 +65,40 @@ def init(directory: Path, root_keys: int = 3, root_threshold: int = 2, expires_d
     for signer in root_signers:
         metadata.sign(signer, append=True)
     return _write_root(directory, metadata)
+
+
+def init_development(directory: Path) -> None:
+    """Create a development key set at `directory` (which must not hold keys), all at once: built beside it,
+    marked, then renamed into place, so a crash leaves either no set or a whole one."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        init(staging, root_keys=1, root_threshold=1)
+        keyids = sorted(keys.load(path).public_key.keyid for path in staging.glob("*.key"))
+        marker = {"development": True, "keyids": keyids,
+                  "warning": "development keys: anyone holding this directory can sign updates for the fleet; "
+                             "make real ones with `tinysphere keys init` (docs/registry.md)"}
+        keys.write_atomic(staging / DEVELOPMENT_MARKER, json.dumps(marker, indent=2).encode() + b"\n")
+        os.rename(staging, directory)  # also replaces an empty directory
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def development_keyids(directory: Path) -> set[str]:
+    """The key ids of the development key set in `directory` (none when it holds no such set)."""
+    try:
+        marker = json.loads((directory / DEVELOPMENT_MARKER).read_bytes())
+    except (OSError, ValueError):
+        return set()
+    return set(marker.get("keyids", [])) if isinstance(marker, dict) else set()
+
+
+def empty_targets(directory: Path) -> bytes:
+    """Targets version 1 listing nothing, signed with the key directory's targets key."""
+    empty = Metadata(Targets())
+    empty.signed.version = 0  # sign_targets makes it version 1
+    return sign_targets(empty, keys.load(directory / "targets.key"))
 
 
 def current_root(directory: Path) -> Metadata[Root]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +17,10 @@ from fastapi.testclient import TestClient
 
 from server import cli
 from server.cli import main
+from server.config import Settings
+from server.errors import InputError
 from server.registry import offline
+from server.startup import refuse_development_keys
 from tests.server.registry.fixtures import Repo, publish, repo  # noqa: F401 - the session's TUF repository
 from tests.server.utils import auth, enroll
 from tests.utils.cli import parsers, undocumented
@@ -145,6 +149,49 @@ def test_local_commands_refuse_to_create_a_data_directory(argv: list[str], tmp_p
     status, _, err = _run(capsys, *argv, "--data-dir", str(tmp_path / "elsewhere"))
     assert status == 2 and f"no data directory at {tmp_path / 'elsewhere'}" in _one_error_line(err)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["serve", "--port", "0"], ["worker", "--once"], ["tokens", "create", "--role",
+                                                                                  "admin"]])
+def test_production_settings_refuse_development_keys(argv: list[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    offline.init_development(data / "tuf")  # what a zero-configuration `serve` made there
+    monkeypatch.setenv("TINYSPHERE_ENVIRONMENT", "production")
+    monkeypatch.setenv("TINYSPHERE_DATABASE_URL", "postgresql://tinysphere@127.0.0.1:9/never-reached")
+    for name in ("SNAPSHOT_KEY", "SNAPSHOT_KEY_FILE", "TIMESTAMP_KEY", "TIMESTAMP_KEY_FILE"):
+        monkeypatch.delenv(f"TINYSPHERE_TUF_{name}", raising=False)
+    status, out, err = _run(capsys, "--data-dir", str(data), *argv)
+    line = _one_error_line(err)
+    assert status == 2 and out == ""
+    assert f"is a development key (from {data / 'tuf'})" in line and "tinysphere keys init" in line
+
+
+def _production(data: Path, **keys: Any) -> Settings:
+    return Settings(environment="production", database_url="postgresql://tinysphere@db/tinysphere", data_dir=data,
+                    **keys)
+
+
+def test_only_production_settings_with_development_keys_are_refused(tmp_path: Path, keys: Path) -> None:
+    development = tmp_path / "data" / "tuf"
+    offline.init_development(development)
+    copied = tmp_path / "elsewhere"
+    copied.mkdir()
+    shutil.copy(development / "timestamp.key", copied / "timestamp.key")
+    refused = [_production(tmp_path / "data"),  # the keys where the server looks by default
+               _production(tmp_path / "other", tuf_snapshot_key_file=development / "snapshot.key"),
+               _production(tmp_path / "data", tuf_snapshot_key_file=keys / "snapshot.key",
+                           tuf_timestamp_key_file=copied / "timestamp.key"),
+               _production(tmp_path / "data", tuf_snapshot_key_file=keys / "snapshot.key",
+                           tuf_timestamp_key=(development / "timestamp.key").read_text())]
+    for settings in refused:
+        with pytest.raises(InputError, match="is a development key"):
+            refuse_development_keys(settings)
+    real = {"tuf_snapshot_key_file": keys / "snapshot.key", "tuf_timestamp_key_file": keys / "timestamp.key"}
+    refuse_development_keys(_production(tmp_path / "data", **real))  # the operator's keys, from `keys init`
+    refuse_development_keys(Settings(data_dir=tmp_path / "data"))  # zero configuration: not production
+    refuse_development_keys(_production(tmp_path / "data").model_copy(update={"environment": "development"}))
 
 
 # ---------------------------------------------------------------- the fleet, read over HTTP

@@ -14,6 +14,13 @@ def test_defaults_are_embedded_and_need_no_secrets() -> None:
     assert settings.embedded and settings.s3_endpoint is None
 
 
+def test_production_means_the_production_environment_on_an_external_database() -> None:
+    external = "postgresql://tinysphere@db/tinysphere"
+    assert Settings(database_url=external).production
+    assert not Settings().production  # zero configuration
+    assert not Settings(environment="development", database_url=external).production
+
+
 @pytest.mark.parametrize("secret", ["", "changethis", "minioadmin"])
 def test_placeholder_s3_secret_is_refused_in_production(secret: str) -> None:
     with pytest.raises(ValidationError, match="S3_SECRET_KEY"):

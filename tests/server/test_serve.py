@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tuf.ngclient import Updater
 
 from tests.server.processes import postmasters, reapers, wait_until
+from tests.server.registry.fixtures import BearerFetcher
 from tests.server.utils import PackageSpec, build_package, drift_record
 
 JPEG = b"\xff\xd8\xff\xe0 tiny \xff\xd9"
@@ -133,17 +135,36 @@ def test_serve_with_zero_configuration(data_dir: Path) -> None:
         status, detail = server.call("GET", f"/api/v1/drift/events/{events['items'][0]['id']}", token)
         status, image = server.call("GET", detail["sample_url"])
         assert status == 200 and image == JPEG
+        _refresh_as_device(server, device["device_secret"], data_dir, workdir=data_dir.parent / "device-1")
     finally:
         server.stop()
-    assert sorted(p.name for p in data_dir.iterdir()) >= ["objects", "postgres"]
+    assert {p.name for p in data_dir.iterdir()} >= {"objects", "postgres", "tuf"}
+    assert "DEVELOPMENT TUF KEYS in " + str((data_dir / "tuf").resolve()) in "\n".join(server.output)
+    keys = {path.name: path.read_bytes() for path in (data_dir / "tuf").iterdir()}
 
-    again = Server(data_dir)  # second start: same data, no new admin token
+    again = Server(data_dir)  # second start: same data, no new admin token, the same keys and root
     try:
         again.wait_ready()
         assert again.admin_token() is None
         assert again.call("GET", "/api/v1/devices", token)[0] == 200
+        assert {path.name: path.read_bytes() for path in (data_dir / "tuf").iterdir()} == keys
+        assert again.call("GET", "/tuf/metadata/2.root.json", device["device_secret"])[0] == 404
+        _refresh_as_device(again, device["device_secret"], data_dir, workdir=data_dir.parent / "device-2")
     finally:
         again.stop()
+    assert sum("DEVELOPMENT TUF KEYS" in line for line in again.output) == 1
+
+
+def _refresh_as_device(server: Server, secret: str, data_dir: Path, workdir: Path) -> None:
+    """A device's python-tuf client, pinned to the development root, trusts the server's metadata."""
+    pinned = (data_dir / "tuf" / "1.root.json").read_bytes()
+    status, served = server.call("GET", "/tuf/metadata/1.root.json", secret)
+    assert status == 200 and served == json.loads(pinned)
+    (workdir / "targets").mkdir(parents=True)
+    client = Updater(str(workdir), f"{server.base}/tuf/metadata/", str(workdir / "targets"),
+                     f"{server.base}/tuf/targets/", fetcher=BearerFetcher(secret), bootstrap=pinned)
+    client.refresh()
+    assert (workdir / "timestamp.json").exists() and client.get_targetinfo("digits/1.0.0/bundle.tar") is None
 
 
 def test_kills_and_restarts_leave_no_database_behind(data_dir: Path) -> None:
