@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from contract.atomic import write_bytes_atomic, write_json_atomic
+from device import backoff
 from device.errors import DeviceAuthError, ServerRefusedError, ServerUnavailableError, StateError
 from device.layout import DataLayout
 from device.sync.client import ClientSettings, SyncClient
@@ -350,8 +351,7 @@ class Provisioner:
     def next_delay(self, reason: str) -> float:
         """Exponential backoff with jitter (between half and all of the step), capped by the kind of failure."""
         cap = self.settings.max_local_backoff_s if reason in LOCAL_REASONS else self.settings.max_backoff_s
-        step = min(cap, self.settings.initial_backoff_s * 2 ** min(self._failures - 1, 30))
-        return step * self._rng.uniform(0.5, 1.0)
+        return backoff.next_delay(self._failures, self.settings.initial_backoff_s, cap, rng=self._rng)
 
     def _publish(self, status: ProvisioningStatus) -> None:
         previous = self._status

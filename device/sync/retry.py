@@ -4,14 +4,14 @@ and at least the server's `Retry-After` when it sent one (429/503).
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_base, wait_random_exponential
+from tenacity.wait import wait_base
 
+from device.backoff import FULL_JITTER, at_least_retry_after, wait_jittered_exponential
 from device.errors import ServerUnavailableError
 
 
@@ -31,16 +31,12 @@ class wait_retry_after(wait_base):  # noqa: N801 - tenacity names its strategies
     """Exponential backoff with jitter, but never shorter than the server's Retry-After (capped)."""
 
     def __init__(self, initial_s: float, max_wait_s: float) -> None:
-        self.backoff = wait_random_exponential(multiplier=initial_s, max=max_wait_s)
+        self.backoff = wait_jittered_exponential(initial_s, max_wait_s, floor=FULL_JITTER)
         self.max_wait_s = max_wait_s
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        wait = self.backoff(retry_state)
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        after = getattr(exc, "retry_after", None)
-        if after is not None:
-            wait = max(wait, after * random.uniform(1.0, 1.1))  # spread a fleet told the same delay
-        return min(wait, self.max_wait_s)
+        return at_least_retry_after(self.backoff(retry_state), getattr(exc, "retry_after", None), self.max_wait_s)
 
 
 def retrying(policy: RetryPolicy) -> AsyncRetrying:

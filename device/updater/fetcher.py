@@ -3,6 +3,10 @@
 A target is downloaded into a partial file named after its (hash-prefixed) URL, so a cut connection or a
 reboot continues where it stopped. The partial is deleted once ngclient's length and hash check fails,
 and never grows past the length the signed metadata allows (endless-data attack).
+
+This module is the one retry layer of these requests (urllib3 itself tries each request once): a metadata
+request is tried a few times, a target until `attempts` tries in a row made no progress; the waits come from
+`device.backoff`, and are at least the server's Retry-After.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,14 +24,31 @@ import urllib3
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
 
+from device import backoff
+from device.sync.retry import parse_retry_after
+
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (urllib3.exceptions.HTTPError, exceptions.SlowRetrievalError, OSError)
 _RETRY_STATUS = (429, 500, 502, 503, 504)
+_METADATA_ATTEMPTS = 3  # tries of one metadata request (its body is small, and read by ngclient in one go)
+# urllib3 retries nothing (this module does) but still follows a redirect or two
+_ONE_TRY = urllib3.Retry(total=None, connect=False, read=False, other=0, redirect=2,
+                         respect_retry_after_header=False)
 
 
 class _Restart(Exception):  # noqa: N818 - control flow inside this module
     """The server's answer cannot continue the partial file: start again from byte 0."""
+
+
+class _Unavailable(exceptions.DownloadHTTPError):
+    """A 429 or 5xx answer: worth another try, after at least `retry_after` seconds if the server said so."""
+
+    def __init__(self, url: str, status: int, retry_after: float | None) -> None:
+        super().__init__(f"GET {url}: HTTP {status}", status)
+        self.retry_after = retry_after
+
+
+_TRANSIENT = (urllib3.exceptions.HTTPError, exceptions.SlowRetrievalError, OSError, _Unavailable)
 
 
 class ResumableFetcher(FetcherInterface):
@@ -44,15 +64,33 @@ class ResumableFetcher(FetcherInterface):
         self.chunk_size = chunk_size
         self._sleep = sleep
         self._headers = {"Authorization": f"Bearer {secret}", "User-Agent": "tinymlops-updater"}
-        retry = urllib3.Retry(total=2, backoff_factor=backoff_s, status_forcelist=_RETRY_STATUS,
-                              allowed_methods=["GET"], raise_on_status=False, respect_retry_after_header=True)
-        self._pool = urllib3.PoolManager(retries=retry, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s))
+        self._pool = urllib3.PoolManager(retries=_ONE_TRY, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s))
 
     def _request(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
-        return self._pool.request("GET", url, headers={**self._headers, **(headers or {})}, preload_content=False)
+        """One GET; a 429 or 5xx answer is closed and raised as `_Unavailable`."""
+        response = self._pool.request("GET", url, headers={**self._headers, **(headers or {})}, preload_content=False)
+        if response.status in _RETRY_STATUS:
+            response.close()
+            raise _Unavailable(url, response.status, parse_retry_after(response.headers.get("Retry-After")))
+        return response
+
+    def _delay(self, failures: int, retry_after: float | None) -> float:
+        """The wait after `failures` failed tries in a row; at least `retry_after` if the server said so."""
+        return backoff.next_delay(failures, self.backoff_s, self.max_backoff_s, retry_after=retry_after)
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        response = self._request(url)
+        """Metadata: a few tries until the server answers; the body is streamed to ngclient."""
+        failures = 0
+        while True:
+            try:
+                response = self._request(url)
+                break
+            except _TRANSIENT as exc:
+                failures += 1
+                if failures >= _METADATA_ATTEMPTS:
+                    raise
+                log.info("GET %s failed: %s: %s", url, type(exc).__name__, exc)
+                self._sleep(self._delay(failures, getattr(exc, "retry_after", None)))
         if response.status >= 400:
             response.close()  # never hand a connection with an unread body back to the pool
             raise exceptions.DownloadHTTPError(f"GET {url}: HTTP {response.status}", response.status)
@@ -97,20 +135,21 @@ class ResumableFetcher(FetcherInterface):
             have = part.stat().st_size if part.exists() else 0
             if have >= max_length:
                 return
+            retry_after = None  # seconds the server asked for (429, 503)
             try:
                 if self._append(url, part, have, max_length):
                     return
             except _Restart:
                 part.unlink(missing_ok=True)
             except _TRANSIENT as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
+                last_error, retry_after = f"{type(exc).__name__}: {exc}", getattr(exc, "retry_after", None)
                 log.info("download of %s cut at %d bytes: %s", url, part.stat().st_size if part.exists() else 0,
                          last_error)
             now = part.stat().st_size if part.exists() else 0
             gained, best = now > best, max(best, now)  # a restart from 0 regains nothing: no endless loop
             failures = 0 if gained else failures + 1
             if failures:
-                self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)) * random.uniform(0.5, 1))
+                self._sleep(self._delay(failures, retry_after))
         raise exceptions.DownloadError(f"GET {url}: no progress after {self.attempts} attempts ({last_error})")
 
     def _append(self, url: str, part: Path, offset: int, max_length: int) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 from contract.atomic import read_json
 from contract.bundle import load_bundle
+from device import backoff
 from device.errors import BundleError, RemoteError, StateError, TinyLCMError, UpdateRejectedError
 from device.sync.identity import load_identity
 from device.updater.clock import TrustedClock
@@ -238,8 +238,7 @@ class Updater:
 
     def _backoff(self) -> float:
         self._failures += 1
-        step = self.settings.retry_initial_s * 2 ** min(self._failures - 1, 20)
-        return min(self.settings.retry_max_s, step) * random.uniform(0.5, 1.0)
+        return backoff.next_delay(self._failures, self.settings.retry_initial_s, self.settings.retry_max_s)
 
     def _repository(self) -> BundleRepository:
         identity = load_identity(self.settings.identity_path)
