@@ -8,12 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
+
+import urllib3
 
 from simulator.devices import DeviceSetup, DeviceStatus, write_config
 from simulator.spec import DEVICE_TYPE, FleetSpec
+
+_HTTP = urllib3.PoolManager(retries=False)  # one look at a device's /healthz per status poll
 
 
 def free_port() -> int:
@@ -58,12 +60,9 @@ class ProcessDevice:
 
     def health(self) -> dict[str, Any]:
         try:
-            url = f"http://127.0.0.1:{self.health_port}/healthz"
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback http
-                return dict(json.loads(response.read()))
-        except urllib.error.HTTPError as exc:  # 503 while stalled still carries the JSON
-            return dict(json.loads(exc.read() or b"{}"))
-        except (OSError, ValueError):
+            response = _HTTP.request("GET", f"http://127.0.0.1:{self.health_port}/healthz", timeout=2.0)
+            return dict(json.loads(response.data))  # whatever the status: a 503 while stalled carries the JSON too
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
             return {}
 
     def status(self) -> DeviceStatus:

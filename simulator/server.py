@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import urllib3
+
 from simulator.spec import SimulationError
+
+# one try per call (the simulator reports a failure rather than retrying it), redirects followed; as many
+# connections to the server as the threads asking for enrollment tokens
+_HTTP = urllib3.PoolManager(maxsize=8, retries=urllib3.Retry(total=None, connect=False, read=False, other=0,
+                                                             redirect=10, respect_retry_after_header=False))
 
 
 class OperatorAPI:
-    """`/api/v1` and `/tuf` with an operator token, over plain urllib (the simulator's only server calls)."""
+    """`/api/v1` and `/tuf` with an operator token, over urllib3 (the simulator's only server calls)."""
 
     def __init__(self, url: str, token: str, timeout_s: float = 30.0) -> None:
         parsed = urllib.parse.urlsplit(url)
@@ -26,18 +31,18 @@ class OperatorAPI:
         self.timeout_s = timeout_s
 
     def _call(self, method: str, path: str, body: Any = None) -> bytes:
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            self.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                return bytes(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = _problem_detail(exc.read(2000))
-            hint = " (is the token an operator token?)" if exc.code in (401, 403) else ""
-            raise SimulationError(f"{method} {path}: HTTP {exc.code}{hint}: {detail}") from exc
-        except (OSError, ValueError) as exc:
+            response = _HTTP.request(
+                method, self.url + path, body=None if body is None else json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+                timeout=self.timeout_s)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise SimulationError(f"{method} {path}: cannot reach {self.url}: {exc}") from exc
+        if response.status >= 400:
+            detail = _problem_detail(response.data[:2000])
+            hint = " (is the token an operator token?)" if response.status in (401, 403) else ""
+            raise SimulationError(f"{method} {path}: HTTP {response.status}{hint}: {detail}")
+        return bytes(response.data)
 
     def json(self, method: str, path: str, body: Any = None) -> Any:
         raw = self._call(method, path, body)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
+
 log = logging.getLogger(__name__)
+
+_HTTP = urllib3.PoolManager(retries=False)  # one look: no retries (and no redirects) behind the caller's back
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,12 @@ class HealthSample:
 def read_health(url: str, timeout_s: float = 3.0) -> HealthSample:
     """GET `url` once; never raises for a down or broken service, which is exactly what is being watched."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - a configured http URL
-            body = response.read(1 << 16)
-    except urllib.error.HTTPError as exc:
-        body = exc.read(1 << 16)
-    except (OSError, ValueError) as exc:
+        response = _HTTP.request("GET", url, timeout=timeout_s, preload_content=False)
+        try:
+            body = response.read(1 << 16)  # whatever the status: a 503 carries the JSON too
+        finally:
+            response.release_conn()
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         log.debug("health %s unreachable: %s", url, exc)
         return HealthSample(reachable=False)
     try:

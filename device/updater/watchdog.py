@@ -11,19 +11,21 @@ import logging
 import shlex
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import urllib3
+
 from device.errors import ServerRefusedError, ServerUnavailableError
 from device.updater.container import DockerRestarter, is_socket
 from device.updater.health import HealthSample
 
 log = logging.getLogger(__name__)
+
+_HTTP = urllib3.PoolManager(retries=False)  # one request per restart; the watchdog decides when to try again
 
 
 class Restarter(Protocol):
@@ -68,18 +70,16 @@ class BalenaRestarter:
 
     def restart(self) -> None:
         body = json.dumps({"serviceName": self.service}).encode()
-        request = urllib.request.Request(self.url, data=body, method="POST",  # noqa: S310 - the supervisor's http URL
-                                         headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500:
-                raise ServerUnavailableError(f"supervisor: HTTP {exc.code}", status=exc.code) from exc
-            raise ServerRefusedError(f"supervisor refused to restart {self.service}: HTTP {exc.code}",
-                                     exc.code) from exc
-        except OSError as exc:
+            response = _HTTP.request("POST", self.url, body=body, headers={"Content-Type": "application/json"},
+                                     timeout=self.timeout_s)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ServerUnavailableError(f"supervisor unreachable: {exc}") from exc
+        if response.status >= 500:
+            raise ServerUnavailableError(f"supervisor: HTTP {response.status}", status=response.status)
+        if response.status >= 300:  # a redirect is not followed: the supervisor does not send one
+            raise ServerRefusedError(f"supervisor refused to restart {self.service}: HTTP {response.status}",
+                                     response.status)
 
 
 @dataclass(frozen=True)

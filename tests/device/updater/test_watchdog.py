@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from device.errors import ServerRefusedError
+from device.errors import ServerRefusedError, ServerUnavailableError
 from device.updater import BalenaRestarter, ProcessRestarter, Watchdog
 from device.updater.health import HealthSample
 from tests.device.updater.fakes import FakeInference, make_updater
@@ -84,7 +84,7 @@ def supervisor() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append({"path": self.path, "body": body})
-            code = 200 if "apikey=KEY" in self.path else 401
+            code = 200 if "apikey=KEY" in self.path else 503 if "apikey=BUSY" in self.path else 401
             self.send_response(code)
             self.send_header("Content-Length", "2")
             self.end_headers()
@@ -107,3 +107,8 @@ def test_balena_restarter_calls_the_supervisor(supervisor: tuple[str, list[dict[
                      "body": {"serviceName": "inference"}}]
     with pytest.raises(ServerRefusedError):
         BalenaRestarter(address, "WRONG", "1234", "inference").restart()
+    with pytest.raises(ServerUnavailableError) as busy:
+        BalenaRestarter(address, "BUSY", "1234", "inference").restart()
+    assert busy.value.status == 503
+    with pytest.raises(ServerUnavailableError, match="unreachable"):
+        BalenaRestarter("http://127.0.0.1:9", "KEY", "1234", "inference", timeout_s=2).restart()
