@@ -14,9 +14,9 @@ from urllib.parse import quote
 import urllib3
 
 from server.errors import InputError, RemoteError
+from server.rollouts.states import FINAL, DeviceState, RolloutState
 
 _SERVICE = "tinysphere server"
-FINAL_STATES = ("completed", "aborted")
 PAGE = 500  # items asked for per request; `next` links fetch the rest
 
 
@@ -170,17 +170,17 @@ def rollouts_watch(args: argparse.Namespace) -> int:
             seen = len(events)
             waves = rollout["waves"]
             bar.total = sum(wave["devices"] for wave in waves)
-            bar.n = sum(wave["by_state"].get("updated", 0) for wave in waves)
+            bar.n = sum(wave["by_state"].get(DeviceState.updated, 0) for wave in waves)
             bar.set_description(f"rollout {rollout['id']} {rollout['state']}, wave "
                                 f"{rollout['current_wave'] + 1}/{len(waves)}")
             bar.refresh()
-            if rollout["state"] in FINAL_STATES or rollout["rolled_back"]:
+            if rollout["state"] in FINAL or rollout["rolled_back"]:
                 break
             time.sleep(args.interval)
             rollout = client.get(path)
     ended = "rolled back" if rollout["rolled_back"] else rollout["state"]
     _say(f"rollout {rollout['id']} {ended}")
-    return 0 if rollout["state"] == "completed" and not rollout["rolled_back"] else 1
+    return 0 if rollout["state"] == RolloutState.completed and not rollout["rolled_back"] else 1
 
 
 def _api_options(parser: argparse.ArgumentParser) -> None:
@@ -205,7 +205,7 @@ def add_commands(devices: Any, commands: Any) -> None:
     rollouts = commands.add_parser("rollouts", help="staged rollouts, read over the API")
     actions = rollouts.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="list the rollouts, newest first (all pages)")
-    listing.add_argument("--state", help="only rollouts in this state (running, paused, completed, aborted)")
+    listing.add_argument("--state", help=f"only rollouts in this state ({', '.join(RolloutState)})")
     _api_options(listing)
     listing.set_defaults(run=rollouts_list)
     show = actions.add_parser("show", help="one rollout and its waves, counted by device state")

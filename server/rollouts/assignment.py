@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 from server.db.models import Bundle, Rollout
+from server.rollouts.states import TOUCHED, DeviceState
 
-_CAPTURE = text(
+# The statements name device states as `{waiting}` ..., and `{touched}` for the states rollback undoes.
+_STATES = {**{state.name: f"'{state.value}'" for state in DeviceState},
+           "touched": ", ".join(f"'{state.value}'" for state in TOUCHED)}
+
+
+def _sql(statement: str) -> TextClause:
+    """A statement with the device states filled in (constants, never input)."""
+    return text(statement.format(**_STATES))
+
+
+_CAPTURE = _sql(
     """
     UPDATE rollout_devices rd SET
         previous_version = COALESCE(d.desired_bundle_version, d.model_version),
@@ -17,46 +28,46 @@ _CAPTURE = text(
         baseline_p95_ms = CASE WHEN jsonb_typeof(d.health -> 'latency_ms_p95') = 'number'
                                THEN (d.health ->> 'latency_ms_p95')::float END
     FROM devices d
-    WHERE rd.device_id = d.id AND rd.rollout_id = :rollout AND rd.wave <= :wave AND rd.state = 'waiting'
+    WHERE rd.device_id = d.id AND rd.rollout_id = :rollout AND rd.wave <= :wave AND rd.state = {waiting}
     """
 )
-_MARK = text(
-    "UPDATE rollout_devices SET state = 'assigned', assigned_at = :now, switched_at = NULL "
-    "WHERE rollout_id = :rollout AND wave <= :wave AND state IN ('waiting', 'rolled_back')"
+_MARK = _sql(
+    "UPDATE rollout_devices SET state = {assigned}, assigned_at = :now, switched_at = NULL "
+    "WHERE rollout_id = :rollout AND wave <= :wave AND state IN ({waiting}, {rolled_back})"
 )
-_FORWARD = text(
+_FORWARD = _sql(
     """
     UPDATE devices d SET desired_bundle_version = :version, desired_model = :model
     FROM rollout_devices rd
-    WHERE rd.device_id = d.id AND rd.rollout_id = :rollout AND rd.wave <= :wave AND rd.state = 'assigned'
+    WHERE rd.device_id = d.id AND rd.rollout_id = :rollout AND rd.wave <= :wave AND rd.state = {assigned}
     """
 )
 # Only devices still pointed at this rollout's bundle go back: a newer assignment wins.
-_BACK = text(
+_BACK = _sql(
     """
     UPDATE devices d SET desired_bundle_version = rd.previous_version, desired_model = rd.previous_model
     FROM rollout_devices rd
     WHERE rd.device_id = d.id AND rd.rollout_id = :rollout
-      AND rd.state IN ('assigned', 'updating', 'updated', 'failed')
+      AND rd.state IN ({touched})
       AND d.desired_bundle_version = :version AND d.desired_model IS NOT DISTINCT FROM :model
     """
 )
-_MARK_BACK = text(
-    "UPDATE rollout_devices SET state = 'rolled_back' "
-    "WHERE rollout_id = :rollout AND state IN ('assigned', 'updating', 'updated', 'failed')"
+_MARK_BACK = _sql(
+    "UPDATE rollout_devices SET state = {rolled_back} "
+    "WHERE rollout_id = :rollout AND state IN ({touched})"
 )
-_OBSERVE = text(
+_OBSERVE = _sql(
     """
     UPDATE rollout_devices rd SET
         state = CASE
-            WHEN d.model_version = :version AND COALESCE(d.update_state, '') <> 'ROLLED_BACK' THEN 'updated'
-            WHEN rd.state IN ('updating', 'updated') AND d.update_state = 'ROLLED_BACK' THEN 'failed'
-            WHEN d.update_state IN ('DOWNLOADING', 'STAGED', 'SWITCHED', 'PROBATION') THEN 'updating'
+            WHEN d.model_version = :version AND COALESCE(d.update_state, '') <> 'ROLLED_BACK' THEN {updated}
+            WHEN rd.state IN ({updating}, {updated}) AND d.update_state = 'ROLLED_BACK' THEN {failed}
+            WHEN d.update_state IN ('DOWNLOADING', 'STAGED', 'SWITCHED', 'PROBATION') THEN {updating}
             ELSE rd.state END,
         switched_at = CASE WHEN d.model_version = :version AND rd.switched_at IS NULL
                            AND COALESCE(d.update_state, '') <> 'ROLLED_BACK' THEN :now ELSE rd.switched_at END
     FROM devices d
-    WHERE rd.device_id = d.id AND rd.rollout_id = :rollout AND rd.state IN ('assigned', 'updating', 'updated')
+    WHERE rd.device_id = d.id AND rd.rollout_id = :rollout AND rd.state IN ({assigned}, {updating}, {updated})
     """
 )
 

@@ -21,6 +21,7 @@ from server.backends import Backends
 from server.db.models import Bundle, Rollout, RolloutEvent
 from server.rollouts import assignment
 from server.rollouts.gates import Observation, evaluate
+from server.rollouts.states import RolloutState, transition
 
 logger = logging.getLogger(__name__)
 _OBSERVATIONS = text(
@@ -67,7 +68,7 @@ def _start_wave(session: Session, rollout: Rollout, bundle: Bundle, now: datetim
 
 def _advance(session: Session, rollout: Rollout, bundle: Bundle, now: datetime) -> None:
     if rollout.current_wave + 1 >= len(rollout.waves):
-        rollout.state = "completed"
+        rollout.state = transition(rollout.state, RolloutState.completed)
         assignment.release(session, rollout)
         record(session, rollout, "completed", "every wave passed its gates")
         return
@@ -94,7 +95,7 @@ def step(session: Session, rollout: Rollout, now: datetime) -> None:
         _advance(session, rollout, bundle, now)
         return
     count = assignment.roll_back(session, rollout, bundle)
-    rollout.state, rollout.rolled_back = "paused", True
+    rollout.state, rollout.rolled_back = transition(rollout.state, RolloutState.paused), True
     record(session, rollout, "rolled_back", f"gate breached: {verdict.reason}; {count} device(s) sent back",
            verdict.figures)
 
@@ -102,13 +103,14 @@ def step(session: Session, rollout: Rollout, now: datetime) -> None:
 def tick(backends: Backends, now: datetime | None = None) -> int:
     """Step every running rollout no other worker is stepping; returns how many were stepped."""
     now = now or datetime.now(UTC)
+    running = RolloutState.running.value
     with backends.sessions() as session:
-        ids = list(session.scalars(select(Rollout.id).where(Rollout.state == "running").order_by(Rollout.id)))
+        ids = list(session.scalars(select(Rollout.id).where(Rollout.state == running).order_by(Rollout.id)))
     stepped = 0
     for rollout_id in ids:
         with backends.sessions() as session:
             rollout = session.scalars(
-                select(Rollout).where(Rollout.id == rollout_id, Rollout.state == "running")
+                select(Rollout).where(Rollout.id == rollout_id, Rollout.state == running)
                 .with_for_update(skip_locked=True)
             ).first()
             if rollout is None:

@@ -12,13 +12,15 @@ from datetime import datetime, timedelta
 from statistics import fmean
 from typing import Any
 
+from server.rollouts.states import DeviceState
+
 
 @dataclass(frozen=True)
 class Observation:
     """One device of the rollout as the controller sees it."""
 
     device_id: str
-    state: str  # assigned, updating, updated, failed
+    state: str  # a DeviceState: assigned, updating, updated, failed
     switched_at: datetime | None
     healthy: bool | None
     drift_alarm_rate: float | None  # alarms per 1000 frames
@@ -66,13 +68,13 @@ def evaluate(gates: dict[str, Any], devices: list[Observation], soak_s: float, n
              deadline_passed: bool) -> Verdict:
     """Decide for the devices assigned so far."""
     total = len(devices)
-    failed = sum(1 for o in devices if o.state == "failed")
+    failed = sum(1 for o in devices if o.state == DeviceState.failed)
     minimum = gates.get("min_healthy_fraction") or 0.0
     if total and (total - failed) / total < minimum:  # not failed/total > 1 - minimum: 1 - 0.9 < 0.1
         return Verdict("breach", f"{failed} of {total} devices rolled back the bundle themselves",
                        {"devices": total, "failed": failed})
     soak = timedelta(seconds=soak_s)
-    soaked = [o for o in devices if o.state == "updated" and o.switched_at and o.switched_at + soak <= now]
+    soaked = [o for o in devices if o.state == DeviceState.updated and o.switched_at and o.switched_at + soak <= now]
     pending = total - failed - len(soaked)
     if pending and not deadline_passed:
         return Verdict("wait", f"{pending} of {total} devices still updating or soaking")

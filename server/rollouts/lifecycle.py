@@ -14,6 +14,7 @@ from server.errors import ConflictError, InputError, NotFoundError
 from server.registry import catalog
 from server.rollouts import assignment
 from server.rollouts.controller import record
+from server.rollouts.states import DeviceState, RolloutState, transition
 
 
 def wave_ends(waves: list[dict[str, Any]], total: int) -> list[int]:
@@ -52,14 +53,15 @@ def create(session: Session, spec: dict[str, Any], created_by: str) -> Rollout:
     busy = _busy(session, devices)
     if busy:
         raise ConflictError(f"devices already in an active rollout: {', '.join(busy)}", existing=busy[0])
-    rollout = Rollout(bundle_id=bundle.id, state="running", selector=spec["selector"], waves=spec["waves"],
-                      gates=spec["gates"], wave_timeout_s=spec["wave_timeout_s"], created_by=created_by)
+    rollout = Rollout(bundle_id=bundle.id, state=RolloutState.running.value, selector=spec["selector"],
+                      waves=spec["waves"], gates=spec["gates"], wave_timeout_s=spec["wave_timeout_s"],
+                      created_by=created_by)
     session.add(rollout)
     session.flush()
     ends, start = wave_ends(spec["waves"], len(devices)), 0
     rows = []
     for wave, end in enumerate(ends):
-        rows += [{"rollout_id": rollout.id, "device_id": device, "wave": wave, "state": "waiting"}
+        rows += [{"rollout_id": rollout.id, "device_id": device, "wave": wave, "state": DeviceState.waiting.value}
                  for device in devices[start:end]]
         start = end
     session.execute(insert(RolloutDevice), rows)
@@ -79,9 +81,8 @@ def locked(session: Session, rollout_id: int) -> Rollout:
 def pause(session: Session, rollout_id: int, by: str) -> Rollout:
     """Stop advancing; devices keep what they were assigned."""
     rollout = locked(session, rollout_id)
-    if rollout.state != "running":
-        raise ConflictError(f"rollout {rollout_id} is {rollout.state}, not running")
-    rollout.state, rollout.updated_at = "paused", datetime.now(UTC)
+    rollout.state = transition(rollout.state, RolloutState.paused, f"rollout {rollout_id}")
+    rollout.updated_at = datetime.now(UTC)
     record(session, rollout, "paused", f"paused by {by}")
     return rollout
 
@@ -89,9 +90,8 @@ def pause(session: Session, rollout_id: int, by: str) -> Rollout:
 def resume(session: Session, rollout_id: int, by: str) -> Rollout:
     """Continue; after an automatic rollback the current wave starts again."""
     rollout = locked(session, rollout_id)
-    if rollout.state != "paused":
-        raise ConflictError(f"rollout {rollout_id} is {rollout.state}, not paused")
-    rollout.state, rollout.updated_at = "running", datetime.now(UTC)
+    rollout.state = transition(rollout.state, RolloutState.running, f"rollout {rollout_id}")
+    rollout.updated_at = datetime.now(UTC)
     if rollout.rolled_back:
         rollout.rolled_back, rollout.wave_started_at = False, None
     record(session, rollout, "resumed", f"resumed by {by}")
@@ -101,12 +101,11 @@ def resume(session: Session, rollout_id: int, by: str) -> Rollout:
 def abort(session: Session, rollout_id: int, by: str) -> Rollout:
     """End the rollout and send every device it touched back to its previous bundle."""
     rollout = locked(session, rollout_id)
-    if rollout.state not in ("running", "paused"):
-        raise ConflictError(f"rollout {rollout_id} is already {rollout.state}")
+    state = transition(rollout.state, RolloutState.aborted, f"rollout {rollout_id}")
     bundle = session.get(Bundle, rollout.bundle_id)
     assert bundle is not None
     count = assignment.roll_back(session, rollout, bundle)
     assignment.release(session, rollout)
-    rollout.state, rollout.updated_at = "aborted", datetime.now(UTC)
+    rollout.state, rollout.updated_at = state, datetime.now(UTC)
     record(session, rollout, "aborted", f"aborted by {by}; {count} device(s) sent back")
     return rollout

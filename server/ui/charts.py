@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 from markupsafe import Markup
 
+from server.rollouts.states import DeviceState
+
 # Wave and device states in the order a rollout moves through them, with their fill classes.
-STATES = ("waiting", "assigned", "updating", "updated", "failed", "rolled_back")
+STATES = tuple(state.value for state in DeviceState)
 
 
 def _fmt(value: float) -> str:
