@@ -11,6 +11,7 @@ from sqlalchemy import RowMapping, Select, func, select, text
 from sqlalchemy.orm import Session
 
 from server.db.models import Device, DeviceStatus
+from server.errors import NotFoundError
 from server.ratelimit import BLOCKED_SQL
 
 # Authenticates (a blocked credential key included), records and acknowledges in one statement: the heartbeat is
@@ -77,6 +78,14 @@ def filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
     if where.silent_since is not None:
         query = query.where((Device.last_seen < where.silent_since) | Device.last_seen.is_(None))
     return query
+
+
+def device(session: Session, device_id: str) -> Device:
+    """One device; a `NotFoundError` if there is none."""
+    found = session.get(Device, device_id)
+    if found is None:
+        raise NotFoundError(f"no device {device_id}")
+    return found
 
 
 def list_devices(session: Session, where: DeviceFilter, limit: int, offset: int) -> tuple[list[Device], int]:

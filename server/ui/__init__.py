@@ -1,1 +1,1 @@
-"""The fleet dashboard: server-rendered pages under `/ui` over the same handlers the JSON API uses."""
+"""The fleet dashboard: server-rendered pages under `/ui` over the same use-case functions the JSON API calls."""

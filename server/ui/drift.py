@@ -7,19 +7,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Annotated
 
-from fastapi import APIRouter, Form, Query, Request, Response, status
+from fastapi import APIRouter, Form, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from server import images
+from server import drift_views, images
 from server.api.deps import BackendsDep, SessionDep
 from server.api.headers import object_headers
 from server.api.pagination import Paging
-from server.api.routes import drift as drift_api
-from server.api.routes.drift import EventId
 from server.api.schemas.drift import LabelCreate
 from server.db.models import DriftEvent
 from server.errors import NotFoundError
+from server.labels import add_label
 from server.ui.fleet import per_hour
 from server.ui.render import UiRoute, page, redirect
 from server.ui.session import ActingDep, UiSessionDep
@@ -27,6 +26,7 @@ from server.ui.session import ActingDep, UiSessionDep
 router = APIRouter(route_class=UiRoute)
 PAGE_SIZE = 100
 Text = Annotated[str | None, Query(max_length=128)]
+EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # as the API bounds it
 LABEL_RULE = "1 to 64 letters, digits, spaces or _ . : -, starting with a letter or digit"
 _SPOOL_BYTES = 1024 * 1024  # a sample larger than this is spooled to a temporary file, not held in memory
 _CHUNK = 64 * 1024
@@ -38,8 +38,8 @@ def events_page(request: Request, session: SessionDep, ui: UiSessionDep, device_
                 offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Response:
     """Drift events, newest first, by device and detector, with their arrival over time."""
     since = datetime.now(UTC) - timedelta(hours=hours)
-    events = drift_api.list_events(session, ui.operator, device_id=device_id or None, detector=detector or None,
-                                   model_version=None, since=since, until=None, page=Paging(PAGE_SIZE, offset))
+    events = drift_views.events(session, Paging(PAGE_SIZE, offset), device_id=device_id or None,
+                                detector=detector or None, since=since)
     by_device: dict[str, int] = {}
     for event in events.items:
         by_device[event.device_id] = by_device.get(event.device_id, 0) + 1
@@ -51,7 +51,7 @@ def events_page(request: Request, session: SessionDep, ui: UiSessionDep, device_
 
 def _event_page(request: Request, session: SessionDep, backends: BackendsDep, ui: UiSessionDep, event_id: int,
                 error: str | None = None, value: str = "", code: int = status.HTTP_200_OK) -> Response:
-    event = drift_api.get_event(event_id, session, backends, ui.operator)
+    event = drift_views.event(session, backends, event_id)
     labelled = request.query_params.get("labelled") == "1"
     return page(request, "drift_event.html", ui, code, title=f"Drift event {event.id}", event=event,
                 error=error, value=value, labelled=labelled, label_rule=LABEL_RULE)
@@ -100,12 +100,13 @@ def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
 @router.post("/drift/{event_id}/labels")
 def label_sample(event_id: EventId, request: Request, session: SessionDep, backends: BackendsDep, ui: ActingDep,
                  label: Annotated[str, Form()] = "") -> Response:
-    """Validate a label and queue it for the device through the API's own label handler."""
+    """Validate a label and queue it for the device as the API does."""
     value = label.strip()
     try:
         body = LabelCreate(label=value)
     except ValidationError:
         return _event_page(request, session, backends, ui, event_id, f"A label is {LABEL_RULE}.", value,
                            status.HTTP_422_UNPROCESSABLE_CONTENT)
-    drift_api.label_event(event_id, body, session, ui.operator)
+    add_label(session, event_id, body.label, ui.operator.name)
+    session.commit()
     return redirect(request, f"/ui/drift/{event_id}?labelled=1#labels")

@@ -1,6 +1,6 @@
 """`/ui/` and `/ui/devices/{id}`: the fleet at a glance and one device in detail.
 
-Every figure comes from the JSON API's own handlers (`server.api.routes.*`), called in-process.
+Every figure comes from the views the JSON API answers with (`server.device_views`, `server.drift_views`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from server import device_views, drift_views
 from server.api.deps import BackendsDep, SessionDep, SettingsDep
 from server.api.pagination import Paging
-from server.api.routes import devices as devices_api
-from server.api.routes import drift as drift_api
-from server.api.routes import telemetry as telemetry_api
 from server.api.schemas.drift import DriftEventOut, MetricPointOut
 from server.db.models import DeviceStatus
 from server.ui.render import UiRoute, page
@@ -35,14 +33,13 @@ def fleet_page(request: Request, session: SessionDep, settings: SettingsDep, ui:
                q: Text = None, status: Text = None, tag: Text = None, model_version: Text = None,
                offline: bool = False, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Response:
     """Counts by status and model version, silent devices, and a filterable device table."""
-    summary = devices_api.fleet_summary(session, settings, ui.operator, None)
+    summary = device_views.summary(session, settings.offline_after_s)
     chosen = status if status in {s.value for s in DeviceStatus} else None
     if offline:
         chosen = DeviceStatus.active.value  # as the summary counts them: decommissioned devices are not offline
-    listed = devices_api.list_devices(
-        session, ui.operator, status_=DeviceStatus(chosen) if chosen else None, tag=[tag] if tag else None,
-        model_version=model_version or None, seen_after=None, seen_before=None,
-        silent_for_s=summary.offline_after_s if offline else None, page=Paging(PAGE_SIZE, offset))
+    listed = device_views.devices(
+        session, Paging(PAGE_SIZE, offset), status=DeviceStatus(chosen) if chosen else None, tags=[tag] if tag else (),
+        model_version=model_version or None, silent_for_s=summary.offline_after_s if offline else None)
     needle = (q or "").strip().lower()
     rows = [d for d in listed.items
             if not needle or needle in " ".join([d.id, d.name or "", d.location or "", *d.tags]).lower()]
@@ -79,12 +76,10 @@ def per_hour(events: list[DriftEventOut]) -> list[tuple[str, int]]:
 def device_page(device_id: Annotated[str, Path(max_length=40)], request: Request, session: SessionDep,
                 backends: BackendsDep, ui: UiSessionDep) -> Response:
     """Identity, tags, model and update state, heartbeat, outbox, charts and recent drift events."""
-    device = devices_api.get_device(device_id, session, ui.operator)
+    device = device_views.device(session, device_id)
     names = [name for _, _, names in CHARTS for name in names]
-    points = telemetry_api.metric_series(device_id, session, ui.operator, name=names, since=None, until=None,
-                                         page=Paging(telemetry_api.MAX_POINTS)).items
-    events = drift_api.list_events(session, ui.operator, device_id=device_id, detector=None, model_version=None,
-                                   since=None, until=None, page=Paging(200))
-    recent = [drift_api.get_event(e.id, session, backends, ui.operator) for e in events.items[:6]]
+    points = device_views.metric_series(session, device_id, Paging(device_views.MAX_POINTS), names).items
+    events = drift_views.events(session, Paging(200), device_id=device_id)
+    recent = [drift_views.event(session, backends, e.id) for e in events.items[:6]]
     return page(request, "device.html", ui, title=device.name or device.id, device=device, charts=_series(points),
                 events=events, recent=recent, hourly=per_hour(events.items))

@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from server.api.deps import SessionDep
 from server.api.pagination import WHOLE, Paging
-from server.api.routes import registry as registry_api
-from server.api.routes import rollouts as rollouts_api
 from server.errors import ConflictError, InputError, NotFoundError
+from server.registry import views as registry_views
+from server.rollouts import service
+from server.rollouts.states import LIVE, allows
 from server.ui import rollout_form
 from server.ui.render import UiRoute, page, redirect
 from server.ui.session import ActingDep, UiSessionDep
 
 router = APIRouter(route_class=UiRoute)
 RolloutId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-LIVE_STATES = ("running", "paused")
 
 
 @router.get("/rollouts")
 def rollouts_page(request: Request, session: SessionDep, ui: UiSessionDep) -> Response:
     """Every rollout, newest first, with its waves at a glance."""
-    rollouts = rollouts_api.list_rollouts(session, ui.operator, state=None, page=Paging(200)).items
+    rollouts = service.rollouts(session, Paging(200)).items
     return page(request, "rollouts.html", ui, title="Rollouts", rollouts=rollouts)
 
 
 def _form_page(request: Request, session: SessionDep, ui: UiSessionDep, form: rollout_form.RolloutForm,
                code: int = status.HTTP_200_OK) -> Response:
-    models = registry_api.list_models(session, ui.operator, WHOLE).items
-    versions = {m.model: [b.version for b in registry_api.list_versions(m.model, session, ui.operator, WHOLE).items]
+    models = registry_views.models(session, WHOLE).items
+    versions = {m.model: [b.version for b in registry_views.versions(session, m.model, WHOLE).items]
                 for m in models}
     return page(request, "rollout_new.html", ui, code, title="New rollout", form=form, models=models,
                 versions=versions, gates=rollout_form.GATES, labels=rollout_form.LABELS)
@@ -49,11 +49,12 @@ async def _submitted(request: Request) -> dict[str, str]:
 @router.post("/rollouts/new")
 def create_rollout(request: Request, session: SessionDep, ui: ActingDep,
                    submitted: Annotated[dict[str, str], Depends(_submitted)]) -> Response:
-    """Validate every field, then create through the API's own handler; errors are shown next to their field."""
+    """Validate every field, then plan as the API does; errors are shown next to their field."""
     form, body = rollout_form.parse(submitted)
     if body is not None:
         try:
-            created = rollouts_api.create(body, session, ui.operator)
+            created = service.plan(session, body, ui.operator.name)
+            session.commit()
         except NotFoundError as exc:
             session.rollback()
             form.error("bundle_version", f"{exc}: publish it first, or pick a published version")
@@ -66,10 +67,10 @@ def create_rollout(request: Request, session: SessionDep, ui: ActingDep,
 
 
 def _progress(session: SessionDep, ui: UiSessionDep, rollout_id: int) -> dict[str, Any]:
-    rollout = rollouts_api.get_rollout(rollout_id, session, ui.operator)
-    return {"rollout": rollout, "devices": rollouts_api.rollout_devices(rollout_id, session, ui.operator, WHOLE).items,
-            "events": rollouts_api.rollout_events(rollout_id, session, ui.operator, WHOLE).items,
-            "live": rollout.state in LIVE_STATES}
+    rollout = service.rollout(session, rollout_id)
+    return {"rollout": rollout, "devices": service.devices(session, rollout_id, WHOLE).items,
+            "events": service.events(session, rollout_id, WHOLE).items, "live": rollout.state in LIVE,
+            "actions": [action for action, (_, to) in service.ACTIONS.items() if allows(rollout.state, to)]}
 
 
 @router.get("/rollouts/{rollout_id}")
@@ -86,12 +87,11 @@ def rollout_progress(rollout_id: RolloutId, request: Request, session: SessionDe
 
 
 @router.post("/rollouts/{rollout_id}/{action}")
-def control(rollout_id: RolloutId, action: Literal["pause", "resume", "abort"], request: Request,
-            session: SessionDep, ui: ActingDep) -> Response:
-    """Pause, resume or abort through the API's own handlers; a refused transition is explained in place."""
-    handler = {"pause": rollouts_api.pause, "resume": rollouts_api.resume, "abort": rollouts_api.abort}[action]
+def control(rollout_id: RolloutId, action: service.Action, request: Request, session: SessionDep,
+            ui: ActingDep) -> Response:
+    """Pause, resume or abort as the API does; a refused transition is explained in place."""
     try:
-        handler(rollout_id, session, ui.operator)
+        service.control(session, rollout_id, action, ui.operator.name)
     except ConflictError as exc:
         session.rollback()
         return page(request, "rollout.html", ui, status.HTTP_409_CONFLICT, title=f"Rollout {rollout_id}",

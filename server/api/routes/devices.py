@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy import update
 
-from server import fleet
+from server import device_views, fleet
 from server.api.deps import (
     AddressDep,
     DeviceOrViewerDep,
@@ -73,11 +73,8 @@ def list_devices(
 ) -> Page[DeviceOut]:
     """Devices matching every given filter (`tag` may repeat: all must be present; `silent_for_s`: no
     heartbeat for that long, or never, as the summary counts offline devices)."""
-    silent_since = datetime.now(UTC) - timedelta(seconds=silent_for_s) if silent_for_s else None
-    where = fleet.DeviceFilter(status_.value if status_ else None, tuple(tag or ()), model_version,
-                               seen_after, seen_before, silent_since)
-    devices, count = fleet.list_devices(session, where, page.limit, page.offset)
-    return page.page([DeviceOut.model_validate(d) for d in devices], count)
+    return device_views.devices(session, page, status_, tag or (), model_version, seen_after, seen_before,
+                                silent_for_s)
 
 
 @router.get("/summary")
@@ -86,26 +83,19 @@ def fleet_summary(
     offline_after_s: Annotated[int | None, Query(ge=1, le=10**8)] = None,
 ) -> FleetSummary:
     """Counts by status and model version, and how many active devices are silent."""
-    return FleetSummary(**fleet.summary(session, offline_after_s or settings.offline_after_s))
-
-
-def _device(session: SessionDep, device_id: str) -> Device:
-    device = session.get(Device, device_id)
-    if device is None:
-        raise NotFoundError(f"no device {device_id}")
-    return device
+    return device_views.summary(session, offline_after_s or settings.offline_after_s)
 
 
 @router.get("/{device_id}")
 def get_device(device_id: str, session: SessionDep, _: DeviceOrViewerDep) -> DeviceOut:
     """One device (any operator, or the device itself)."""
-    return DeviceOut.model_validate(_device(session, device_id))
+    return device_views.device(session, device_id)
 
 
 @router.patch("/{device_id}")
 def update_device(device_id: str, body: DeviceUpdate, session: SessionDep, _: OperatorDep) -> DeviceOut:
     """Change name, location or tags (only the fields sent)."""
-    device = _device(session, device_id)
+    device = fleet.device(session, device_id)
     for name, value in body.model_dump(exclude_unset=True).items():
         setattr(device, name, value if name != "tags" else sorted(set(value or [])))
     session.commit()
@@ -115,7 +105,7 @@ def update_device(device_id: str, body: DeviceUpdate, session: SessionDep, _: Op
 @router.post("/{device_id}/decommission")
 def decommission(device_id: str, session: SessionDep, _: OperatorDep) -> DeviceOut:
     """Retire a device: its secret stops working at once; its data stays."""
-    device = _device(session, device_id)
+    device = fleet.device(session, device_id)
     if device.status != DeviceStatus.decommissioned:
         device.status = DeviceStatus.decommissioned.value
         device.secret_hash = None
@@ -134,4 +124,4 @@ def set_desired(device_id: str, body: DesiredStateUpdate, session: SessionDep, _
     if done is None:
         raise NotFoundError(f"no device {device_id}")
     session.commit()
-    return DeviceOut.model_validate(_device(session, device_id))
+    return DeviceOut.model_validate(fleet.device(session, device_id))

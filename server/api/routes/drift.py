@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from sqlalchemy import func, select
 
+from server import drift_views
 from server.api.deps import BackendsDep, OperatorDep, SessionDep, ViewerDep
 from server.api.errors import ProblemType
 from server.api.idempotency import NO_KEY, IdempotencyDep
@@ -15,8 +15,6 @@ from server.api.openapi import problems
 from server.api.pagination import PageDep
 from server.api.schemas import Page
 from server.api.schemas.drift import DriftEventDetail, DriftEventOut, LabelCreate, LabelOut
-from server.db.models import DriftEvent, DriftLabel
-from server.errors import NotFoundError
 from server.labels import add_label
 
 router = APIRouter(prefix="/drift", tags=["drift"])
@@ -35,32 +33,13 @@ def list_events(
     until: datetime | None = None,
 ) -> Page[DriftEventOut]:
     """Drift events, newest first, matching every given filter (times are received times)."""
-    query = select(DriftEvent)
-    for column, value in ((DriftEvent.device_id, device_id), (DriftEvent.detector, detector),
-                          (DriftEvent.model_version, model_version)):
-        if value is not None:
-            query = query.where(column == value)
-    if since is not None:
-        query = query.where(DriftEvent.received_at >= since)
-    if until is not None:
-        query = query.where(DriftEvent.received_at < until)
-    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(DriftEvent.id.desc()).limit(page.limit).offset(page.offset))
-    return page.page([DriftEventOut.model_validate(r) for r in rows], count)
+    return drift_views.events(session, page, device_id, detector, model_version, since, until)
 
 
 @router.get("/events/{event_id}")
 def get_event(event_id: EventId, session: SessionDep, backends: BackendsDep, _: ViewerDep) -> DriftEventDetail:
     """One event with its feature vector, labels, and a short-lived URL of its sample image."""
-    event = session.get(DriftEvent, event_id)
-    if event is None:
-        raise NotFoundError(f"no drift event {event_id}")
-    labels = session.scalars(select(DriftLabel).where(DriftLabel.drift_event_id == event_id).order_by(DriftLabel.id))
-    url = None
-    if event.sample_key:
-        url = backends.store.presigned_get_url("drift-samples", event.sample_key, backends.settings.presign_expiry_s)
-    return DriftEventDetail(**DriftEventOut.model_validate(event).model_dump(), vector=event.vector,
-                            sample_url=url, labels=[LabelOut.model_validate(label) for label in labels])
+    return drift_views.event(session, backends, event_id)
 
 
 @router.post("/events/{event_id}/labels", status_code=status.HTTP_201_CREATED, responses=problems(ProblemType.conflict))

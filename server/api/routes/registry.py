@@ -23,19 +23,13 @@ from server.api.schemas.registry import (
     UploadOut,
 )
 from server.api.uploads import spool
-from server.db.models import Bundle
 from server.errors import NotFoundError
-from server.registry import catalog, publishing, repository
+from server.registry import catalog, publishing, repository, views
 from server.registry.target_files import ByteRange, TargetFiles, object_key
 
 router = APIRouter(prefix="/registry", tags=["registry"])
 Sha256Header = Annotated[str, Header(alias="X-Content-SHA256", pattern=r"^[0-9a-fA-F]{64}$")]
 Role = Annotated[str, Path(pattern=r"^(root|targets|snapshot|timestamp)$")]
-
-
-def _out(bundle: Bundle, running: int | None = None) -> BundleOut:
-    metrics = bundle.manifest.get("metrics") if isinstance(bundle.manifest.get("metrics"), dict) else {}
-    return BundleOut.model_validate(bundle).model_copy(update={"metrics": metrics, "devices_running": running})
 
 
 @router.get("/metadata/{role}", response_class=Response)
@@ -74,28 +68,25 @@ def publish(body: PublishRequest, backends: BackendsDep, operator: OperatorDep) 
     """Accept the next targets metadata, signed offline; the server signs snapshot and timestamp."""
     lineage = body.lineage.model_dump(exclude_none=True) if body.lineage else None
     bundles = publishing.publish(backends, body.metadata.encode(), operator.name, lineage)
-    return [_out(bundle) for bundle in bundles]
+    return [views.bundle_out(bundle) for bundle in bundles]
 
 
 @router.get("/models")
 def list_models(session: SessionDep, _: ViewerDep, page: PageDep) -> Page[ModelOut]:
     """Models with published bundles."""
-    return page.cut([ModelOut(**row) for row in catalog.models(session)])
+    return views.models(session, page)
 
 
 @router.get("/models/{model}/versions")
 def list_versions(model: str, session: SessionDep, _: ViewerDep, page: PageDep) -> Page[BundleOut]:
     """A model's versions, newest first, with metrics, lineage and how many devices run each."""
-    return page.cut([_out(bundle, running) for bundle, running in catalog.versions(session, model)])
+    return views.versions(session, model, page)
 
 
 @router.get("/models/{model}/versions/{version}")
 def get_version(model: str, version: str, session: SessionDep, _: ViewerDep) -> BundleDetail:
     """One bundle: custom fields, bundle.json and the signatures over the current targets."""
-    bundle = catalog.bundle(session, model, version)
-    out = _out(bundle)
-    return BundleDetail(**out.model_dump(), custom=bundle.custom, manifest=bundle.manifest,
-                        signatures=catalog.signatures(session))
+    return views.version(session, model, version)
 
 
 @router.get("/models/{model}/versions/{version}/download", response_class=StreamingResponse)
