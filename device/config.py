@@ -1,15 +1,18 @@
 """The appliance's JSON configuration, validated into dataclasses before anything starts.
 
 Sections follow TinyLCM's (`feature_extractor`, `feature_transformation`, `adaptive_classifier`,
-`drift_detectors`) plus `adaptation`, `device`, `camera`, `sync` and `outbox`. Every field has a
-default, so `{}` is a valid configuration; an unknown key or a wrong type is a `ConfigError`
-naming the key and the file.
+`drift_detectors`) plus `adaptation`, `device`, `camera`, `sync`, `outbox` and `updater`. Every field has a
+default, so `{}` is a valid configuration; an unknown key, a wrong type or a bad value is a `ConfigError`
+naming the key and the file. Only the command-line entry points read the environment and override settings
+(with `dataclasses.replace`); nothing changes a parsed configuration.
+Parsing never imports numpy: the updater validates the same file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -46,7 +49,7 @@ class FeatureTransformationConfig:
             raise ValueError(f"feature_transformation.type must be 'standard_scaler_pca', got {self.type!r}")
 
 
-# what device.pipeline.knn implements; defined here so that validating a config (the updater does too)
+# what device.knn implements; defined here so that validating a config (the updater does too)
 # never imports numpy
 METRICS = ("euclidean", "manhattan", "cosine")
 POLICIES = ("class_balanced", "fifo", "random")
@@ -70,6 +73,156 @@ class AdaptiveClassifierConfig:
         _positive("adaptive_classifier", k=self.k, max_samples=self.max_samples)
         if self.max_samples < self.k:
             raise ValueError(f"adaptive_classifier.max_samples ({self.max_samples}) must be >= k ({self.k})")
+
+
+# what device.monitor implements (its KINDS): each detector type's own parameters, and the types whose
+# thresholds may be given in the signal's absolute units; defined here so that parsing never imports numpy
+DETECTOR_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "knn_distance": ("min_instances", "delta", "threshold", "alpha", "mode"),
+    "knn_cusum": ("drift", "threshold", "target", "mode"),
+    "confidence": ("lam", "threshold", "target", "min_instances", "mode"),
+    "feature_stats": ("lam", "threshold", "min_instances", "clip"),
+    "feature_cvm": ("window", "reference", "baseline", "threshold"),
+    "prediction_distribution": ("window", "threshold"),
+    "accuracy": ("p0", "p1", "threshold"),
+}
+ABSOLUTE_UNITS = ("knn_distance", "knn_cusum", "confidence")
+UNITS = ("sigma", "absolute")
+WATCH_KEYS = ("warmup", "cooldown", "hysteresis")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """One entry of `drift_detectors`: `{"type": ..., params..., "name", "units", "warmup", "cooldown",
+    "hysteresis"}` in the file. The detector checks its parameters' values when it is built (on the
+    bundle's drift reference); their names and every other key are checked here."""
+
+    type: str
+    params: dict[str, float | int | str] = field(default_factory=dict)  # the detector's own, as given
+    name: str | None = None  # None: the type
+    units: str | None = None  # "sigma" (None) or "absolute" (types of ABSOLUTE_UNITS only)
+    warmup: int | None = None  # None: the monitor's defaults
+    cooldown: int | None = None
+    hysteresis: int | None = None
+
+    def __post_init__(self) -> None:
+        label = self.label
+        if self.type not in DETECTOR_PARAMETERS:
+            raise ValueError(
+                f"drift detector {label!r}: unknown type {self.type!r}, expected one of {sorted(DETECTOR_PARAMETERS)}"
+            )
+        allowed_units = UNITS if self.type in ABSOLUTE_UNITS else ("sigma",)
+        if self.units is not None and self.units not in allowed_units:
+            raise ValueError(f"drift detector {label!r}: units must be one of {allowed_units}, got {self.units!r}")
+        if not all(isinstance(v, int) and v >= 0 for v in self.watch_settings().values()):
+            raise ValueError(f"drift detector {label!r}: {', '.join(WATCH_KEYS)} must be integers >= 0")
+        allowed = DETECTOR_PARAMETERS[self.type]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"drift detector {label!r}: unknown parameters {unknown}, "
+                f"allowed: {sorted({*allowed, *WATCH_KEYS, 'name', 'units'})}"
+            )
+        for key, value in self.params.items():
+            if not isinstance(value, int | float | str):
+                raise ValueError(f"drift detector {label!r}: {key} must be a number or a string, got {value!r}")
+
+    @property
+    def label(self) -> str:
+        """The detector's name in signals and state: `name`, else the type."""
+        return self.name if self.name is not None else str(self.type)
+
+    def watch_settings(self) -> dict[str, int]:
+        """The warm-up, cooldown and hysteresis given (the monitor's defaults stand for the others)."""
+        return {key: getattr(self, key) for key in WATCH_KEYS if getattr(self, key) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DetectorConfig:
+        """Parse one entry as written in the file."""
+        if not isinstance(data, dict):
+            raise ValueError("drift_detectors must be a list of objects")
+        own = {key: data[key] for key in ("type", "name", "units", *WATCH_KEYS) if key in data}
+        if "name" in own and not isinstance(own["name"], str):
+            raise ValueError(f"drift detector {own['name']!r}: name must be a string")
+        params = {key: value for key, value in data.items() if key not in own}
+        return cls(**{"type": None, **own}, params=params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as written in the file (`from_dict` gives it back)."""
+        own = {key: getattr(self, key) for key in ("name", "units", *WATCH_KEYS) if getattr(self, key) is not None}
+        return {"type": self.type, **own, **self.params}
+
+
+@dataclass
+class AdaptConfig:
+    """The `adaptation` section (see `device.adapt`). Distances are in units of the reference scale (a quantile
+    of the reference set's nearest-neighbour distances), so one configuration fits any PCA space. Ages and
+    windows count frames, not seconds: the device has no real-time clock, while frame sequence numbers survive
+    reboots. The defaults were tuned on the digits bundle with `python -m benchmarks.adaptation` seeds 0-9."""
+
+    # quarantine
+    quarantine_size: int = 256  # samples held at most; the oldest leaves first
+    max_age: int = 150  # frames (sequence-number distance) a sample may wait in quarantine: a new class
+    # fills it within tens of frames, while the rare outliers of known classes must not pile up into a cluster
+    novelty_distance: float = 1.2  # flag a drifting frame whose nearest reference is farther (scale units)
+    min_confidence: float = 0.9  # ... or whose kNN vote share is below this
+    scale_quantile: float = 0.5  # quantile of reference nearest-neighbour distances that defines the scale
+    # pseudo-labelling
+    check_every: int = 2  # newly quarantined samples between two cluster searches
+    min_cluster: int = 5  # members a cluster needs to be pseudo-labelled
+    cluster_radius: float = 1.4  # radius around the cluster's medoid (scale units)
+    stable_checks: int = 2  # consecutive searches that must find the same cluster
+    stable_overlap: float = 0.5  # share of the previous candidate's members still in the cluster
+    new_class_distance: float = 1.2  # median distance from members to a named class's samples making a cluster new
+    agreement: float = 0.8  # kNN label share among members needed to extend a known class
+    join_size: int = 4  # most central members of a cluster that join the reference set (purer than its rim)
+    join_distance: float = 1.0  # ... of a new class, only those at least this far from the bundle's samples
+    learned_share: float = 0.35  # share of the reference set learned samples may fill; beyond it the most redundant
+    # learned sample leaves (a pseudo-labelled one first; an operator's label always joins): the bundle keeps the rest
+    max_clusters: int = 32  # pseudo-labelled clusters remembered for relabelling by the operator
+    # validated labels
+    max_pending: int = 512  # validated labels waiting to be applied, at most
+    # the vote of a learned sample, as a share of a bundle sample's: guards the known classes where new ones overlap
+    label_weight: float = 0.65  # a sample an operator labelled (drift samples: often ambiguous, near known classes)
+    pseudo_weight: float = 0.9  # a pseudo-labelled sample (only central cluster members, away from the bundle's)
+    # snapshot and rollback
+    window: int = 30  # drifting frames before an adaptation that form its baseline
+    probation: int = 30  # frames watched after a pseudo-label (and any joining it meanwhile) before they are kept
+    max_confidence_drop: float = 0.2  # roll back when mean confidence falls by more (absolute)
+    max_agreement_drop: float = 0.2  # roll back when mean neighbour agreement falls by more (absolute)
+    max_growth: float = 2.0  # roll back when quarantine inflow stays at or above this multiple of the baseline's
+    cooldown: int = 100  # frames without pseudo-labelling after a rollback
+
+    def __post_init__(self) -> None:
+        for name in (
+            "quarantine_size",
+            "max_age",
+            "check_every",
+            "min_cluster",
+            "stable_checks",
+            "join_size",
+            "max_clusters",
+            "max_pending",
+            "window",
+            "probation",
+        ):
+            _check(name, getattr(self, name), "an integer >= 1", lambda v: isinstance(v, int) and v >= 1)
+        _check("cooldown", self.cooldown, "an integer >= 0", lambda v: isinstance(v, int) and v >= 0)
+        for name in ("novelty_distance", "cluster_radius", "new_class_distance", "max_growth"):
+            _check(name, getattr(self, name), "a number > 0", lambda v: _number(v) and v > 0)
+        _check("join_distance", self.join_distance, "a number >= 0", lambda v: _number(v) and v >= 0)
+        for name in ("min_confidence", "agreement", "max_confidence_drop", "max_agreement_drop"):
+            _check(name, getattr(self, name), "a number within [0, 1]", lambda v: _number(v) and 0 <= v <= 1)
+        for name in ("label_weight", "pseudo_weight"):
+            _check(name, getattr(self, name), "a number within (0, 1]", lambda v: _number(v) and 0 < v <= 1)
+        for name in ("scale_quantile", "stable_overlap", "learned_share"):
+            _check(name, getattr(self, name), "a number within (0, 1]", lambda v: _number(v) and 0 < v <= 1)
+        if self.min_cluster > self.quarantine_size:
+            raise ValueError(f"min_cluster must be <= quarantine_size ({self.quarantine_size}), got {self.min_cluster}")
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The settings as a JSON object (round-trips through `AdaptConfig(**d)`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -138,16 +291,37 @@ class OutboxConfig:
 
 
 @dataclass
+class UpdaterConfig:
+    """`tinylcm updater`'s settings; each of its command-line flags overrides one of them."""
+
+    server_url: str = ""  # --server; empty: sync.server_url, else state/provisioning.json
+    health_url: str = ""  # --health-url; empty: /healthz on 127.0.0.1 at device.health_port
+    device_type: str = ""  # --device-type; empty: BALENA_DEVICE_TYPE, else the board's
+    poll_interval_s: float = 10.0  # between two looks at desired.json while idle
+    probation_s: float = 300.0  # --probation-s: healthy running time before a new model is kept
+    stale_s: float = 60.0  # --stale-s: the watchdog restarts the inference service after this long unhealthy
+    service: str = "inference"  # --service: what the watchdog restarts (balena service, compose service label)
+    docker_socket: str = ""  # --docker-socket on plain Docker hosts; empty: /var/run/docker.sock
+    compose_project: str = ""  # --compose-project of the inference container (Docker hosts)
+    inference_cmd: str = ""  # --inference-cmd: run the inference service as a child and restart it when hung
+
+    def __post_init__(self) -> None:
+        _positive("updater", poll_interval_s=self.poll_interval_s, probation_s=self.probation_s)
+        _positive("updater", stale_s=self.stale_s)
+
+
+@dataclass
 class Config:
     feature_extractor: FeatureExtractorConfig = field(default_factory=FeatureExtractorConfig)
     feature_transformation: FeatureTransformationConfig = field(default_factory=FeatureTransformationConfig)
     adaptive_classifier: AdaptiveClassifierConfig = field(default_factory=AdaptiveClassifierConfig)
-    drift_detectors: list[dict[str, Any]] | None = None  # None: the shipped default detectors
-    adaptation: dict[str, Any] = field(default_factory=dict)  # see device.adapt; {} keeps the defaults
+    drift_detectors: list[DetectorConfig] | None = None  # None: the shipped default detectors
+    adaptation: AdaptConfig = field(default_factory=AdaptConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    updater: UpdaterConfig = field(default_factory=UpdaterConfig)
 
     def under_data_dir(self, path: str) -> Path:
         """`path` itself when absolute, else under `device.data_dir`."""
@@ -164,7 +338,8 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a JSON object", source)
     try:
-        return dacite.from_dict(Config, data, config=dacite.Config(strict=True, type_hooks={float: _to_float}))
+        hooks = {float: _to_float, DetectorConfig: DetectorConfig.from_dict}
+        return dacite.from_dict(Config, data, config=dacite.Config(strict=True, type_hooks=hooks))
     except dacite.UnexpectedDataError as exc:
         raise ConfigError(f"unknown key(s) {sorted(exc.keys)}; allowed: {_allowed(data)}", source) from exc
     except dacite.WrongTypeError as exc:
@@ -205,3 +380,12 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"not valid JSON: {exc}", path) from exc
     return parse_config(data, str(path))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _check(name: str, value: Any, allowed: str, ok: Callable[[Any], bool]) -> None:
+    if isinstance(value, bool) or not ok(value):
+        raise ValueError(f"adaptation.{name} must be {allowed}, got {value!r}")

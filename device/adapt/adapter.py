@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from device.adapt.config import AdaptConfig
 from device.adapt.labels import LabelQueue, ValidatedLabel, label_refusal
 from device.adapt.probation import Probation
 from device.adapt.pseudolabel import (
@@ -32,6 +31,7 @@ from device.adapt.pseudolabel import (
 )
 from device.adapt.quarantine import Quarantine, QuarantinedSample
 from device.adapt.store import STATE_FILE, AdapterState, load_state, save_state, saved_snapshot
+from device.config import AdaptConfig
 from device.errors import StateError
 from device.knn import BUNDLE, KNNClassifier
 from device.result import Result

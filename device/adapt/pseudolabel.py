@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device.adapt.config import AdaptConfig
+from device.config import AdaptConfig
 from device.knn import BUNDLE, KNNClassifier
 
 log = logging.getLogger(__name__)

@@ -1,17 +1,16 @@
 """Detector configuration: the kinds a config may name, the shipped defaults, and `build_monitor`.
 
-A config entry is `{"type": KIND, ...constructor arguments..., "name", "units", "warmup",
-"cooldown", "hysteresis"}`; scalar thresholds are in reference σ unless `"units": "absolute"`.
+A config entry (`device.config.DetectorConfig`) is `{"type": KIND, ...constructor arguments..., "name", "units",
+"warmup", "cooldown", "hysteresis"}`; scalar thresholds are in reference σ unless `"units": "absolute"`.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from device.config import DetectorConfig
 from device.errors import ConfigError
 from device.monitor.accuracy import AccuracyCUSUM
 from device.monitor.base import DriftDetector
@@ -23,9 +22,6 @@ from device.monitor.jensen_shannon import JensenShannon
 from device.monitor.monitor import Monitor, Watch, fingerprint
 from device.monitor.page_hinkley import PageHinkley
 from device.monitor.reference import check_reference
-
-WATCH_KEYS = ("warmup", "cooldown", "hysteresis")
-UNITS = ("sigma", "absolute")
 
 
 def _no_injection(reference: dict[str, Any]) -> dict[str, Any]:
@@ -90,42 +86,33 @@ def _convert(kind: Kind, params: dict[str, Any], reference: dict[str, Any], unit
     return std
 
 
-def build_watch(config: dict[str, Any], reference: dict[str, Any]) -> Watch:
+def build_watch(config: DetectorConfig, reference: dict[str, Any]) -> Watch:
     """One configured detector; `ConfigError` names the entry and what is wrong with it."""
-    params = copy.deepcopy(dict(config))
-    type_ = params.pop("type", None)
-    name = str(params.pop("name", type_))
-    if type_ not in KINDS:
-        raise ConfigError(f"drift detector {name!r}: unknown type {type_!r}, expected one of {sorted(KINDS)}")
-    kind = KINDS[type_]
-    units = params.pop("units", "sigma")
-    if units not in UNITS or (units == "absolute" and kind.signal is None):
-        allowed = UNITS if kind.signal else ("sigma",)
-        raise ConfigError(f"drift detector {name!r}: units must be one of {allowed}, got {units!r}")
-    watch_args = {key: params.pop(key) for key in WATCH_KEYS if key in params}
-    if not all(isinstance(v, int) and v >= 0 for v in watch_args.values()):
-        raise ConfigError(f"drift detector {name!r}: {', '.join(WATCH_KEYS)} must be integers >= 0")
-    injected = kind.inject(reference)
-    allowed_params = set(inspect.signature(kind.detector).parameters) - set(injected)
-    unknown = sorted(set(params) - allowed_params)
-    if unknown:
-        raise ConfigError(
-            f"drift detector {name!r}: unknown parameters {unknown}, "
-            f"allowed: {sorted(allowed_params | set(WATCH_KEYS) | {'name', 'units'})}"
-        )
-    scale = _convert(kind, params, reference, units)
+    kind = KINDS[config.type]
+    params = dict(config.params)
+    scale = _convert(kind, params, reference, config.units or "sigma")
     try:
-        detector = kind.detector(**params, **injected)
+        detector = kind.detector(**params, **kind.inject(reference))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"drift detector {name!r}: {exc}") from exc
-    watch = Watch(name, detector, kind.input, scale=scale)
-    for key, value in watch_args.items():
+        raise ConfigError(f"drift detector {config.label!r}: {exc}") from exc
+    watch = Watch(config.label, detector, kind.input, scale=scale)
+    for key, value in config.watch_settings().items():
         setattr(watch, key, value)
     return watch
 
 
+def detector_configs(configs: Sequence[DetectorConfig | dict[str, Any]]) -> list[DetectorConfig]:
+    """`configs` parsed where given as JSON objects; `ConfigError` names the entry and what is wrong with it."""
+    if not isinstance(configs, list | tuple):
+        raise ConfigError("drift_detectors must be a list of objects")
+    try:
+        return [c if isinstance(c, DetectorConfig) else DetectorConfig.from_dict(c) for c in configs]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def build_monitor(
-    configs: list[dict[str, Any]] | None,
+    configs: Sequence[DetectorConfig | dict[str, Any]] | None,
     reference: dict[str, Any],
     *,
     dim: int | None = None,
@@ -136,15 +123,14 @@ def build_monitor(
     `dim` and `k` are the pipeline's vector dimension and neighbour count, checked against the
     reference; every problem is a `ConfigError` raised here, before the first frame.
     """
-    configs = DEFAULT_DETECTORS if configs is None else configs
     check_reference(reference, dim)
     if k is not None and int(reference.get("k", k)) != k:
         raise ConfigError(f"drift reference was computed with k={reference['k']}, the classifier uses k={k}")
-    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
-        raise ConfigError("drift_detectors must be a list of objects")
-    watches = [build_watch(config, reference) for config in configs]
+    typed = detector_configs(DEFAULT_DETECTORS if configs is None else configs)
+    watches = [build_watch(config, reference) for config in typed]
     names = [w.name for w in watches]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"drift detectors {duplicates} appear twice: give each a distinct 'name'")
-    return Monitor(watches, reference, fingerprint(configs, reference), configs)
+    written = [config.to_dict() for config in typed]  # as in the file: the fingerprint of saved state
+    return Monitor(watches, reference, fingerprint(written, reference), written)

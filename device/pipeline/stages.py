@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from contract.bundle import Bundle
-from device.adapt import AdaptConfig, Adapter
+from device.adapt import Adapter
 from device.config import Config
-from device.errors import ConfigError
 from device.knn import KNNClassifier
 from device.monitor import Monitor, build_monitor
 
@@ -16,10 +15,5 @@ def build_detectors(bundle: Bundle, config: Config, dim: int) -> Monitor:
 
 
 def build_adapter(classifier: KNNClassifier, config: Config) -> Adapter:
-    try:
-        adapt_config = AdaptConfig(**config.adaptation)
-    except TypeError as exc:
-        raise ConfigError(f"adaptation: {exc}") from exc
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    return Adapter(classifier, adapt_config)
+    """The adapter over `classifier`, under the `adaptation` section (validated when the file was parsed)."""
+    return Adapter(classifier, config.adaptation)

@@ -1,4 +1,7 @@
-"""`tinylcm updater`: run the updater beside the inference service (or one step, or print its state)."""
+"""`tinylcm updater`: run the updater beside the inference service (or one step, or print its state).
+
+Its settings are the config file's `updater` section; each flag given overrides one of them.
+"""
 
 from __future__ import annotations
 
@@ -10,31 +13,42 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.updater.machine import Updater
 from device.updater.record import report
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.watchdog import ProcessRestarter, RestarterChoice, Watchdog, select_restarter
 
+if TYPE_CHECKING:
+    from device.config import Config, UpdaterConfig
+
 log = logging.getLogger("tinylcm.updater")
+
+# flag (its argparse dest) -> the field of the config's `updater` section it overrides
+FLAGS = {"server": "server_url", "health_url": "health_url", "device_type": "device_type",
+         "probation_s": "probation_s", "stale_s": "stale_s", "service": "service", "docker_socket": "docker_socket",
+         "compose_project": "compose_project", "inference_cmd": "inference_cmd"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="the appliance's JSON config (data dir, health port)")
+    parser.add_argument("--config", type=Path, help="the appliance's JSON config (data dir, health port, updater)")
     parser.add_argument("--data-dir", type=Path, help="state volume (default: the config's, else /data)")
-    parser.add_argument("--server", help="server URL (default: from state/provisioning.json)")
+    parser.add_argument("--server", help="server URL (default: updater.server_url, sync.server_url, "
+                        "else from state/provisioning.json)")
     parser.add_argument("--health-url", help="inference health endpoint (default: from the config's port)")
     parser.add_argument("--device-type", help="balena device type (default: BALENA_DEVICE_TYPE or the board)")
-    parser.add_argument("--probation-s", type=float, default=ProbationGates.window_s, help="probation window")
+    parser.add_argument("--probation-s", type=float, help="probation window (default: updater.probation_s, 300)")
     parser.add_argument("--inference-cmd", help="run the inference service as a child and restart it when hung")
-    parser.add_argument("--service", default="inference",
-                        help="service the watchdog restarts (balena service, or compose service label on Docker)")
+    parser.add_argument("--service", help="service the watchdog restarts (balena service, or compose service "
+                        "label on Docker; default: updater.service, inference)")
     parser.add_argument("--docker-socket", type=Path, default=None,
                         help="Docker socket for the watchdog on plain Docker hosts (default /var/run/docker.sock)")
     parser.add_argument("--compose-project", help="compose project of the inference container (Docker hosts)")
-    parser.add_argument("--stale-s", type=float, default=60.0, help="watchdog: restart after this long unhealthy")
+    parser.add_argument("--stale-s", type=float,
+                        help="watchdog: restart after this long unhealthy (default: updater.stale_s, 60)")
     parser.add_argument("--once", action="store_true", help="recover, do one step, print the state and exit")
     parser.add_argument("--status", action="store_true", help="print the persisted state and exit")
 
@@ -50,22 +64,38 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> UpdaterSettings:
-    from device.bundle import factory_bundle
+def config_from(args: argparse.Namespace) -> Config:
+    """The config file (defaults without --config), its `updater` section overridden by the flags given."""
     from device.config import Config, load_config
 
     config = load_config(args.config) if args.config else Config()
+    given = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
+    if "docker_socket" in given:
+        given["docker_socket"] = str(given["docker_socket"])
+    return replace(config, updater=replace(config.updater, **given))
+
+
+def settings_from(
+    args: argparse.Namespace, environ: Mapping[str, str], config: Config | None = None
+) -> UpdaterSettings:
+    """The updater's settings from `config` (default: `config_from(args)`), the data dir flag and the environment."""
+    from device.bundle import factory_bundle
+
+    config = config or config_from(args)
+    updater = config.updater
     data_dir = args.data_dir or Path(config.device.data_dir)
-    health = args.health_url or f"http://127.0.0.1:{config.device.health_port}/healthz"
-    return UpdaterSettings(data_dir=data_dir, server_url=args.server or config.sync.server_url or None,
+    health = updater.health_url or f"http://127.0.0.1:{config.device.health_port}/healthz"
+    return UpdaterSettings(data_dir=data_dir, server_url=updater.server_url or config.sync.server_url or None,
                            health_url=health,
-                           device_type=args.device_type or environ.get("BALENA_DEVICE_TYPE") or None,
-                           factory_bundle=factory_bundle(), gates=ProbationGates(window_s=args.probation_s))
+                           device_type=updater.device_type or environ.get("BALENA_DEVICE_TYPE") or None,
+                           factory_bundle=factory_bundle(), poll_interval_s=updater.poll_interval_s,
+                           gates=ProbationGates(window_s=updater.probation_s))
 
 
-def restarter_from(args: argparse.Namespace, environ: Mapping[str, str]) -> RestarterChoice:
+def restarter_from(updater: UpdaterConfig, environ: Mapping[str, str]) -> RestarterChoice:
     """The balena supervisor, then the Docker socket, then a child process with --inference-cmd (started here)."""
-    choice = select_restarter(environ, args.service, args.docker_socket, args.compose_project, args.inference_cmd)
+    choice = select_restarter(environ, updater.service, Path(updater.docker_socket) if updater.docker_socket else None,
+                              updater.compose_project or None, updater.inference_cmd or None)
     if isinstance(choice.restarter, ProcessRestarter):
         choice.restarter.start()
     if choice.restarter is None:
@@ -76,15 +106,16 @@ def restarter_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Rest
 
 
 def cmd_updater(args: argparse.Namespace) -> int:
-    settings = settings_from(args, os.environ)
+    config = config_from(args)
+    settings = settings_from(args, os.environ, config)
     if args.status:
         from device.updater import update_report
 
         sys.stdout.write(json.dumps(update_report(settings.data_dir), indent=2) + "\n")
         return 0
-    choice = restarter_from(args, os.environ)
+    choice = restarter_from(config.updater, os.environ)
     restarter = choice.restarter
-    watchdog = Watchdog(restarter, stale_after_s=args.stale_s) if restarter else None
+    watchdog = Watchdog(restarter, stale_after_s=config.updater.stale_s) if restarter else None
     updater = Updater(settings, watchdog=watchdog, watchdog_kind=choice.kind)
     if args.once:
         updater.recover()

@@ -81,3 +81,15 @@ def test_config_is_not_mutated(reference: dict) -> None:
     before = copy.deepcopy(configs)
     build_monitor(configs, reference)
     assert configs == before
+
+
+def test_parsed_entries_build_the_monitor_their_objects_build(reference: dict) -> None:
+    from device.config import parse_config
+
+    entries = [{"type": "knn_cusum", "name": "fast", "threshold": 4, "cooldown": 5}, {"type": "accuracy"}]
+    parsed = parse_config({"drift_detectors": entries}).drift_detectors
+    typed, plain = build_monitor(parsed, reference), build_monitor(entries, reference)
+    assert typed.fingerprint == plain.fingerprint  # saved state stays valid across the two
+    assert [(w.name, w.cooldown, w.detector.threshold) for w in typed.watches] == [
+        (w.name, w.cooldown, w.detector.threshold) for w in plain.watches
+    ]
