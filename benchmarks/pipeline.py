@@ -32,7 +32,7 @@ from device.config import Config, overlap_enabled
 from device.outbox import Outbox, outbox_settings_from
 from device.pipeline.extract import interpreter_class
 from device.pipeline.pipeline import Pipeline
-from device.service import Runner, prediction_record
+from device.runner import Runner, prediction_record
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "mobilenetv2"
 

@@ -44,7 +44,7 @@ RNG = np.random.default_rng(1)
 
 
 def _frame_records(box: Outbox, i: int) -> None:
-    """What one frame appends (as `device.service` does): a prediction, every 50th frame a drift event + image."""
+    """What one frame appends (as `device.runner` does): a prediction, every 50th frame a drift event + image."""
     conf = RNG.random(3)
     box.append("prediction", {"frame_seq": i, "label": str(i % 6), "confidence": round(float(conf[0]), 4),
                               "model_label": str(i % 6), "model_confidence": round(float(conf[1]), 4),

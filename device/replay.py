@@ -11,7 +11,7 @@ from device.config import Config, load_config
 from device.outbox import Outbox
 from device.pipeline.pipeline import Pipeline
 from device.pipeline.result import Result
-from device.service import Runner
+from device.runner import Runner
 
 
 def _sample_json(result: Result) -> str:

@@ -22,9 +22,9 @@ def _appliance(tmp_path) -> Appliance:
 def test_operator_labels_reach_the_adapter_and_the_outbox(tmp_path) -> None:
     appliance = _appliance(tmp_path)
     vector = np.full(appliance.pipeline.classifier.dim, 3.0, dtype=np.float32).tolist()
-    appliance._queue_labels([{"id": 1, "frame_seq": 12345, "label": "7", "vector": vector},
+    appliance.labels.put([{"id": 1, "frame_seq": 12345, "label": "7", "vector": vector},
                              {"id": 2, "frame_seq": None, "label": "8", "vector": None}])
-    appliance.apply_labels()
+    appliance.labels.apply()
     assert appliance.labels.empty()
     assert "7" in appliance.pipeline.classifier.labels.tolist()
     monitor = appliance.pipeline.monitor
@@ -47,14 +47,14 @@ def test_labels_that_contradict_this_models_predictions_raise_the_accuracy_alarm
                 "model_version": version}
 
     # Right predictions, another model's wrong ones, and labels without a prediction: no alarm.
-    appliance._queue_labels([label(i, "3", "3") for i in range(20)]
+    appliance.labels.put([label(i, "3", "3") for i in range(20)]
                             + [label(i, "7", "2", "0.9.0") for i in range(20, 40)]
                             + [label(i, "7", None) for i in range(40, 60)])
-    appliance.apply_labels()
+    appliance.labels.apply()
     assert appliance.outbox.flush(10) and appliance.outbox.records("drift_event") == []
     # The operator says this model got frame after frame wrong: the accuracy CUSUM fires within a few.
-    appliance._queue_labels([label(i, "7", "1") for i in range(60, 70)])
-    appliance.apply_labels()
+    appliance.labels.put([label(i, "7", "1") for i in range(60, 70)])
+    appliance.labels.apply()
     assert appliance.outbox.flush(10)
     alarms = [r["data"] for r in appliance.outbox.records("drift_event")]
     assert alarms and {a["detector"] for a in alarms} == {"accuracy"}
@@ -99,11 +99,11 @@ def test_switches_bundle_when_the_updater_flips_current(tmp_path) -> None:
     assert appliance.snapshot()["model_version"] == "1.0.0"
     appliance.runner.stats.latencies.extend([9.0] * 10)
     appliance.runner.stats.alarms.extend([1] * 10)
-    appliance.reload_if_switched(25)
+    appliance.bundle.check(25)
     assert appliance.pipeline.bundle.version == "1.0.0"  # nothing changed: nothing reloaded
 
     _flip(models / "current", models / "slot-b")
-    appliance.reload_if_switched(50)
+    appliance.bundle.check(50)
     assert appliance.pipeline.bundle.version == "2.0.0" and appliance.runner.pipeline is appliance.pipeline
     health = appliance.snapshot()  # the gate figures are the new model's alone, not the old one's window
     assert (health["drift_alarm_rate"], health["latency_ms_p95"]) == (0.0, 0.0)
@@ -111,7 +111,7 @@ def test_switches_bundle_when_the_updater_flips_current(tmp_path) -> None:
 
     (models / "slot-a" / "model.tflite").write_bytes(b"broken")
     _flip(models / "current", models / "slot-a")
-    appliance.reload_if_switched(75)
+    appliance.bundle.check(75)
     health = appliance.snapshot()
     assert health["model_version"] == "2.0.0" and "model.tflite" in health["bundle_error"]
     appliance.outbox.close()
@@ -121,15 +121,15 @@ def test_desired_state_and_update_state_cross_the_state_volume(tmp_path) -> None
     import json
 
     appliance = _appliance(tmp_path)
-    appliance._on_desired({"bundle_version": "2.0.0", "model": "digits", "target": "digits/2.0.0/bundle.tar"})
+    appliance.connection.on_desired({"bundle_version": "2.0.0", "model": "digits", "target": "digits/2.0.0/bundle.tar"})
     path = tmp_path / "state" / "desired.json"
     desired = json.loads(path.read_text())
     assert desired["target"] == "digits/2.0.0/bundle.tar" and "received_at" in desired
     # The same desired state again (every heartbeat repeats it) is not written again: no fsync per heartbeat.
     path.write_text("{}")
-    appliance._on_desired({"bundle_version": "2.0.0", "model": "digits", "target": "digits/2.0.0/bundle.tar"})
+    appliance.connection.on_desired({"bundle_version": "2.0.0", "model": "digits", "target": "digits/2.0.0/bundle.tar"})
     assert path.read_text() == "{}"
-    appliance._on_desired({"bundle_version": "1.0.0", "model": "digits", "target": "digits/1.0.0/bundle.tar"})
+    appliance.connection.on_desired({"bundle_version": "1.0.0", "model": "digits", "target": "digits/1.0.0/bundle.tar"})
     assert json.loads(path.read_text())["bundle_version"] == "1.0.0"
     (tmp_path / "state" / "updater.json").write_text(json.dumps({"state": "PROBATION"}))
     report = appliance._sync_status()
@@ -139,10 +139,10 @@ def test_desired_state_and_update_state_cross_the_state_volume(tmp_path) -> None
 
 
 def test_metric_records_carry_the_figures_the_dashboard_charts(tmp_path, monkeypatch) -> None:
-    from device import appliance as appliance_module
+    from device.appliance import metrics as metrics_module
     from device.capture import open_source
 
-    monkeypatch.setattr(appliance_module, "METRICS_EVERY_S", 0.0)
+    monkeypatch.setattr(metrics_module, "METRICS_EVERY_S", 0.0)
     appliance = _appliance(tmp_path)
     source = open_source("digits", seed=3, size=appliance.pipeline.bundle.frame_size, limit=5)
     for result in appliance.runner.run(source):
@@ -164,10 +164,10 @@ def test_updater_transitions_reach_the_outbox_once(tmp_path) -> None:
     journal = Journal(tmp_path / "state" / "updater.json")
     record = UpdateRecord()
     journal.transition(record, State.DOWNLOADING, "desired", version="2.0.0", target="digits/2.0.0/bundle.tar")
-    appliance.report_updates()
+    appliance.updates.ship()
     journal.transition(record, State.IDLE, "download_failed")
-    appliance.report_updates()
-    appliance.report_updates()  # nothing new: nothing shipped twice
+    appliance.updates.ship()
+    appliance.updates.ship()  # nothing new: nothing shipped twice
     appliance.outbox.flush(10)
     logs = [r["data"] for r in appliance.outbox.records("log")]
     assert [log["message"] for log in logs] == ["updater: IDLE -> DOWNLOADING (desired) 2.0.0",
@@ -176,7 +176,7 @@ def test_updater_transitions_reach_the_outbox_once(tmp_path) -> None:
     appliance.outbox.close()
 
     again = _appliance(tmp_path)  # a restart remembers what was shipped
-    again.report_updates()
+    again.updates.ship()
     again.outbox.flush(10)
     assert len(again.outbox.records("log")) == 2
     again.outbox.close()

@@ -36,7 +36,7 @@ def test_labels_the_device_must_not_learn_are_refused_and_the_reference_set_is_u
     knn = appliance.pipeline.classifier
     before = knn.snapshot()
     vector = np.full(knn.dim, 3.0, dtype=np.float32).tolist()
-    appliance._queue_labels(
+    appliance.labels.put(
         [
             # seen by the model before the switch: its vector lies in that model's feature space
             {"id": 1, "frame_seq": 40, "label": "7", "vector": vector, "predicted": "3", "model_version": "1.0.0"},
@@ -47,7 +47,7 @@ def test_labels_the_device_must_not_learn_are_refused_and_the_reference_set_is_u
             {"id": 6, "frame_seq": 45, "label": "8", "vector": None, "model_version": "2.0.0"},  # never seen here
         ]
     )
-    appliance.apply_labels()
+    appliance.labels.apply()
     assert outcomes(appliance) == [
         ("label_rejected", "other_model", [40]),
         ("label_rejected", "forbidden_label", [41]),
@@ -64,8 +64,8 @@ def test_labels_the_device_must_not_learn_are_refused_and_the_reference_set_is_u
 def test_a_label_this_model_may_learn_is_applied(appliance):
     knn = appliance.pipeline.classifier
     vector = np.full(knn.dim, 3.0, dtype=np.float32).tolist()
-    appliance._queue_labels([{"id": 1, "frame_seq": 40, "label": "7", "vector": vector, "model_version": "2.0.0"}])
-    appliance.apply_labels()
+    appliance.labels.put([{"id": 1, "frame_seq": 40, "label": "7", "vector": vector, "model_version": "2.0.0"}])
+    appliance.labels.apply()
     assert outcomes(appliance) == [("validated_label", "operator", [40])]
     position = knn.find(40)
     assert position is not None and knn.labels[position] == "7"

@@ -17,7 +17,7 @@ def test_a_missing_bundle_is_reported_once_not_on_every_reload_check(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="device.appliance"):
         appliance = Appliance(config)
         for seq in range(25, 250, 25):  # the frame loop looks every RELOAD_CHECK_EVERY frames
-            appliance.reload_if_switched(seq)
+            appliance.bundle.check(seq)
     missing = [r for r in caplog.records if "does not exist" in r.getMessage()]
     assert [r.getMessage() for r in missing] == [
         f"bundle {tmp_path / 'models' / 'current'} does not exist; starting on the factory bundle"]

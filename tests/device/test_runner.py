@@ -9,7 +9,7 @@ from device.capture.base import Frame
 from device.errors import FrameError
 from device.outbox import Outbox
 from device.pipeline.pipeline import Pipeline
-from device.service import Runner
+from device.runner import Runner
 from tests.utils.bundles import FACTORY
 
 

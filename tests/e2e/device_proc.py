@@ -33,7 +33,7 @@ from device.outbox import Outbox, OutboxSettings
 from device.outbox import intake as intake_module
 from device.outbox import store as store_module
 from device.pipeline.pipeline import Pipeline
-from device.service import Runner
+from device.runner import Runner
 from device.sync import ClientSettings, PackSettings, RetryPolicy, SyncService, SyncSettings
 from device.sync import client as client_module
 from device.sync import packer as packer_module

@@ -1,0 +1,60 @@
+"""Hot bundle reload: the frame loop switches to the bundle `models/current` points to once the updater flipped it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from device.bundle import factory_bundle
+from device.config import Config
+from device.errors import TinyLCMError
+from device.pipeline.persist import load_state, save_state
+from device.pipeline.pipeline import Pipeline
+from device.runner import Runner
+
+log = logging.getLogger(__name__)
+
+
+def bundle_path(config: Config, announce: bool = True) -> Path:
+    """The configured bundle, else the factory one; `announce` says so (once, at start: the frame loop asks often)."""
+    configured = config.under_data_dir(config.feature_extractor.bundle)
+    if configured.exists():
+        return configured
+    if announce:
+        log.warning("bundle %s does not exist; starting on the factory bundle", configured)
+    return factory_bundle()
+
+
+class BundleWatch:
+    """Swaps the runner's pipeline when the configured bundle resolves elsewhere; keeps the old one if it fails.
+
+    The detectors' and adapter's state of each model is saved under `state_root` and loaded on the switch.
+    """
+
+    def __init__(self, config: Config, runner: Runner, bundle_dir: Path, state_root: Path) -> None:
+        self.config = config
+        self.runner = runner
+        self.bundle_dir = bundle_dir  # the resolved bundle the runner's pipeline was loaded from
+        self.state_root = state_root
+        self.error = ""  # why the bundle models/current points to could not be loaded
+
+    def check(self, seq: int) -> None:
+        """Load the bundle `models/current` points to if it changed; `seq` is the next frame's."""
+        target = bundle_path(self.config, announce=False).resolve()
+        if target == self.bundle_dir:
+            return
+        old = self.runner.pipeline
+        try:
+            pipeline = Pipeline.from_bundle(target, self.config)
+        except TinyLCMError as exc:
+            if self.error != str(exc):
+                log.error("cannot switch to %s, staying on %s: %s", target, old.bundle.version, exc)
+            self.error = str(exc)
+            return
+        save_state(self.state_root, old, seq)
+        load_state(self.state_root, pipeline)
+        log.info("switched from %s %s to %s %s", old.bundle.name, old.bundle.version,
+                 pipeline.bundle.name, pipeline.bundle.version)
+        self.runner.pipeline = pipeline
+        self.runner.stats.new_window()  # the gate figures in /healthz must be the new model's own
+        self.bundle_dir, self.error = target, ""
