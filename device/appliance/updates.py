@@ -19,7 +19,12 @@ class UpdaterRelay:
         self.outbox = outbox
 
     def report(self) -> dict[str, Any]:
-        """The updater's report ({"state": ..., "watchdog": ..., "events": [...]}) with every transition kept."""
+        """The updater's report ({"state": ..., "watchdog": ..., "events": [...]}) with every transition kept.
+
+        Empty while the updater has never run (no journal): the heartbeat then sends no update state, and the
+        server keeps the one it has."""
+        if not self.layout.updater_journal.exists():
+            return {}
         return update_report(self.layout.root, events=sys.maxsize)
 
     def ship(self) -> None:

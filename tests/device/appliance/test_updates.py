@@ -14,7 +14,7 @@ def _journal(tmp_path) -> tuple[Journal, UpdateRecord]:
 
 def test_report_is_the_updaters_own(tmp_path) -> None:
     relay = UpdaterRelay(DataLayout(tmp_path), FakeOutbox())
-    assert relay.report()["state"] == "IDLE"  # no journal yet: the updater's fresh record
+    assert relay.report() == {}  # no journal yet: no update state, the server keeps the one it has
     layout = DataLayout(tmp_path)
     layout.state.mkdir()
     layout.updater_journal.write_text(json.dumps({"state": "PROBATION", "watchdog": "none"}))
