@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from device.adapt import NEW_CLASS_PREFIX, AdaptConfig, Adapter
-from device.pipeline.knn import KNNClassifier, Snapshot
+from device.knn import KNNClassifier, Snapshot
 
 BUNDLE = Path("device/models/digits")
 PRE, POST, LABELS, RETENTION = 500, 300, 20, 300

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.drift_calibration import calibrate, counted
+from device.knn import Neighbours
 from device.monitor import DEFAULT_DETECTORS, build_monitor
-from device.pipeline.knn import Neighbours
-from device.pipeline.result import Result
+from device.result import Result
 
 BUNDLE = Path("device/models/digits")
 PRE, POST, HORIZON = 500, 300, 250  # clean frames, shifted frames, samples within which an alarm counts

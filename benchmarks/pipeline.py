@@ -28,7 +28,7 @@ import numpy as np
 
 from device.capture.base import Frame
 from device.capture.digits import DigitsSource
-from device.config import Config, overlap_enabled
+from device.config import Config, FeatureExtractorConfig, overlap_enabled
 from device.outbox import Outbox, outbox_settings_from
 from device.pipeline.extract import interpreter_class
 from device.pipeline.pipeline import Pipeline
@@ -91,8 +91,7 @@ def _block_ms(fn: Callable[[list[Frame]], Any], block: list[Frame]) -> tuple[flo
 
 
 def run(bundle: Path, blocks: int, block_size: int, threads: int) -> dict[str, Any]:
-    config = Config()
-    config.feature_extractor.num_threads = threads
+    config = Config(feature_extractor=FeatureExtractorConfig(num_threads=threads))
     pipeline = Pipeline.from_bundle(bundle, config)
     plain = PlainApp(bundle / "model.tflite", threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ from device.capture import open_source
 from device.config import Config, load_config
 from device.outbox import Outbox
 from device.pipeline.pipeline import Pipeline
-from device.pipeline.result import Result
+from device.result import Result
 from device.runner import Runner
 
 

@@ -21,7 +21,7 @@ from device.config import OutboxConfig
 from device.errors import FrameError
 from device.outbox import Outbox
 from device.pipeline.pipeline import Pipeline
-from device.pipeline.result import Result
+from device.result import Result
 
 if TYPE_CHECKING:
     from device.monitor.monitor import DriftSignal

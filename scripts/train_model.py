@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from device.capture.digits import render  # noqa: E402
-from device.pipeline.knn import KNNClassifier  # noqa: E402
+from device.knn import KNNClassifier  # noqa: E402
 
 log = logging.getLogger("train_model")
 

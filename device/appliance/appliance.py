@@ -27,7 +27,7 @@ from device.outbox import Outbox
 from device.outbox.outbox import outbox_settings_from
 from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
-from device.pipeline.result import Result
+from device.result import Result
 from device.runner import Runner
 from device.sync.service import SyncService
 

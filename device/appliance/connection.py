@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -42,8 +43,8 @@ class Connection:
             self._start_sync(status.server_url)
 
     def _start_sync(self, server_url: str) -> None:
-        self.config.sync.server_url = server_url
-        settings = sync_settings_from(self.config)
+        sync = dataclasses.replace(self.config.sync, server_url=server_url)  # the config itself never changes
+        settings = sync_settings_from(dataclasses.replace(self.config, sync=sync))
         with self._lock:
             if settings is not None and self.sync is None:
                 self.sync = SyncService(self.outbox, settings, status=self.status, on_labels=self.on_labels,

@@ -1,6 +1,5 @@
 """The link to the server: sync at once with a configured server, else provisioning first; sync starts once."""
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -9,6 +8,7 @@ from device.appliance import connection as connection_module
 from device.appliance.connection import Connection
 from device.config import parse_config
 from tests.device.appliance.fakes import FakeOutbox
+from tests.utils.wait import wait_until
 
 
 class FakeSync:
@@ -61,14 +61,14 @@ def test_without_a_server_provisioning_runs_and_its_enrollment_starts_sync(tmp_p
     connection.connect()
     try:
         assert connection.provisioner is not None and FakeSync.started == []
-        deadline = time.monotonic() + 10
-        while connection.health().get("provisioning_reason") != "not_provisioned" and time.monotonic() < deadline:
-            time.sleep(0.05)  # no provisioning file: the first attempt says so, then it retries now and then
+        # No provisioning file: the first attempt says so, then it retries now and then.
+        wait_until(lambda: connection.health().get("provisioning_reason") == "not_provisioned", 10,
+                   "the first provisioning attempt", interval=0.05)
         health = connection.health()
         assert (health["sync"], health["provisioning"], health["provisioning_reason"]) == (
             False, "error", "not_provisioned")
         connection._on_enrolled(SimpleNamespace(server_url="http://enrolled.test"))
         assert [s.settings.server_url for s in FakeSync.started] == ["http://enrolled.test"]
-        assert connection.config.sync.server_url == "http://enrolled.test"
+        assert connection.config.sync.server_url == ""  # the configuration itself never changes at run time
     finally:
         connection.close()
