@@ -199,10 +199,10 @@ def test_only_production_settings_with_development_keys_are_refused(tmp_path: Pa
 @pytest.fixture(scope="module")
 def fleet(repo: Repo, client: TestClient, operator_token: str,  # noqa: F811
           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Three devices tagged cli-fleet, bundle 7.0.0 published, a rollout of it to them, then aborted."""
+    """Three devices tagged cli-fleet, bundle 8.0.0 published, a rollout of it to them, then aborted."""
     devices = [enroll(client, operator_token, name=f"cli-{n}", tags=["cli-fleet"]) for n in range(3)]
-    publish(repo, tmp_path_factory.mktemp("cli-bundles"), "7.0.0")
-    body = {"model": "digits", "bundle_version": "7.0.0", "selector": {"tags": ["cli-fleet"]},
+    publish(repo, tmp_path_factory.mktemp("cli-bundles"), "8.0.0")
+    body = {"model": "digits", "bundle_version": "8.0.0", "selector": {"tags": ["cli-fleet"]},
             "waves": [{"count": 1, "soak_s": 10}, {"fraction": 1.0, "soak_s": 10}]}
     created = client.post("/api/v1/rollouts", json=body, headers=auth(operator_token))
     assert created.status_code == 201, created.text
@@ -245,10 +245,10 @@ def test_rollouts_list_and_show(repo: Repo, fleet: dict[str, Any], viewer_token:
     status, out, _ = _run(capsys, "rollouts", "list", "--state", "aborted", "--json", *_api(repo, viewer_token))
     assert status == 0
     mine = [r for r in json.loads(out) if r["id"] == fleet["rollout"]]
-    assert [(r["bundle_version"], r["state"]) for r in mine] == [("7.0.0", "aborted")]
+    assert [(r["bundle_version"], r["state"]) for r in mine] == [("8.0.0", "aborted")]
     status, out, _ = _run(capsys, "rollouts", "show", str(fleet["rollout"]), *_api(repo, viewer_token))
     assert status == 0
-    assert re.search(r"^\s*bundle_version\s+7\.0\.0$", out, re.M) and re.search(r"^\s*state\s+aborted$", out, re.M)
+    assert re.search(r"^\s*bundle_version\s+8\.0\.0$", out, re.M) and re.search(r"^\s*state\s+aborted$", out, re.M)
     assert "wave 1: 1 device(s)" in out and "wave 2: 2 device(s)" in out
 
 
@@ -273,7 +273,7 @@ def test_rollouts_watch_follows_a_running_rollout_until_it_ends(repo: Repo, flee
                                                                 client: TestClient, operator_token: str,
                                                                 viewer_token: str) -> None:
     """A real process watches while the rollout is paused, resumed and aborted: each decision shows once."""
-    body = {"model": "digits", "bundle_version": "7.0.0", "selector": {"tags": ["cli-fleet"]},
+    body = {"model": "digits", "bundle_version": "8.0.0", "selector": {"tags": ["cli-fleet"]},
             "waves": [{"fraction": 1.0, "soak_s": 10}]}
     rollout = client.post("/api/v1/rollouts", json=body, headers=auth(operator_token)).json()["id"]
     watch = subprocess.Popen([*TINYSPHERE, "rollouts", "watch", str(rollout), "--interval", "0.1",
