@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from server.api.schemas.devices import Version
-from server.api.schemas.tokens import Tag
+from server.schemas.devices import Version
+from server.schemas.tokens import Tag
 
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 

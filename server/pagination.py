@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Query, Request
 
-from server.api.schemas import Page
+from server.schemas import Page
 
 Item = TypeVar("Item")
 DEFAULT_LIMIT = 50

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from server.api.schemas.tokens import Tag
+from server.schemas.tokens import Tag
 
 Scalar = Annotated[str, StringConstraints(max_length=256)] | int | float | bool | None
 ShortText = Annotated[str, StringConstraints(max_length=256)]
