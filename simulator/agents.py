@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from device.appliance import Appliance, factory_bundle
+from device.appliance import Appliance
+from device.bundle import factory_bundle
 from device.capture import open_source
 from device.capture.base import Source
 from device.config import parse_config
@@ -126,20 +127,22 @@ class AgentFleet:
                     continue
                 self.stop.wait(0.05)
 
-    def drain(self, stall_s: float, cap_s: float | None = None) -> bool:
+    def drain(self, stall_s: float, cap_s: float | None = None, clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> bool:
         """Stop capturing, then sync until every outbox is empty; True when all are.
 
         Gives up when the fleet's backlog has not shrunk for `stall_s` (a server that stopped taking
         packages), or after `cap_s` in all (default ten times `stall_s`). A slow but moving drain, e.g.
-        hundreds of agents uploading at once to a loaded server, is waited for.
+        hundreds of agents uploading at once to a loaded server, is waited for. It checks every half
+        second by `clock` and `sleep` (tests pass a fake pair).
         """
         self._halt()
-        started = time.monotonic()
+        started = clock()
         cap = started + (cap_s if cap_s is not None else 10 * stall_s)
         for agent in self.agents:
             agent.app.outbox.flush(10)
-        best, progressed, nudged = None, started, 0.0
-        while (now := time.monotonic()) < cap:
+        best, progressed, nudged = None, started, float("-inf")  # the first round nudges every agent
+        while (now := clock()) < cap:
             depths = [agent.app.outbox.depth() for agent in self.agents]
             total = sum(depths)
             if total == 0:
@@ -150,10 +153,10 @@ class AgentFleet:
                 return False
             if now - nudged >= 2.0:  # wake every agent still holding records (a round may have just ended)
                 for agent, depth in zip(self.agents, depths, strict=True):
-                    if depth and agent.app.sync is not None:
-                        agent.app.sync.trigger()
+                    if depth and agent.app.connection.sync is not None:
+                        agent.app.connection.sync.trigger()
                 nudged = now
-            time.sleep(0.5)
+            sleep(0.5)
         return False
 
     def statuses(self) -> list[DeviceStatus]:

@@ -7,6 +7,5 @@ drift), `reload` (hot bundle switch), `updates` (the updater's report and transi
 
 from device.appliance.appliance import HEALTH_WINDOW, RELOAD_CHECK_EVERY, SAVE_EVERY, Appliance
 from device.appliance.reload import bundle_path
-from device.bundle import factory_bundle
 
-__all__ = ["HEALTH_WINDOW", "RELOAD_CHECK_EVERY", "SAVE_EVERY", "Appliance", "bundle_path", "factory_bundle"]
+__all__ = ["HEALTH_WINDOW", "RELOAD_CHECK_EVERY", "SAVE_EVERY", "Appliance", "bundle_path"]
