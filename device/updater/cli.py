@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device.commandline import ENVIRONMENT, fail, package_version
 from device.updater.machine import Updater
 from device.updater.record import report
 from device.updater.settings import ProbationGates, UpdaterSettings
@@ -134,8 +135,6 @@ def cmd_updater(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from device.cli import ENVIRONMENT, fail, package_version
-
     parser = argparse.ArgumentParser(prog="tinylcm updater", description=__doc__, epilog=ENVIRONMENT,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")

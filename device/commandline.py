@@ -1,0 +1,42 @@
+"""What both device CLIs (`tinylcm`, `tinylcm updater`) share: the version, the environment they read, and
+expected errors said in one line with exit status 2."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from importlib.metadata import PackageNotFoundError, version
+
+from device.errors import TinyLCMError
+
+DISTRIBUTION = "tinymlops"
+ENVIRONMENT = """environment (run):
+  TINYMLOPS_SERVER_URL        server to enroll with when no provisioning file is on the data volume
+  TINYMLOPS_ENROLLMENT_TOKEN  its one-time enrollment token (tse_...)
+  TINYMLOPS_DEVICE_NAME       the device's name on the server
+The data directory is the config's device.data_dir (updater: --data-dir, else the config's, else /data).
+environment (updater): BALENA_DEVICE_TYPE, BALENA_SUPERVISOR_ADDRESS, BALENA_SUPERVISOR_API_KEY, BALENA_APP_ID.
+
+"""
+
+
+def package_version() -> str:
+    """The installed distribution's version."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def fail(prog: str, exc: BaseException, debug: bool) -> int | None:
+    """Exit status 2 and one line on stderr for an expected error (the traceback too with --debug); None otherwise."""
+    if isinstance(exc, TinyLCMError):
+        message = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        return None
+    if debug:
+        traceback.print_exc()
+    sys.stderr.write(f"{prog}: error: {' '.join(message.split())}\n")
+    return 2
