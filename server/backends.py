@@ -30,7 +30,9 @@ class Backends:
     mlflow: MlflowBridge | None = None
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Send what waits for MLflow and release pooled connections."""
+        if self.mlflow is not None:
+            self.mlflow.close()
         self.engine.dispose()
 
 

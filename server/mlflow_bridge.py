@@ -1,31 +1,84 @@
-"""The MLflow record of the fleet: one experiment per device, one run per imported package."""
+"""The MLflow record of the fleet, fed off the import path: one run per (device, model version).
+
+Runs are laid out by `server.mlflow_runs` (experiment `fleet/<model>`, tags for the device, the model and
+the rollout). Metrics are series: step = the device's frame counter or record seq, timestamp = the device's
+record time. Drift samples become artifacts `drift/<day>/<seq>.<ext>` and logs `logs/<day>/<first>-<last>.jsonl`
+of the device's run, so they are grouped per device and day, not per package.
+
+Delivery is best effort. An import hands its batch to `MlflowBridge.add` after its transaction committed;
+a flusher thread sends what waits, per run, with `log_batch` (at most 1000 metrics a call) every
+`flush_interval_s` or as soon as `flush_points` wait. The database stays the source of truth: MLflow holds
+derived data, and a crash between the commit and the flush loses those points from MLflow only. While MLflow
+is down the points wait (at most `max_pending` per run, the oldest dropped first) and the flusher backs off.
+A batch sent twice (its answer lost) does not duplicate: MLflow's SQL tracking store skips a metric equal in
+key, step, timestamp and value to one the run already has (tests/server/test_mlflow_runs.py checks it).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
+from mlflow.entities import Metric, RunTag
+from mlflow.entities import Run as MlflowRun
 from mlflow.tracking import MlflowClient
 
 from server.errors import MlflowUnavailableError
+from server.mlflow_runs import RunDirectory, RunKey
 
 logger = logging.getLogger(__name__)
-PACKAGE_TAG = "tinysphere.package_id"
-_BATCH = 1000
+_BATCH = 1000  # MLflow's limit of metrics per log_batch
+_MAX_BACKOFF_S = 300.0
+_ARTIFACT_TRIES = 3  # flushes that may fail to upload a batch's artifacts before they are dropped
 
 
 @dataclass(frozen=True)
-class MetricPoint:
-    """One metric value as MLflow wants it: step is the record's sequence number."""
+class Sample:
+    """A drift sample's bytes, for the artifact `drift/<day>/<name>`."""
 
+    day: str
     name: str
-    value: float
-    timestamp_ms: int
-    step: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One log record as a JSON line, for the artifact `logs/<day>/...`."""
+
+    day: str
+    seq: int
+    line: str
+
+
+@dataclass
+class RunBatch:
+    """What waits for one run: its tags (the latest win) and the points, samples and log lines not yet sent."""
+
+    key: RunKey
+    tags: dict[str, str]
+    metrics: list[Metric] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    logs: list[LogLine] = field(default_factory=list)
+    artifact_failures: int = 0
+
+    def merge(self, later: RunBatch, limit: int) -> int:
+        """Append `later`, keep at most `limit` of each list (the newest); returns how many were dropped."""
+        self.tags = {**self.tags, **later.tags}
+        dropped = 0
+        for name in ("metrics", "samples", "logs"):
+            items = getattr(self, name) + getattr(later, name)
+            dropped += max(0, len(items) - limit)
+            setattr(self, name, items[-limit:])
+        return dropped
+
+    def size(self) -> int:
+        return len(self.metrics) + len(self.samples) + len(self.logs)
 
 
 def configure_http(timeout_s: int, max_retries: int) -> None:
@@ -36,67 +89,94 @@ def configure_http(timeout_s: int, max_retries: int) -> None:
 
 
 class MlflowBridge:
-    """Writes package runs to an MLflow tracking store; every failure becomes `MlflowUnavailableError`."""
+    """Accumulates run batches per device and sends them from a flusher thread; safe to call from any thread."""
 
-    def __init__(self, tracking_uri: str, artifact_root: str | None = None) -> None:
+    def __init__(self, tracking_uri: str, artifact_root: str | None = None, *, flush_interval_s: float = 5.0,
+                 flush_points: int = 5000, max_pending: int = 50_000) -> None:
         self.tracking_uri = tracking_uri
-        self._artifact_root = artifact_root
+        self.flush_interval_s = flush_interval_s
+        self.flush_points = flush_points
+        self.max_pending = max_pending
         self._client = MlflowClient(tracking_uri=tracking_uri)
-        self._experiments: dict[str, str] = {}  # device id -> experiment id; ids never change
+        self.runs = RunDirectory(self._client, artifact_root)
+        self._pending: dict[RunKey, RunBatch] = {}
+        self._lock = threading.Lock()  # guards _pending
+        self._flush_lock = threading.Lock()  # one flush at a time; it alone uses self.runs
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0  # consecutive failed flushes, for the backoff
 
-    def experiment_id(self, device_id: str) -> str:
-        """The experiment of one device, created on first use."""
-        if device_id in self._experiments:
-            return self._experiments[device_id]
-        name = f"device-{device_id}"
-        experiment = self._client.get_experiment_by_name(name)
-        if experiment is not None:
-            self._experiments[device_id] = str(experiment.experiment_id)
-            return self._experiments[device_id]
-        location = f"{self._artifact_root}/{name}" if self._artifact_root else None
-        try:
-            created = str(self._client.create_experiment(name, artifact_location=location))
-        except MlflowException as exc:  # another worker created it meanwhile
-            experiment = self._client.get_experiment_by_name(name)
-            if experiment is None:
-                raise exc from None
-            created = str(experiment.experiment_id)
-        self._experiments[device_id] = created
-        return created
+    def add(self, batches: Iterable[RunBatch]) -> None:
+        """Queue committed data for MLflow; never blocks on MLflow."""
+        with self._lock:
+            for batch in batches:
+                waiting = self._pending.setdefault(batch.key, RunBatch(batch.key, {}))
+                dropped = waiting.merge(batch, self.max_pending)
+                if dropped:
+                    logger.warning("mlflow backlog of %s full: dropped %d oldest items", batch.key, dropped)
+            waiting_total = sum(b.size() for b in self._pending.values())
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._loop, name="mlflow-flusher", daemon=True)
+                self._thread.start()
+        if waiting_total >= self.flush_points:
+            self._wake.set()
 
-    def record_package(
-        self, device_id: str, package_id: str, params: dict[str, str], metrics: Sequence[MetricPoint]
-    ) -> str:
-        """Log one finished run for a package; a retried import replaces an unfinished run."""
-        try:
-            return self._record(device_id, package_id, params, metrics)
-        except MlflowUnavailableError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - MLflow raises anything from requests to its own errors
-            raise MlflowUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+    @property
+    def client(self) -> MlflowClient:
+        """The tracking client (for one-shot tools such as `server.mlflow_migrate`)."""
+        return self._client
 
-    def _record(
-        self, device_id: str, package_id: str, params: dict[str, str], metrics: Sequence[MetricPoint]
-    ) -> str:
-        experiment_id = self.experiment_id(device_id)
-        existing = self._client.search_runs(
-            [experiment_id], filter_string=f"tags.`{PACKAGE_TAG}` = '{package_id}'", max_results=10
-        )
-        for run in existing:
-            if run.info.status == "FINISHED":
-                return str(run.info.run_id)
-            self._client.delete_run(run.info.run_id)
-        tags = {PACKAGE_TAG: package_id, "tinysphere.device_id": device_id}
-        run = self._client.create_run(experiment_id, tags=tags, run_name=package_id)
-        run_id = str(run.info.run_id)
-        points = [Metric(m.name, m.value, m.timestamp_ms, m.step) for m in metrics]
-        first = _BATCH - len(params)  # params ride along with the first batch of metrics
-        self._client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()], metrics=points[:first])
-        for start in range(first, len(points), _BATCH):
-            self._client.log_batch(run_id, metrics=points[start : start + _BATCH])
-        self._client.set_terminated(run_id, "FINISHED")
-        logger.info("mlflow run %s for package %s (%d metric points)", run_id, package_id, len(metrics))
-        return run_id
+    def pending(self) -> int:
+        """How many metrics, samples and log lines wait to be sent."""
+        with self._lock:
+            return sum(b.size() for b in self._pending.values())
+
+    def flush(self) -> bool:
+        """Send everything that waits; True if all of it reached MLflow.
+
+        The first run that fails ends this flush (MLflow is likely down): it and the rest wait for the next."""
+        with self._flush_lock:
+            with self._lock:
+                taken, self._pending = list(self._pending.values()), {}
+            for done, batch in enumerate(taken):
+                try:
+                    self._send(batch)
+                except Exception as exc:  # noqa: BLE001 - MLflow raises anything from requests to its own errors
+                    logger.warning("mlflow flush for %s failed, %d runs kept for later: %s: %s", batch.key,
+                                   len(taken) - done, type(exc).__name__, exc)
+                    self._requeue(taken[done:])
+                    self._failures += 1
+                    return False
+            self._failures = 0
+            return True
+
+    def _requeue(self, batches: list[RunBatch]) -> None:
+        """Put unsent batches back in front of what was added meanwhile."""
+        with self._lock:
+            for batch in batches:
+                later = self._pending.pop(batch.key, None)
+                if later is not None:
+                    batch.merge(later, self.max_pending)
+                self._pending[batch.key] = batch
+
+    def close(self) -> None:
+        """Stop the flusher and send what waits."""
+        self._closed.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        self.flush()
+
+    def runs_of_version(self, model: str, version: str) -> list[MlflowRun]:
+        """The fleet's runs on one model version."""
+        with self._flush_lock:
+            return self.runs.runs_of_version(model, version)
+
+    def runs_of_device(self, device_id: str) -> list[MlflowRun]:
+        """The runs of one device, one per model version it ran."""
+        with self._flush_lock:
+            return self.runs.runs_of_device(device_id)
 
     def ping(self) -> None:
         """Raise `MlflowUnavailableError` if the tracking store cannot be reached."""
@@ -105,4 +185,50 @@ class MlflowBridge:
         except Exception as exc:  # noqa: BLE001
             raise MlflowUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            delay = min(self.flush_interval_s * 2**self._failures, _MAX_BACKOFF_S)
+            self._wake.wait(delay)
+            self._wake.clear()
+            if not self._closed.is_set():
+                started = time.monotonic()
+                self.flush()
+                logger.debug("mlflow flush took %.2fs", time.monotonic() - started)
 
+    def _send(self, batch: RunBatch) -> None:
+        """Send one run's batch; what was sent leaves the batch, so a failure keeps only the rest."""
+        run_id = self.runs.run_id(batch.key, batch.tags)
+        known = self.runs.tags.setdefault(run_id, {})
+        changed = [RunTag(k, v) for k, v in batch.tags.items() if known.get(k) != v]
+        while batch.metrics or changed:
+            chunk = batch.metrics[:_BATCH]
+            self._client.log_batch(run_id, metrics=chunk, tags=changed)
+            known.update({t.key: t.value for t in changed})
+            del batch.metrics[: len(chunk)]
+            changed = []
+        if not (batch.samples or batch.logs):
+            return
+        try:
+            with tempfile.TemporaryDirectory(prefix="tinysphere-mlflow-") as tmp:
+                self._write_artifacts(run_id, batch, Path(tmp))
+        except Exception:
+            batch.artifact_failures += 1
+            if batch.artifact_failures < _ARTIFACT_TRIES:
+                raise
+            logger.exception("mlflow artifacts of %s dropped after %d failed uploads: %d samples, %d log lines",
+                             batch.key, batch.artifact_failures, len(batch.samples), len(batch.logs))
+        batch.samples, batch.logs, batch.artifact_failures = [], [], 0
+
+    def _write_artifacts(self, run_id: str, batch: RunBatch, root: Path) -> None:
+        for sample in batch.samples:
+            path = root / "drift" / sample.day / sample.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(sample.data)
+        for day in sorted({line.day for line in batch.logs}):
+            lines = sorted((line for line in batch.logs if line.day == day), key=lambda line: line.seq)
+            path = root / "logs" / day / f"{lines[0].seq}-{lines[-1].seq}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(line.line + "\n" for line in lines))
+        for top in sorted(p.name for p in root.iterdir()):
+            for day_dir in sorted((root / top).iterdir()):
+                self._client.log_artifacts(run_id, str(day_dir), f"{top}/{day_dir.name}")

@@ -1,8 +1,9 @@
-"""Turns the records of a verified package into rows, objects and an MLflow run.
+"""Turns the records of a verified package into rows, objects and a batch for MLflow.
 
 Idempotent per `(device_id, seq)`: the ledger insert skips records already imported, and only the
-new ones fan out. Objects and the MLflow run are written before the transaction commits, under
-names derived from the record, so a retried import overwrites instead of duplicating.
+new ones fan out. Objects are written before the transaction commits, under names derived from the
+record, so a retried import overwrites instead of duplicating. The MLflow batch (`ImportSummary.mlflow`)
+holds only the new records; the caller hands it to the bridge once the transaction committed.
 
 Blobs are kept only if their bytes are a JPEG or PNG (`server.images`); any other blob is dropped with
 its reason in the package's `error`, and its record is imported without it.
@@ -24,9 +25,10 @@ from sqlalchemy.orm import Session
 from server import images
 from server.db.models import DriftEvent, Metric, Package, PackageStatus, Record
 from server.errors import ConflictError, InputError, PackageError
-from server.mlflow_bridge import MetricPoint, MlflowBridge
+from server.mlflow_bridge import RunBatch
 from server.package_format import DriftEventData, LogData, MetricData, PackageRecord
 from server.storage import ObjectStore
+from server.worker import mlflow_feed
 from server.worker.unpack import UnpackedPackage
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class ImportSummary:
     new: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     rejected_blobs: list[str] = field(default_factory=list)  # why each dropped blob was refused
+    mlflow: list[RunBatch] = field(default_factory=list)  # for MLflow, after the commit
 
 
 @dataclass(frozen=True)
@@ -51,39 +54,47 @@ class _Typed:
 
 
 def import_package(
-    session: Session, store: ObjectStore, mlflow: MlflowBridge | None, package: Package, unpacked: UnpackedPackage
+    session: Session, store: ObjectStore, package: Package, unpacked: UnpackedPackage, *, with_mlflow: bool = True
 ) -> ImportSummary:
-    """Import every record of `unpacked` in the caller's transaction; raises `PackageError`/`ConflictError`."""
+    """Import every record of `unpacked` in the caller's transaction; raises `PackageError`/`ConflictError`.
+
+    With `with_mlflow`, the summary carries the new records' MLflow batches."""
     manifest = unpacked.manifest
     typed = [_validate(r) for r in unpacked.records]
     _check_overlap(session, package.device_id, package.id, manifest.seq_first, manifest.seq_last)
     checked, rejected = _check_blobs(unpacked)
     new_seqs = _insert_ledger(session, package, typed, checked)
     summary = ImportSummary(total=len(typed), new=len(new_seqs), rejected_blobs=rejected)
-    points: list[MetricPoint] = []
     logs: list[dict[str, Any]] = []
+    feed: list[mlflow_feed.FeedItem] = []
     for item in typed:
         kind = item.record.kind
         summary.by_kind[kind] = summary.by_kind.get(kind, 0) + 1
-        points.extend(_metric_points(item))
         if item.record.seq not in new_seqs:
             continue
         image = checked.get(item.record.seq)
         if kind == "drift_event":
             _import_drift_event(session, store, package, unpacked, item, image)
+            sample = None
+            if with_mlflow and image is not None and item.record.blob is not None:
+                sample = (image.suffix, unpacked.blob_path(item.record.blob).read_bytes())
+            feed.append(mlflow_feed.FeedItem(item.record, {}, sample=sample))
         elif kind == "metric":
             _import_metrics(session, package.device_id, item)
+            assert isinstance(item.data, MetricData)
+            feed.append(mlflow_feed.FeedItem(item.record, item.data.points()))
         elif kind == "log":
             logs.append({"seq": item.record.seq, "ts": _iso(item.record.ts), **item.record.data})
-        elif image is not None:
-            _store_blob(store, "prediction-images", package.device_id, unpacked, item.record, image)
+            feed.append(mlflow_feed.FeedItem(item.record, {}, log=logs[-1]))
+        else:
+            feed.append(mlflow_feed.FeedItem(item.record, {}))  # opens the run of a version seen first here
+            if image is not None:
+                _store_blob(store, "prediction-images", package.device_id, unpacked, item.record, image)
     if logs:
         body = "\n".join(json.dumps(line, sort_keys=True) for line in logs).encode() + b"\n"
         store.put_bytes("data-logs", f"{package.device_id}/{package.id}.jsonl", body, "application/x-ndjson")
-    if mlflow is not None:
-        params = {"seq_first": str(manifest.seq_first), "seq_last": str(manifest.seq_last),
-                  "record_count": str(manifest.record_count), "new_records": str(summary.new)}
-        mlflow.record_package(package.device_id, package.id, params, points)
+    if with_mlflow and feed:
+        summary.mlflow = mlflow_feed.build(session, package.device_id, manifest.created, feed)
     note = _rejection_note(rejected)
     if note is not None:
         logger.warning("package %s of device %s: %s", package.id, package.device_id, note)
@@ -205,14 +216,6 @@ def _import_metrics(session: Session, device_id: str, item: _Typed) -> None:
             for name, value in item.data.points().items()]
     if rows:
         session.execute(insert(Metric).values(rows).on_conflict_do_nothing())
-
-
-def _metric_points(item: _Typed) -> list[MetricPoint]:
-    if not isinstance(item.data, MetricData):
-        return []
-    ts = item.record.ts or datetime.now(UTC)
-    millis = int(ts.timestamp() * 1000)
-    return [MetricPoint(name, value, millis, item.record.seq) for name, value in item.data.points().items()]
 
 
 def _iso(ts: datetime | None) -> str | None:

@@ -2,8 +2,12 @@
 
 Between jobs it also steps the rollout controller and keeps the online TUF metadata fresh.
 
-Bad packages are rejected at once (retrying cannot help); failures of PostgreSQL, the object
-store or MLflow are retried with backoff and parked after `job_max_attempts`. Nothing is deleted.
+Bad packages are rejected at once (retrying cannot help); failures of PostgreSQL or the object
+store are retried with backoff and parked after `job_max_attempts`. Nothing is deleted.
+
+MLflow is off this path: a committed import hands its batch to the bridge, whose flusher thread sends it
+(`server.mlflow_bridge`); an MLflow outage delays the MLflow record, never an import. `drain` flushes
+before it returns, and `run_forever` when it stops.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class Worker:
                 delay = min(delay * 2, 30.0)
             if not busy:
                 stop.wait(delay)
+        if self.backends.mlflow is not None:
+            self.backends.mlflow.flush()
 
     def maintain(self) -> None:
         """Step the rollouts and re-sign expiring TUF metadata, at most every `rollout_tick_s`."""
@@ -101,6 +107,8 @@ class Worker:
         count = 0
         while count < max_jobs and self.run_once():
             count += 1
+        if self.backends.mlflow is not None:
+            self.backends.mlflow.flush()
         return count
 
     def _import(self, job: queue.ClaimedJob) -> None:
@@ -114,10 +122,14 @@ class Worker:
                 with archive.open("wb") as target:
                     self.backends.store.download("packages", package.object_key, target)
                 unpacked = unpack(archive, workdir / "files", self.limits, package.device_id, package.id)
-                summary = import_package(session, self.backends.store, self.backends.mlflow, package, unpacked)
+                mlflow = self.backends.mlflow
+                summary = import_package(session, self.backends.store, package, unpacked,
+                                         with_mlflow=mlflow is not None)
                 queue.complete(session, job.id)
                 session.commit()
                 object_key = package.object_key
+        if mlflow is not None:
+            mlflow.add(summary.mlflow)
         self._mark_imported(object_key)
         logger.info("imported package %s of %s: %d records, %d new", job.package_id, job.device_id, summary.total,
                     summary.new)

@@ -15,6 +15,7 @@ from server.backends import Backends
 from server.db.models import DriftEvent, Job, Metric, Package, Record
 from server.errors import StorageUnavailableError
 from server.mlflow_bridge import MlflowBridge
+from server.mlflow_runs import TAG_MODEL_VERSION
 from server.worker.runner import Worker
 from tests.server.utils import (
     JPEG,
@@ -26,6 +27,15 @@ from tests.server.utils import (
     record,
     upload,
 )
+
+
+@pytest.fixture(autouse=True)
+def mlflow_s3(test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test MLflow server keeps artifacts in S3 and does not proxy them: the worker uploads them itself."""
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", test_env["TINYMLOPS_TEST_S3_ENDPOINT"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", test_env["TINYMLOPS_TEST_S3_ACCESS_KEY"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", test_env["TINYMLOPS_TEST_S3_SECRET_KEY"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def _send(client: TestClient, device: EnrolledDevice, records: list[dict[str, Any]],
@@ -68,17 +78,27 @@ def test_import_fans_records_out(client: TestClient, operator_token: str, backen
     log = io.BytesIO()
     backends.store.download("data-logs", f"{device.device_id}/{package_id}.jsonl", log)
     assert b"disk 90%" in log.getvalue()
-    _assert_mlflow_run(backends, device.device_id, package_id)
-
-
-def _assert_mlflow_run(backends: Backends, device_id: str, package_id: str) -> None:
+    day = records[0]["ts"][:10]
+    unknown = _mlflow_run(backends, device.device_id, "unknown")  # the device never said its version
     mlflow = MlflowClient(backends.settings.mlflow_tracking_uri)
-    experiment = mlflow.get_experiment_by_name(f"device-{device_id}")
-    assert experiment is not None
-    runs = mlflow.search_runs([experiment.experiment_id])
-    assert [r.info.run_name for r in runs] == [package_id] and runs[0].info.status == "FINISHED"
-    history = mlflow.get_metric_history(runs[0].info.run_id, "fps")
+    history = mlflow.get_metric_history(unknown.info.run_id, "fps")
     assert sorted((m.step, m.value) for m in history) == [(2, 4.5), (3, 4.0)]
+    assert [a.path for a in mlflow.list_artifacts(unknown.info.run_id, f"logs/{day}")] == [f"logs/{day}/4-4.jsonl"]
+    drift = _mlflow_run(backends, device.device_id, "1.0.0")  # the drift event named its model version
+    assert [a.path for a in mlflow.list_artifacts(drift.info.run_id, f"drift/{day}")] == [f"drift/{day}/1.jpg"]
+
+
+def _mlflow_runs(backends: Backends, device_id: str, version: str | None = None) -> list[Any]:
+    """The device's runs (on `version`, if given)."""
+    assert backends.mlflow is not None
+    runs = backends.mlflow.runs_of_device(device_id)
+    return [r for r in runs if version is None or r.data.tags[TAG_MODEL_VERSION] == version]
+
+
+def _mlflow_run(backends: Backends, device_id: str, version: str) -> Any:
+    runs = _mlflow_runs(backends, device_id, version)
+    assert len(runs) == 1
+    return runs[0]
 
 
 def test_reimport_is_idempotent(client: TestClient, operator_token: str, backends: Backends,
@@ -95,9 +115,10 @@ def test_reimport_is_idempotent(client: TestClient, operator_token: str, backend
     assert _count(backends, Record, device.device_id) == 2
     assert _count(backends, DriftEvent, device.device_id) == 1
     assert _count(backends, Metric, device.device_id) == 1
-    mlflow = MlflowClient(backends.settings.mlflow_tracking_uri)
-    experiment = mlflow.get_experiment_by_name(f"device-{device.device_id}")
-    assert experiment is not None and len(mlflow.search_runs([experiment.experiment_id])) == 1
+    run = _mlflow_run(backends, device.device_id, "unknown")
+    history = MlflowClient(backends.settings.mlflow_tracking_uri).get_metric_history(run.info.run_id, "x")
+    assert [(m.step, m.value) for m in history] == [(2, 1.0)]
+    assert len(_mlflow_runs(backends, device.device_id)) == 2  # 1.0.0 of the drift event, unknown of the metric
 
 
 def test_overlapping_sequence_range_is_rejected(client: TestClient, operator_token: str, backends: Backends,
@@ -160,15 +181,15 @@ def test_storage_outage_is_retried_then_succeeds(client: TestClient, operator_to
     assert job.state == "done" and job.attempts == 2 and "connection refused" in (job.last_error or "")
 
 
-def test_mlflow_outage_parks_after_max_attempts_then_requeue_recovers(
+def test_a_storage_outage_parks_after_max_attempts_then_requeue_recovers(
     client: TestClient, operator_token: str, backends: Backends, admin_token: str
 ) -> None:
     device = enroll(client, operator_token)
-    package_id = _send(client, device, [record(1, "metric", {"name": "fps", "value": 3.0})])
-    down = _worker_with(backends, mlflow=MlflowBridge("http://127.0.0.1:9"))  # nothing listens on port 9
+    package_id = _send(client, device, [drift_record(1, "blobs/a.jpg")], {"a.jpg": JPEG})
+    down = _worker_with(backends, store=_FlakyStore(backends.store, failures=backends.settings.job_max_attempts))
     down.drain()
     package = _package(backends, package_id)
-    assert package.status == "parked" and "mlflow" in (package.error or "")
+    assert package.status == "parked" and "connection refused" in (package.error or "")
     assert _count(backends, Record, device.device_id) == 0  # rolled back, nothing half-imported
     jobs = client.get("/api/v1/jobs", params={"state": "parked"}, headers={"Authorization": f"Bearer {admin_token}"})
     assert package_id in [j["package_id"] for j in jobs.json()["items"]]
@@ -177,6 +198,30 @@ def test_mlflow_outage_parks_after_max_attempts_then_requeue_recovers(
     assert response.json() == {"requeued": 1}
     Worker(backends).drain()
     assert _package(backends, package_id).status == "imported"
+
+
+def test_an_mlflow_outage_delays_the_mlflow_record_not_the_import(
+    client: TestClient, operator_token: str, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow is off the import path: the package is imported at once, its points wait and arrive when it is back."""
+    device = enroll(client, operator_token)
+    package_id = _send(client, device, [record(1, "metric", {"name": "fps", "value": 3.0})])
+    bridge = MlflowBridge(backends.settings.mlflow_tracking_uri or "")
+    with monkeypatch.context() as down:
+        down.setattr(bridge._client, "log_batch", _refused)
+        _worker_with(backends, mlflow=bridge).drain()
+        assert _package(backends, package_id).status == "imported"
+        assert _count(backends, Record, device.device_id) == 1
+        assert bridge.pending() == 1
+    assert bridge.flush() and bridge.pending() == 0
+    run = _mlflow_run(backends, device.device_id, "unknown")
+    history = MlflowClient(backends.settings.mlflow_tracking_uri).get_metric_history(run.info.run_id, "fps")
+    assert [(m.step, m.value) for m in history] == [(1, 3.0)]
+    bridge.close()
+
+
+def _refused(*args: Any, **kwargs: Any) -> None:
+    raise ConnectionError("connection refused")
 
 
 def test_concurrent_workers_take_each_job_once(client: TestClient, operator_token: str,
