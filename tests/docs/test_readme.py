@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.markdown import Block, blocks, markdown_files
+from tests.server.processes import postmasters, reapers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = [block for relative in markdown_files(ROOT) for block in blocks(ROOT, relative)]
@@ -142,6 +143,9 @@ def sandbox() -> Iterator[Sandbox]:
         yield box
     finally:
         box.stop()
+        data = tree / "tinysphere-data"  # the embedded PostgreSQL stops after its last user: wait for it
+        wait_until(lambda: not postmasters(data / "postgres") and not reapers(data), 60, "the embedded PostgreSQL "
+                   "to stop")
         shutil.rmtree(parent, ignore_errors=True)
 
 
