@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server import fleet
-from server.api.pagination import Paging
-from server.api.schemas import Page
-from server.api.schemas.devices import DeviceOut, FleetSummary
-from server.api.schemas.drift import LogLine, MetricPointOut
 from server.db.models import DeviceStatus, Metric, Record
+from server.pagination import Paging
+from server.schemas import Page
+from server.schemas.devices import DeviceOut, FleetSummary
+from server.schemas.drift import LogLine, MetricPointOut
 
 MAX_POINTS = 10_000  # the most metric points or log lines one page holds
 

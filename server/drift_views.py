@@ -8,12 +8,12 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.api.pagination import Paging
-from server.api.schemas import Page
-from server.api.schemas.drift import DriftEventDetail, DriftEventOut, LabelOut
 from server.backends import Backends
 from server.db.models import DriftEvent, DriftLabel
 from server.errors import NotFoundError
+from server.pagination import Paging
+from server.schemas import Page
+from server.schemas.drift import DriftEventDetail, DriftEventOut, LabelOut
 
 
 def events(session: Session, page: Paging, device_id: str | None = None, detector: str | None = None,

@@ -21,7 +21,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from server.api.schemas.problems import MEDIA_TYPE
 from server.errors import (
     ConflictError,
     DigestMismatchError,
@@ -33,6 +32,7 @@ from server.errors import (
     TooLargeError,
     TooManyAttemptsError,
 )
+from server.schemas.problems import MEDIA_TYPE
 
 logger = logging.getLogger(__name__)
 PROBLEMS_PATH = "/problems/"

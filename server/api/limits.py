@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.errors import ProblemType, problem_bytes
-from server.api.schemas.problems import MEDIA_TYPE
+from server.schemas.problems import MEDIA_TYPE
 
 UPLOAD_PREFIXES = ("/api/v1/sync/packages/", "/api/v1/registry/uploads/")
 

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 
 from server.api.deps import AdminDep, OperatorDep, ViewerDep, bearer, bearer_token, device_or_viewer, get_device_caller
 from server.api.errors import ProblemType
-from server.api.schemas.problems import MEDIA_TYPE, Problem
+from server.schemas.problems import MEDIA_TYPE, Problem
 
 _REF = "#/components/schemas/{model}"
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,

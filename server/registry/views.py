@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from server.api.pagination import Paging
-from server.api.schemas import Page
-from server.api.schemas.registry import BundleDetail, BundleOut, ModelOut
 from server.db.models import Bundle
+from server.pagination import Paging
 from server.registry import catalog
+from server.schemas import Page
+from server.schemas.registry import BundleDetail, BundleOut, ModelOut
 
 
 def bundle_out(bundle: Bundle, running: int | None = None) -> BundleOut:

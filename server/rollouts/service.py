@@ -11,12 +11,12 @@ from typing import Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.api.pagination import Paging
-from server.api.schemas import Page
-from server.api.schemas.rollouts import RolloutCreate, RolloutDeviceOut, RolloutEventOut, RolloutOut, WaveStatus
 from server.db.models import Rollout
+from server.pagination import Paging
 from server.rollouts import lifecycle, status
 from server.rollouts.states import RolloutState
+from server.schemas import Page
+from server.schemas.rollouts import RolloutCreate, RolloutDeviceOut, RolloutEventOut, RolloutOut, WaveStatus
 
 Action = Literal["pause", "resume", "abort"]
 # What each operator action does, and the state it moves the rollout to.

@@ -14,11 +14,11 @@ from pydantic import ValidationError
 from server import drift_views, images
 from server.api.deps import BackendsDep, SessionDep
 from server.api.headers import object_headers
-from server.api.pagination import Paging
-from server.api.schemas.drift import LabelCreate
 from server.db.models import DriftEvent
 from server.errors import NotFoundError
 from server.labels import add_label
+from server.pagination import Paging
+from server.schemas.drift import LabelCreate
 from server.ui.fleet import per_hour
 from server.ui.render import UiRoute, page, redirect
 from server.ui.session import ActingDep, UiSessionDep

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from server import device_views, drift_views
 from server.api.deps import BackendsDep, SessionDep, SettingsDep
-from server.api.pagination import Paging
-from server.api.schemas.drift import DriftEventOut, MetricPointOut
 from server.db.models import DeviceStatus
+from server.pagination import Paging
+from server.schemas.drift import DriftEventOut, MetricPointOut
 from server.ui.render import UiRoute, page
 from server.ui.session import UiSessionDep
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from server.api.deps import SessionDep
-from server.api.pagination import WHOLE
+from server.pagination import WHOLE
 from server.registry import views
 from server.ui.render import UiRoute, page
 from server.ui.session import UiSessionDep

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from server.api.schemas.rollouts import RolloutCreate
+from server.schemas.rollouts import RolloutCreate
 
 GATES = (("max_drift_alarm_rate", "Max drift-alarm rate", "alarms per 1000 frames; blank skips the gate"),
          ("max_error_rate", "Max error rate", "fraction of frames that failed; blank skips"),

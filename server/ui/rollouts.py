@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from server.api.deps import SessionDep
-from server.api.pagination import WHOLE, Paging
 from server.errors import ConflictError, InputError, NotFoundError
+from server.pagination import WHOLE, Paging
 from server.registry import views as registry_views
 from server.rollouts import service
 from server.rollouts.states import LIVE, allows

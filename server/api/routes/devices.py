@@ -23,9 +23,13 @@ from server.api.deps import (
 )
 from server.api.errors import ProblemType
 from server.api.openapi import problems
-from server.api.pagination import PageDep
-from server.api.schemas import Page
-from server.api.schemas.devices import (
+from server.db.models import Device, DeviceStatus
+from server.errors import NotFoundError
+from server.identity import ENROLLMENT_PREFIX, enroll_device
+from server.pagination import PageDep
+from server.ratelimit import Kind
+from server.schemas import Page
+from server.schemas.devices import (
     DesiredStateUpdate,
     DeviceOut,
     DeviceUpdate,
@@ -33,10 +37,6 @@ from server.api.schemas.devices import (
     EnrollResponse,
     FleetSummary,
 )
-from server.db.models import Device, DeviceStatus
-from server.errors import NotFoundError
-from server.identity import ENROLLMENT_PREFIX, enroll_device
-from server.ratelimit import Kind
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 

@@ -12,10 +12,10 @@ from server.api.deps import BackendsDep, OperatorDep, SessionDep, ViewerDep
 from server.api.errors import ProblemType
 from server.api.idempotency import NO_KEY, IdempotencyDep
 from server.api.openapi import problems
-from server.api.pagination import PageDep
-from server.api.schemas import Page
-from server.api.schemas.drift import DriftEventDetail, DriftEventOut, LabelCreate, LabelOut
 from server.labels import add_label
+from server.pagination import PageDep
+from server.schemas import Page
+from server.schemas.drift import DriftEventDetail, DriftEventOut, LabelCreate, LabelOut
 
 router = APIRouter(prefix="/drift", tags=["drift"])
 EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]

@@ -12,9 +12,9 @@ from server import fleet
 from server.api.deps import AddressDep, LimitsDep, SessionDep, TokenDep, forbidden, unauthorized
 from server.api.errors import ProblemType
 from server.api.openapi import problems
-from server.api.schemas.devices import DesiredState, Heartbeat, HeartbeatResponse, PendingLabel
 from server.identity import DEVICE_PREFIX, authenticate_device, authenticate_operator, token_hash
 from server.ratelimit import Kind
+from server.schemas.devices import DesiredState, Heartbeat, HeartbeatResponse, PendingLabel
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 

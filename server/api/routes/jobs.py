@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from sqlalchemy import func, select
 
 from server.api.deps import AdminDep, SessionDep
-from server.api.pagination import PageDep
-from server.api.schemas import Page
-from server.api.schemas.sync import JobOut, RequeueResult
 from server.db.models import Job, JobState
+from server.pagination import PageDep
+from server.schemas import Page
+from server.schemas.sync import JobOut, RequeueResult
 from server.worker.queue import requeue_parked
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -11,9 +11,13 @@ from starlette.concurrency import run_in_threadpool
 from server.api.deps import AdminDep, BackendsDep, OperatorDep, SessionDep, ViewerDep
 from server.api.errors import ProblemType
 from server.api.openapi import problems
-from server.api.pagination import PageDep
-from server.api.schemas import Page
-from server.api.schemas.registry import (
+from server.api.uploads import spool
+from server.errors import NotFoundError
+from server.pagination import PageDep
+from server.registry import catalog, publishing, repository, views
+from server.registry.target_files import ByteRange, TargetFiles, object_key
+from server.schemas import Page
+from server.schemas.registry import (
     BundleDetail,
     BundleOut,
     ModelOut,
@@ -22,10 +26,6 @@ from server.api.schemas.registry import (
     RootUpdate,
     UploadOut,
 )
-from server.api.uploads import spool
-from server.errors import NotFoundError
-from server.registry import catalog, publishing, repository, views
-from server.registry.target_files import ByteRange, TargetFiles, object_key
 
 router = APIRouter(prefix="/registry", tags=["registry"])
 Sha256Header = Annotated[str, Header(alias="X-Content-SHA256", pattern=r"^[0-9a-fA-F]{64}$")]

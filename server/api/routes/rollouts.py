@@ -10,10 +10,10 @@ from server.api.deps import OperatorDep, SessionDep, ViewerDep
 from server.api.errors import ProblemType
 from server.api.idempotency import NO_KEY, IdempotencyDep
 from server.api.openapi import problems
-from server.api.pagination import PageDep
-from server.api.schemas import Page
-from server.api.schemas.rollouts import RolloutCreate, RolloutDeviceOut, RolloutEventOut, RolloutOut
+from server.pagination import PageDep
 from server.rollouts import service
+from server.schemas import Page
+from server.schemas.rollouts import RolloutCreate, RolloutDeviceOut, RolloutEventOut, RolloutOut
 
 router = APIRouter(prefix="/rollouts", tags=["rollouts"])
 Refusable = problems(ProblemType.conflict)  # a transition the rollout's state does not allow

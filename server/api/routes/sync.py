@@ -18,14 +18,14 @@ from server import packages
 from server.api.deps import BackendsDep, CallerDep, DeviceDep, SessionDep, ViewerDep
 from server.api.errors import ProblemType
 from server.api.openapi import problems
-from server.api.pagination import PageDep
-from server.api.schemas import Page
-from server.api.schemas.sync import PackageOut
 from server.api.uploads import spool
 from server.db.models import Package, PackageStatus
 from server.errors import DigestMismatchError, InputError, NotFoundError
 from server.identity import DeviceCaller
 from server.package_format import PACKAGE_ID_PATTERN
+from server.pagination import PageDep
+from server.schemas import Page
+from server.schemas.sync import PackageOut
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 PackageId = Annotated[str, Path(pattern=PACKAGE_ID_PATTERN)]

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query
 
 from server import device_views
 from server.api.deps import DeviceOrViewerDep, SessionDep
-from server.api.pagination import Paging, paging
-from server.api.schemas import Page
-from server.api.schemas.drift import LogLine, MetricPointOut
 from server.device_views import MAX_POINTS
+from server.pagination import Paging, paging
+from server.schemas import Page
+from server.schemas.drift import LogLine, MetricPointOut
 
 router = APIRouter(prefix="/devices", tags=["telemetry"])
 PointsDep = Annotated[Paging, Depends(paging(1000, MAX_POINTS))]

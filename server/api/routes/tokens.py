@@ -12,18 +12,18 @@ from server.api.deps import AdminDep, OperatorDep, SessionDep
 from server.api.errors import ProblemType
 from server.api.idempotency import NO_KEY, IdempotencyDep
 from server.api.openapi import problems
-from server.api.pagination import PageDep
-from server.api.schemas import Page
-from server.api.schemas.tokens import (
+from server.db.models import ApiToken
+from server.errors import NotFoundError
+from server.identity import create_api_token, create_enrollment_token, token_hash
+from server.pagination import PageDep
+from server.schemas import Page
+from server.schemas.tokens import (
     ApiTokenCreate,
     ApiTokenCreated,
     ApiTokenOut,
     EnrollmentTokenCreate,
     EnrollmentTokenCreated,
 )
-from server.db.models import ApiToken
-from server.errors import NotFoundError
-from server.identity import create_api_token, create_enrollment_token, token_hash
 
 router = APIRouter(tags=["tokens"])
 
