@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from server.api.app import create_app  # noqa: E402
+from server.app import create_app  # noqa: E402
 from server.backends import open_backends, open_mlflow  # noqa: E402
 from server.config import Settings  # noqa: E402
 from server.db.models import Package, Role  # noqa: E402

@@ -57,7 +57,7 @@ def _local_settings(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from server.api.app import create_app
+    from server.app import create_app
     from server.startup import development_keys, first_admin_token, prepare
     from server.worker.runner import Worker
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends, open_backends
 from server.config import Settings
 from server.db.models import Role
@@ -21,6 +20,7 @@ from server.identity import create_api_token
 from server.startup import migrate
 from server.storage.local import LocalStore
 from tests.server.conftest import database_url, test_env  # noqa: F401 - fixtures: one database per session
+from tests.utils.wait import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +42,7 @@ def server_url(enrollment_backends: Backends) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="tinysphere", daemon=True)
     thread.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.025)
-    assert server.started, "uvicorn did not start"
+    wait_until(lambda: server.started, 10, "uvicorn to start", interval=0.025)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True

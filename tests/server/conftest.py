@@ -16,7 +16,7 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends, open_backends, open_mlflow
 from server.config import Settings
 from server.db.engine import create_db_engine

@@ -6,21 +6,16 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-import psycopg
 import uvicorn
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
-from server.api.app import create_app
 from server.api.deps import get_clock
+from server.app import create_app
 from server.backends import Backends, open_backends
 from server.config import Settings
 from server.db.models import Role
@@ -28,6 +23,7 @@ from server.identity import create_api_token
 from server.startup import migrate
 from server.storage.local import LocalStore
 from server.ui.session import COOKIE, LOGIN_COOKIE
+from tests.utils.wait import wait_until
 
 
 @dataclass
@@ -44,19 +40,6 @@ class Clock:
 
 
 @contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new, empty database, dropped afterwards (so counters and sessions start from nothing)."""
-    name = f"tinysphere_replicas_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@contextmanager
 def _serve(backends: Backends, clock: Clock) -> Iterator[str]:
     app = create_app(backends)
     app.dependency_overrides[get_clock] = lambda: clock
@@ -67,10 +50,7 @@ def _serve(backends: Backends, clock: Clock) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", forwarded_allow_ips="127.0.0.1"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
+    wait_until(lambda: server.started, 10, "uvicorn to start", interval=0.02)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -98,7 +98,7 @@ def test_cli_creates_tokens(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
 
 def test_the_schema_needs_a_token_unless_docs_are_exposed(backends, client: TestClient,  # type: ignore[no-untyped-def]
                                                           operator_token: str) -> None:
-    from server.api.app import create_app
+    from server.app import create_app
     from server.backends import Backends
 
     assert backends.settings.expose_docs is False  # the default

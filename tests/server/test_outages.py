@@ -6,7 +6,7 @@ import hashlib
 
 from fastapi.testclient import TestClient
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends, open_backends
 from server.storage.s3 import S3Store
 from tests.server.utils import PackageSpec, auth, build_package, enroll, record, upload

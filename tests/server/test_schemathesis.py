@@ -18,7 +18,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends
 from tests.server.utils import EnrolledDevice, auth, enroll
 

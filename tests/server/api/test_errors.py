@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends, open_backends
 from tests.server.utils import EnrolledDevice, PackageSpec, auth, build_package, enroll, record, upload
 

@@ -16,17 +16,17 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from sqlalchemy import func, select, text
 
-from server.api.app import create_app
 from server.api.deps import get_clock
 from server.api.idempotency import Idempotency
+from server.app import create_app
 from server.backends import Backends
 from server.db.models import ApiToken, DriftLabel, IdempotencyKey, Role, Rollout
 from server.identity import authenticate_operator, create_api_token
 from server.worker.runner import Worker
-from tests.server.processes import wait_until
 from tests.server.registry.fixtures import Repo, publish
 from tests.server.replicas import Clock
 from tests.server.utils import PackageSpec, auth, build_package, drift_record, enroll, upload
+from tests.utils.wait import wait_until
 
 VERSION = "9.2.0"
 T = TypeVar("T")
@@ -125,7 +125,7 @@ def test_a_duplicate_waits_on_the_unique_index_for_the_first(backends: Backends)
                     return probe.execute(text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
                                          {"p": pid}).scalar() is True
 
-            wait_until(blocked, 10, "the second claim to wait on the first one's row")
+            wait_until(blocked, 10, "the second claim to wait on the first one's row", interval=0.2)
             assert not waiting.done()
             claim.keep(Answer(value="first"))
             first.commit()

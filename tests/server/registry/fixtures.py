@@ -22,7 +22,7 @@ from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends, open_backends
 from server.cli import main
 from server.config import Settings

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends
 from server.db.models import Record
 from server.storage.local import LocalStore

@@ -64,7 +64,7 @@ def test_local_store(tmp_path: Path) -> None:
 
 
 def test_local_presigned_urls_go_through_the_api(tmp_path: Path, backends: Backends) -> None:
-    from server.api.app import create_app
+    from server.app import create_app
 
     local = Backends(backends.settings, backends.engine, backends.sessions, LocalStore(tmp_path))
     local.store.put_bytes("drift-samples", "d/1.jpg", b"jpeg", "image/jpeg")

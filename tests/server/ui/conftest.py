@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from playwright.sync_api import Browser, Dialog, Page, Playwright, sync_playwrig
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from server.api.app import create_app
+from server.app import create_app
 from server.backends import Backends, open_backends
 from server.cli import main
 from server.config import Settings
@@ -32,9 +31,10 @@ from server.identity import create_api_token
 from server.registry import offline
 from server.startup import migrate
 from tests.server import services
-from tests.ui import fleet as fleet_factory
+from tests.server.ui import fleet as fleet_factory
+from tests.utils.wait import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ENV_VARS = ("TINYMLOPS_TEST_DATABASE_URL", "TINYMLOPS_TEST_S3_ENDPOINT")
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("TINYMLOPS_UI_ARTIFACTS", ROOT / "artifacts" / "ui"))
@@ -68,10 +68,7 @@ def _serve(backends: Backends) -> tuple[str, uvicorn.Server, threading.Thread]:
     server = uvicorn.Server(uvicorn.Config(create_app(backends), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
+    wait_until(lambda: server.started, 10, "uvicorn to start", interval=0.02)
     return f"http://127.0.0.1:{port}", server, thread
 
 
