@@ -110,12 +110,24 @@ def bundle_publish(args: argparse.Namespace) -> int:
             tar = Path(args.bundle)
         else:
             raise InputError("give a bundle tar or --from-mlflow")
-        published = _publish(client, tar, keys.load(Path(args.key)), args.expires_days, lineage)
+        published = _publish(client, tar, keys.load(_targets_key(args)), args.expires_days, lineage)
         if lineage is not None and published is not None:
             from server.registry.lineage import tag_model_version
 
             tag_model_version(args.mlflow_uri, lineage, *published)
     return 0
+
+
+def _targets_key(args: argparse.Namespace) -> Path:
+    """--key, else the development set's targets key in the data directory (with a warning), else an error."""
+    if args.key:
+        return Path(args.key)
+    tuf_dir = Path(args.data_dir or os.environ.get("TINYSPHERE_DATA_DIR") or "tinysphere-data") / "tuf"
+    if not offline.development_keyids(tuf_dir):
+        raise InputError(f"--key is required: {tuf_dir} holds no development key set (give the offline targets key)")
+    sys.stderr.write(f"tinysphere: warning: signing with the DEVELOPMENT targets key in {tuf_dir} "
+                     "(not for production)\n")
+    return tuf_dir / "targets.key"
 
 
 def _publish(client: RegistryClient, tar: Path, signer: Any, expires_days: int,
@@ -183,7 +195,10 @@ def add_commands(commands: Any) -> None:
     build.set_defaults(run=bundle_build)
     publish = bundle_cmds.add_parser("publish", help="sign a bundle offline and publish it")
     publish.add_argument("bundle", nargs="?", help="bundle tar of `bundle build` (or give --from-mlflow)")
-    publish.add_argument("--key", required=True, help="the targets key file")
+    publish.add_argument("--key", help="the targets key file (default: the development key set of --data-dir, "
+                         "which zero-configuration `serve` creates)")
+    publish.add_argument("--data-dir", help="the server's data directory, for its development key set (default: "
+                         "$TINYSPHERE_DATA_DIR, else ./tinysphere-data)")
     publish.add_argument("--from-mlflow", metavar="models:/NAME@ALIAS", help="build the bundle from this model version")
     publish.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                          help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")

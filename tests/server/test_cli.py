@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -328,3 +329,17 @@ def test_a_problem_is_one_line_with_every_validation_error_and_retry_after() -> 
     assert problem_message(answer) == "HTTP 429: Too many requests (retry after 30 s)"
     answer = HTTPResponse(body=b"<html>\n bad gateway\n</html>", status=502, preload_content=True)
     assert problem_message(answer) == "HTTP 502: <html> bad gateway </html>"
+
+
+def test_bundle_publish_without_key_signs_with_the_development_set_of_the_data_dir(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from server.registry import console
+
+    args = argparse.Namespace(key=None, data_dir=str(tmp_path))
+    with pytest.raises(InputError, match="--key is required"):
+        console._targets_key(args)  # no development set there: the offline key must be given
+    (tmp_path / "tuf").mkdir()
+    (tmp_path / "tuf" / offline.DEVELOPMENT_MARKER).write_text('{"keyids": ["abc"]}')
+    assert console._targets_key(args) == tmp_path / "tuf" / "targets.key"
+    assert "DEVELOPMENT targets key" in capsys.readouterr().err
+    assert console._targets_key(argparse.Namespace(key="k.key", data_dir=None)) == Path("k.key")
