@@ -1,4 +1,5 @@
-"""The FastAPI app factory: routers under `/api/v1`, error mapping, buckets created on start."""
+"""The server's composition root: the API routers under `/api/v1` and the dashboard, error mapping, buckets
+created on start."""
 
 from __future__ import annotations
 
