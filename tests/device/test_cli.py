@@ -16,6 +16,7 @@ from PIL import Image
 
 from device.capture.digits import DigitsSource
 from tests.utils.bundles import FACTORY
+from tests.utils.wait import wait_until
 
 TINYLCM = [sys.executable, "-m", "device.cli"]
 
@@ -109,12 +110,12 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path, overlap:
         started = _wait_for(r"\((sequential|decided on a second thread)[^)]*\); health on 127\.0\.0\.1:(\d+)", proc)
         assert started.group(1) == ("decided on a second thread" if overlap else "sequential")
         port = int(started.group(2))
-        deadline = time.monotonic() + 30
-        health = {"frames": 0}
-        while health["frames"] < 20 and time.monotonic() < deadline:
+        def twenty_frames() -> dict | None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
                 health = json.load(resp)
-            time.sleep(0.2)
+            return health if health["frames"] >= 20 else None
+
+        health = wait_until(twenty_frames, 30, "20 frames in /healthz", interval=0.2)
         assert health["status"] == "ok" and health["frames"] >= 20
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             assert "tinylcm_frames " in resp.read().decode()

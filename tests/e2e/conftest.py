@@ -16,10 +16,11 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from tests.e2e.device_run import Accounting, Device
-from tests.e2e.fleet import RegistryServer, database
+from tests.e2e.fleet import ROLLOUT_DB, RegistryServer
 from tests.e2e.proxy import FaultProxy
 from tests.e2e.server_proc import ServerDatabase, ServerProcess
 from tests.server import services
+from tests.utils.databases import fresh_database
 
 ENV_VARS = ("TINYMLOPS_TEST_DATABASE_URL", "TINYMLOPS_TEST_S3_ENDPOINT")
 RESULTS: list[Accounting] = []
@@ -113,7 +114,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture
 def registry(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[RegistryServer]:
     """A signed registry server of its own (online TUF keys, root v1 pushed), on a database of its own."""
-    with database(e2e_env["TINYMLOPS_TEST_DATABASE_URL"]) as url:
+    with fresh_database(e2e_env["TINYMLOPS_TEST_DATABASE_URL"], ROLLOUT_DB) as url:
         server = RegistryServer(e2e_env, url, tmp_path / "server")
         try:
             yield server

@@ -7,13 +7,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from device.outbox.store import RecordStore
+from tests.utils.wait import wait_until
 
 DEVICE = Path(__file__).with_name("device_proc.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,13 +143,13 @@ class Device:
         return read_ledger(self.ledger)
 
     def wait_for(self, predicate: Any, timeout_s: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self.view()):
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"device exited with {proc.returncode}; see {self.workdir}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"device did not get there in {timeout_s}s; see {self.workdir}")
-            time.sleep(0.1)
+        def there() -> bool:
+            if predicate(self.view()):
+                return True
+            assert proc is None or proc.poll() is None, f"device exited with {proc.returncode}; see {self.workdir}"
+            return False
+
+        wait_until(there, timeout_s, f"the device to get there (see {self.workdir})")
 
 
 @dataclass

@@ -11,17 +11,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from simulator import FleetSpec
 from simulator.bundles import drifting_bundle
@@ -31,17 +24,7 @@ from tests.e2e.server_proc import ROOT, ServerDatabase, ServerProcess
 
 FACTORY = ROOT / "device" / "models" / "digits"
 DIGITS_V2 = ROOT / "benchmarks" / "fixtures" / "digits-v2"
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 120, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
+ROLLOUT_DB = "tinysphere_rollout_"  # how the e2e tests' databases are named (`tests.utils.databases`)
 
 
 # -- bundles ------------------------------------------------------------------------------------
@@ -52,18 +35,6 @@ def alarming_bundle(dest: Path, version: str = "2.0.1") -> Path:
 
 
 # -- server -------------------------------------------------------------------------------------
-
-@contextmanager
-def database(admin_url: str) -> Iterator[str]:
-    name = f"tinysphere_rollout_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
 
 class RegistryServer:
     """The real server holding the online snapshot/timestamp keys, root v1 pushed, operator token ready."""

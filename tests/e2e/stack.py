@@ -35,8 +35,10 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 
 from tests.e2e.balancer import Site
-from tests.e2e.fleet import database
-from tests.e2e.server_proc import ServerDatabase, free_port
+from tests.e2e.fleet import ROLLOUT_DB
+from tests.e2e.server_proc import ServerDatabase
+from tests.utils.databases import fresh_database
+from tests.utils.net import free_port
 
 BIN = Path(sys.executable).parent
 RUN = ("mlflow", "api", "worker")  # the services run as processes; db, minio and the proxy are stand-ins
@@ -300,8 +302,9 @@ def running_stack(services: dict[str, str], workdir: Path, start_timeout_s: floa
         config = compose_config(workdir, secrets)
 
         admin = make_url(services["TINYMLOPS_TEST_DATABASE_URL"])
-        names = {"tinysphere": cleanup.enter_context(database(str(services["TINYMLOPS_TEST_DATABASE_URL"])))}
-        names["mlflow"] = cleanup.enter_context(database(str(services["TINYMLOPS_TEST_DATABASE_URL"])))
+        admin_url = str(services["TINYMLOPS_TEST_DATABASE_URL"])
+        names = {"tinysphere": cleanup.enter_context(fresh_database(admin_url, ROLLOUT_DB))}
+        names["mlflow"] = cleanup.enter_context(fresh_database(admin_url, ROLLOUT_DB))
         prefix = f"stack{uuid.uuid4().hex[:8]}-"
         _make_buckets(services, prefix)
         ports = {"mlflow": free_port()}

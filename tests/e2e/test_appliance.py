@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -14,17 +13,15 @@ from typing import Any
 
 from device.sync.identity import load_identity
 from tests.utils.bundles import FACTORY
+from tests.utils.wait import wait_until
 
 
 def _wait(predicate: Callable[[], Any], what: str, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def running_and() -> Any:
         assert proc.poll() is None, f"tinylcm run exited with {proc.returncode} while waiting for {what}"
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+        return predicate()
+
+    return wait_until(running_and, timeout_s, what, interval=0.3)
 
 
 def _identity(path: Path) -> Any:

@@ -9,7 +9,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.e2e.server_proc import ROOT, free_port
+from tests.e2e.server_proc import ROOT
+from tests.utils.net import free_port
 
 
 def test_the_demo_tells_the_whole_loop(tmp_path: Path) -> None:

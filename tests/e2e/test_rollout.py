@@ -23,8 +23,8 @@ from tests.e2e.fleet import (
     RegistryServer,
     alarming_bundle,
     start_rollout,
-    wait_for,
 )
+from tests.utils.wait import wait_until
 
 DEVICES = int(os.environ.get("TINYMLOPS_E2E_FLEET", "20"))  # fewer on a small machine
 
@@ -47,7 +47,7 @@ def _ids(fleet: list[FleetDevice]) -> list[str]:
         ids = [device.device_id for device in fleet]
         return None if None in ids else [str(i) for i in ids]
 
-    return wait_for(enrolled, "every device to enroll", timeout_s=180)
+    return wait_until(enrolled, 180, "every device to enroll", interval=0.5)
 
 
 def _versions(registry: RegistryServer, ids: list[str]) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def _follow(registry: RegistryServer, rollout_id: int, until: set[str], timeout_
             seen.append(status["current_wave"])
         return status if status["state"] in until else None
 
-    return wait_for(done, f"rollout {rollout_id} to reach {until}", timeout_s=timeout_s), seen
+    return wait_until(done, timeout_s, f"rollout {rollout_id} to reach {until}", interval=0.5), seen
 
 
 def _committed(fleet: list[FleetDevice], version: str) -> bool:
@@ -83,8 +83,8 @@ def test_good_bundle_reaches_the_fleet_and_a_bad_one_is_stopped_in_wave_one(
         registry: RegistryServer, fleet: list[FleetDevice], tmp_path: Path) -> None:
     started = time.monotonic()
     ids = _ids(fleet)
-    wait_for(lambda: set(_versions(registry, ids).values()) == {"1.0.0"}, "heartbeats on the factory model",
-             timeout_s=120)
+    wait_until(lambda: set(_versions(registry, ids).values()) == {"1.0.0"}, 120, "heartbeats on the factory model",
+               interval=0.5)
     registry.publish(FACTORY)
     registry.publish(DIGITS_V2)
 
@@ -97,8 +97,9 @@ def test_good_bundle_reaches_the_fleet_and_a_bad_one_is_stopped_in_wave_one(
     assert waves == sorted(waves) and waves[-1] == 2 and len(set(waves)) >= 2, waves
     assert [w["devices"] for w in status["waves"]][0] == 1
     assert sum(w["devices"] for w in status["waves"]) == DEVICES
-    wait_for(lambda: set(_versions(registry, ids).values()) == {"2.0.0"}, "every device to report 2.0.0")
-    wait_for(lambda: _committed(fleet, "2.0.0"), "every updater to commit 2.0.0", timeout_s=120)
+    wait_until(lambda: set(_versions(registry, ids).values()) == {"2.0.0"}, 120, "every device to report 2.0.0",
+               interval=0.5)
+    wait_until(lambda: _committed(fleet, "2.0.0"), 120, "every updater to commit 2.0.0", interval=0.5)
     good_s = time.monotonic() - started
 
     # -- a bad bundle: loads and classifies, but every detector alarms ---------------------------
@@ -111,7 +112,8 @@ def test_good_bundle_reaches_the_fleet_and_a_bad_one_is_stopped_in_wave_one(
     per_device = {d["device_id"]: d for d in registry.api("GET", f"/rollouts/{bad['id']}/devices?limit=500")["items"]}
     canaries = {i for i, d in per_device.items() if d["wave"] == 0}
     assert len(canaries) == 1
-    wait_for(lambda: set(_versions(registry, ids).values()) == {"2.0.0"}, "the canary back on 2.0.0")
+    wait_until(lambda: set(_versions(registry, ids).values()) == {"2.0.0"}, 120, "the canary back on 2.0.0",
+               interval=0.5)
     for device in fleet:
         touched = [h for h in device.updater_history() if h.get("version") == "2.0.1"]
         if device.device_id in canaries:

@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 
 from simulator.bundles import drifting_bundle
-from tests.e2e.fleet import DIGITS_V2, FACTORY, GATES, wait_for
+from tests.e2e.fleet import DIGITS_V2, FACTORY, GATES
 from tests.e2e.server_proc import ROOT
 from tests.e2e.stack import DECISION, IMPORTED, MLFLOW_USER, SIGNED, Stack, running_stack
 from tests.e2e.test_simulator import check_nothing_lost_or_doubled
+from tests.utils.wait import wait_until
 
 AGENTS = int(os.environ.get("TINYMLOPS_STACK_AGENTS", "100"))
 ROLLOUT = 10  # the agents the good bundle goes to (a canary, 5, 10)
@@ -96,7 +97,7 @@ def follow(stack: Stack, rollout_id: int, fleet: subprocess.Popen[str], timeout_
             seen.append(status["current_wave"])
         return status if status["state"] != "running" else None
 
-    return wait_for(done, f"rollout {rollout_id} to finish", timeout_s, every_s=1), seen
+    return wait_until(done, timeout_s, f"rollout {rollout_id} to finish", interval=1), seen
 
 
 def decisions_of(stack: Stack, rollout_id: int) -> list[dict[str, Any]]:
@@ -152,7 +153,7 @@ def test_the_compose_stack_carries_a_fleet_through_a_rollout_and_a_rollback(
         fleet = start_fleet(stack, fleet_dir, stop)
         fleet_started = time.monotonic()
         try:
-            wait_for(lambda: versions(stack)["1.0.0"] == AGENTS, f"{AGENTS} agents on 1.0.0", 240)
+            wait_until(lambda: versions(stack)["1.0.0"] == AGENTS, 240, f"{AGENTS} agents on 1.0.0", interval=0.5)
             mark = lap("fleet_up_s", mark)
             ids = [r["id"] for r in stack.db.rows("SELECT id FROM devices ORDER BY name")]
             # The good bundle goes to ROLLOUT agents, the bad one to the others: each agent's updater takes
@@ -167,7 +168,7 @@ def test_the_compose_stack_carries_a_fleet_through_a_rollout_and_a_rollback(
                 status, decisions_of(stack, good))
             assert waves == sorted(waves) and waves[-1] == 2, waves
             expected = Counter({"2.0.0": ROLLOUT, "1.0.0": AGENTS - ROLLOUT})
-            wait_for(lambda: versions(stack) == expected, f"{ROLLOUT} agents on 2.0.0", 120)
+            wait_until(lambda: versions(stack) == expected, 120, f"{ROLLOUT} agents on 2.0.0", interval=0.5)
             mark = lap("good_rollout_s", mark)
 
             publish_tar(stack, drifting_bundle(DIGITS_V2, tmp_path, "2.0.1"))
@@ -178,10 +179,10 @@ def test_the_compose_stack_carries_a_fleet_through_a_rollout_and_a_rollback(
             touched = stack.db.rows("SELECT device_id, wave, state FROM rollout_devices WHERE rollout_id = :r "
                                     "AND state <> 'waiting'", r=bad)
             assert len(touched) == 1 and touched[0]["wave"] == 0, touched  # the canary alone saw 2.0.1
-            wait_for(lambda: versions(stack) == expected, "the canary back on 1.0.0", 120)
+            wait_until(lambda: versions(stack) == expected, 120, "the canary back on 1.0.0", interval=0.5)
             mark = lap("bad_rollout_s", mark)
-            wait_for(lambda: all(updaters(fleet_dir)[i]["state"] == "COMMITTED" for i in chosen),
-                       "the good bundle's probation to end in a commit", 240)
+            wait_until(lambda: all(updaters(fleet_dir)[i]["state"] == "COMMITTED" for i in chosen), 240,
+                       "the good bundle's probation to end in a commit", interval=0.5)
             lap("commits_s", mark)
         finally:
             stop.touch()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from tests.utils.wait import wait_until as wait_until  # re-exported for the tests that wait on these processes
 
 
 def _cmdlines() -> dict[int, list[str]]:
@@ -30,11 +30,3 @@ def reapers(data_dir: Path) -> list[int]:
     return [pid for pid, argv in _cmdlines().items()
             if "server.embedded_lease" in argv and str(data_dir.resolve()) in argv]
 
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `predicate` until it holds; fail naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)

@@ -11,9 +11,7 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from docker.utils.build import exclude_paths
 
 from server.config import Settings
 from server.registry import offline, repository
+from tests.utils.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = (ROOT / "compose.server.yml", ROOT / "docker-compose.yml")
@@ -34,15 +33,6 @@ SECRETS = {
     "MLFLOW_BASIC_AUTH_HASH": "$2a$14$Zkq1ZW5lLWhhc2gtZm9yLXRlc3RzLW9ubHk.abcdefghijklmno",
 }
 PROJECT_BUCKETS = {"packages", "drift-samples", "prediction-images", "data-logs", "bundles", "mlflow"}
-
-
-def tool(name: str) -> str:
-    """A tool installed in the test venv (dev extra), else on PATH."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: the dev extra provides it")
-    return found
 
 
 def _compose(tmp_path: Path, env: dict[str, str], path: Path = COMPOSE_FILES[0]) -> subprocess.CompletedProcess[str]:

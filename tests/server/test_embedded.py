@@ -18,7 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.server.processes import postmasters, reapers, wait_until
+from tests.server.processes import postmasters, reapers
+from tests.utils.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +66,7 @@ def data_dir() -> Iterator[Path]:
     for pid in _users_of(path):
         os.kill(pid, signal.SIGKILL)
     try:
-        wait_until(lambda: not postmasters(path / "postgres"), 30, "the reaper to stop PostgreSQL")
+        wait_until(lambda: not postmasters(path / "postgres"), 30, "the reaper to stop PostgreSQL", interval=0.2)
     finally:
         for pid in postmasters(path / "postgres") + reapers(path):
             os.kill(pid, signal.SIGTERM)
@@ -98,7 +99,7 @@ def test_the_last_user_out_stops_it_though_another_was_killed(data_dir: Path) ->
     second.end(signal.SIGTERM)
     assert postmasters(data_dir / "postgres") == []  # at once: the last user stops it before exiting
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
-    wait_until(lambda: not reapers(data_dir), 30, "the reaper to exit")
+    wait_until(lambda: not reapers(data_dir), 30, "the reaper to exit", interval=0.2)
 
 
 def test_a_user_leaving_keeps_it_for_the_others(data_dir: Path) -> None:
@@ -115,8 +116,8 @@ def test_a_user_leaving_keeps_it_for_the_others(data_dir: Path) -> None:
 
 def test_a_killed_last_user_takes_it_along(data_dir: Path) -> None:
     User(data_dir).end(signal.SIGKILL)
-    wait_until(lambda: not postmasters(data_dir / "postgres"), 30, "the reaper to stop PostgreSQL")
-    wait_until(lambda: not reapers(data_dir), 30, "the reaper to exit")
+    wait_until(lambda: not postmasters(data_dir / "postgres"), 30, "the reaper to stop PostgreSQL", interval=0.2)
+    wait_until(lambda: not reapers(data_dir), 30, "the reaper to exit", interval=0.2)
     again = User(data_dir)  # and it starts again on the same data
     assert again.query() == 1
     again.end(signal.SIGTERM)

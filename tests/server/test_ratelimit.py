@@ -18,8 +18,9 @@ from server.db.models import CredentialFailure
 from server.errors import TooManyAttemptsError
 from server.ratelimit import CredentialLimits, Kind, client_network
 from server.ui.session import COOKIE
-from tests.server.replicas import Clock, Fleet, client, fresh_database, replicas, session_cookie, sign_in
+from tests.server.replicas import Clock, Fleet, client, replicas, session_cookie, sign_in
 from tests.server.utils import auth
+from tests.utils.databases import fresh_database
 
 WINDOW_S = 300
 ATTACKER, OPERATOR = "203.0.113.7", "198.51.100.2"
@@ -28,7 +29,7 @@ Start = Callable[..., Fleet]
 
 @pytest.fixture(scope="module")
 def database(test_env: dict[str, str]) -> Iterator[str]:
-    with fresh_database(test_env["TINYMLOPS_TEST_DATABASE_URL"]) as url:
+    with fresh_database(test_env["TINYMLOPS_TEST_DATABASE_URL"], "tinysphere_replicas_") as url:
         yield url
 
 

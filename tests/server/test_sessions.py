@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from server.config import Settings
 from server.db.models import DashboardSession
 from server.ui.session import COOKIE, LIFETIME_S
-from tests.server.replicas import Clock, Fleet, client, fresh_database, replicas, session_cookie, sign_in
+from tests.server.replicas import Clock, Fleet, client, replicas, session_cookie, sign_in
 from tests.server.utils import auth
+from tests.utils.databases import fresh_database
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def clock() -> Clock:
 
 @pytest.fixture(scope="module")
 def fleet(test_env: dict[str, str], clock: Clock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    with fresh_database(test_env["TINYMLOPS_TEST_DATABASE_URL"]) as url:
+    with fresh_database(test_env["TINYMLOPS_TEST_DATABASE_URL"], "tinysphere_replicas_") as url:
         settings = Settings(database_url=url, data_dir=tmp_path_factory.mktemp("sessions"))
         with replicas(url, settings, clock, tmp_path_factory.mktemp("objects")) as running:
             yield running

@@ -25,12 +25,11 @@ from server.rollouts import controller
 from server.worker.runner import Worker
 from tests.server.registry import fixtures
 from tests.server.registry.fixtures import Repo, publish
-from tests.server.utils import EnrolledDevice, auth, enroll
+from tests.server.utils import EnrolledDevice, auth, beat, enroll
 
 T = TypeVar("T")
 REPLICAS = 2
 repo = fixtures.repo  # the session's TUF repository
-GOOD = {"drift_alarm_rate": 1.0, "error_rate": 0.0, "latency_ms_p95": 40.0, "healthy": True}
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +62,6 @@ def at_once(calls: list[Callable[[], T]]) -> list[T]:
         return [future.result(timeout=120) for future in futures]
 
 
-def _beat(client: TestClient, device: EnrolledDevice, version: str, state: str, **health: Any) -> dict[str, Any]:
-    body = {"model_version": version, "update_state": state, "health": {**GOOD, **health}}
-    response = client.post(f"/api/v1/devices/{device.device_id}/heartbeat", json=body, headers=device.headers)
-    assert response.status_code == 200, response.text
-    return dict(response.json()["desired"])
-
-
 def _rollout(client: TestClient, token: str, version: str, count: int) -> tuple[int, list[EnrolledDevice]]:
     tag = f"singleton-{uuid.uuid4().hex[:8]}"
     fleet = [enroll(client, token, tags=[tag]) for _ in range(count)]
@@ -97,12 +89,12 @@ def test_two_controllers_make_each_wave_decision_once(replicas: list[Backends], 
     old, new = versions
     rollout_id, fleet = _rollout(client, operator_token, new, 4)
     for device in fleet:
-        _beat(client, device, old, "COMMITTED")
+        beat(client, device, old, "COMMITTED")
     now = datetime.now(UTC)
     for _wave in range(3):
         _tick_all(replicas, now)  # assigns the wave
-        for device in [d for d in fleet if _beat(client, d, old, "IDLE")["bundle_version"] == new]:
-            _beat(client, device, new, "PROBATION", latency_ms_p95=42.0)
+        for device in [d for d in fleet if beat(client, d, old, "IDLE")["bundle_version"] == new]:
+            beat(client, device, new, "PROBATION", latency_ms_p95=42.0)
         _tick_all(replicas, now + timedelta(seconds=1))  # switched: soaking
         now += timedelta(seconds=20)
         _tick_all(replicas, now)  # soaked: the gates pass
@@ -116,18 +108,18 @@ def test_two_controllers_roll_a_bad_bundle_back_once(replicas: list[Backends], v
     old, new = versions
     rollout_id, fleet = _rollout(client, operator_token, new, 3)
     for device in fleet:
-        _beat(client, device, old, "COMMITTED")
+        beat(client, device, old, "COMMITTED")
     now = datetime.now(UTC)
     _tick_all(replicas, now)
-    canaries = [d for d in fleet if _beat(client, d, old, "IDLE")["bundle_version"] == new]
+    canaries = [d for d in fleet if beat(client, d, old, "IDLE")["bundle_version"] == new]
     assert len(canaries) == 1
-    _beat(client, canaries[0], new, "PROBATION", drift_alarm_rate=80.0)
+    beat(client, canaries[0], new, "PROBATION", drift_alarm_rate=80.0)
     _tick_all(replicas, now + timedelta(seconds=1))
     _tick_all(replicas, now + timedelta(seconds=30))
     _tick_all(replicas, now + timedelta(seconds=60))
     assert _decisions(replicas[0], rollout_id) == Counter({
         (0, "created"): 1, (0, "wave_started"): 1, (0, "rolled_back"): 1})
-    assert _beat(client, canaries[0], new, "PROBATION")["bundle_version"] == old
+    assert beat(client, canaries[0], new, "PROBATION")["bundle_version"] == old
 
 
 def _latest(backends: Backends) -> dict[str, TufMetadata]:
@@ -184,7 +176,7 @@ def test_two_workers_maintaining_at_once_decide_once(replicas: list[Backends], v
     at_once([worker.maintain for worker in workers])
     assert _versions(replicas[0])["timestamp"] == before.version + 1
     assert _decisions(replicas[0], rollout_id) == Counter({(0, "created"): 1, (0, "wave_started"): 1})
-    assert sum(_beat(client, d, old, "IDLE")["bundle_version"] == new for d in fleet) == 1
+    assert sum(beat(client, d, old, "IDLE")["bundle_version"] == new for d in fleet) == 1
 
 
 def test_replicas_starting_together_print_one_first_admin_token(settings: Any, scratch_database_url: str) -> None:

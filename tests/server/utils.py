@@ -1,4 +1,4 @@
-"""Factories for the server tests: packages (good and malicious), enrolled devices, auth headers."""
+"""Factories for the server tests: packages (good and malicious), enrolled devices, auth headers, heartbeats."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")  # a tiny JPEG-framed blob
+GOOD_HEALTH = {"drift_alarm_rate": 1.0, "error_rate": 0.0, "latency_ms_p95": 40.0, "healthy": True}
 
 
 def auth(token: str) -> dict[str, str]:
@@ -29,6 +30,14 @@ class EnrolledDevice:
     @property
     def headers(self) -> dict[str, str]:
         return auth(self.secret)
+
+
+def beat(client: TestClient, device: EnrolledDevice, version: str, state: str, **health: Any) -> dict[str, Any]:
+    """A heartbeat on `version` in update state `state`, healthy but for `health`; the desired state it returns."""
+    body = {"model_version": version, "update_state": state, "health": {**GOOD_HEALTH, **health}}
+    response = client.post(f"/api/v1/devices/{device.device_id}/heartbeat", json=body, headers=device.headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json()["desired"])
 
 
 def enroll(client: TestClient, operator_token: str, name: str | None = None,

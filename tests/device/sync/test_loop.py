@@ -7,7 +7,6 @@ import asyncio
 import json
 import random
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from device.sync.loop import MAX_RENEWALS
 from device.sync.packer import Packer
 from tests.device.sync.conftest import sync_settings
 from tests.device.sync.contract_server import DEVICE_ID, ContractState, Fault
+from tests.utils.wait import wait_until
 
 
 def _produce(box: Outbox, n: int, pad: int = 200) -> list[int]:
@@ -211,9 +211,7 @@ def test_the_service_thread_syncs_in_the_background(
     try:
         seqs = _produce(outbox, 50)
         service.trigger()
-        deadline = time.monotonic() + 60
-        while outbox.depth() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: outbox.depth() == 0, 60, "the outbox to empty", interval=0.05)
     finally:
         service.close()
     _assert_exactly_once(contract, seqs)

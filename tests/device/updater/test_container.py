@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from device.updater.container import PROJECT_LABEL, SERVICE_LABEL
 from device.updater.health import read_health
 from tests.device.updater.docker_api import Container, DockerEngineStandIn, container_id
 from tests.device.updater.fakes import make_updater
+from tests.utils.net import free_port
+from tests.utils.wait import wait_until
 
 STANDIN = Path(__file__).with_name("inference_standin.py")
 BALENA = {"BALENA_SUPERVISOR_ADDRESS": "http://127.0.0.1:48484", "BALENA_SUPERVISOR_API_KEY": "KEY",
@@ -103,12 +106,6 @@ def test_the_watchdog_logs_a_failed_restart_and_carries_on(sock: Path, caplog: p
     assert "restart failed: Docker engine unreachable" in caplog.text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_hung_inference_container_is_restarted(sock: Path, data_dir: Path) -> None:
     port = free_port()
     inference = compose("tinymlops", "inference", [sys.executable, str(STANDIN), str(port)])
@@ -132,16 +129,9 @@ def test_a_hung_inference_container_is_restarted(sock: Path, data_dir: Path) -> 
 
 
 def wait_healthy(url: str, timeout_s: float = 20) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        sample = read_health(url, 0.5)
-        if sample.healthy:
-            import urllib.request
-
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return dict(json.loads(response.read()))
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never became healthy")
+    wait_until(lambda: read_health(url, 0.5).healthy, timeout_s, f"{url} to become healthy")
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return dict(json.loads(response.read()))
 
 
 def test_selection_order(engine: DockerEngineStandIn, sock: Path, tmp_path: Path) -> None:

@@ -10,9 +10,7 @@ from fastapi.testclient import TestClient
 
 from server.rollouts import controller
 from tests.server.registry.fixtures import Repo, publish
-from tests.server.utils import EnrolledDevice, auth, enroll
-
-GOOD = {"drift_alarm_rate": 1.0, "error_rate": 0.0, "latency_ms_p95": 40.0, "healthy": True}
+from tests.server.utils import GOOD_HEALTH, EnrolledDevice, auth, beat, enroll
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +23,6 @@ def versions(repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
 
 def _fleet(client: TestClient, operator_token: str, tag: str, count: int) -> list[EnrolledDevice]:
     return [enroll(client, operator_token, tags=[tag]) for _ in range(count)]
-
-
-def _beat(client: TestClient, device: EnrolledDevice, version: str, state: str, **health: Any) -> dict[str, Any]:
-    body = {"model_version": version, "update_state": state, "health": {**GOOD, **health}}
-    response = client.post(f"/api/v1/devices/{device.device_id}/heartbeat", json=body, headers=device.headers)
-    assert response.status_code == 200, response.text
-    return dict(response.json()["desired"])
 
 
 def _create(client: TestClient, token: str, version: str, tag: str) -> dict[str, Any]:
@@ -49,7 +40,7 @@ def _status(client: TestClient, token: str, rollout_id: int) -> dict[str, Any]:
 
 
 def _assigned(client: TestClient, fleet: list[EnrolledDevice], old: str, version: str) -> list[EnrolledDevice]:
-    return [d for d in fleet if _beat(client, d, old, "IDLE")["bundle_version"] == version]
+    return [d for d in fleet if beat(client, d, old, "IDLE")["bundle_version"] == version]
 
 
 def test_a_good_bundle_goes_out_wave_by_wave(repo: Repo, versions: tuple[str, str], client: TestClient,
@@ -57,16 +48,16 @@ def test_a_good_bundle_goes_out_wave_by_wave(repo: Repo, versions: tuple[str, st
     old, new = versions
     fleet = _fleet(client, operator_token, "good-wave", 4)
     for device in fleet:
-        _beat(client, device, old, "COMMITTED")
+        beat(client, device, old, "COMMITTED")
     rollout = _create(client, operator_token, new, "good-wave")
     assert [w["devices"] for w in rollout["waves"]] == [1, 1, 2]
     now = datetime.now(UTC)
     for wave, expected in enumerate([1, 2, 4]):
         controller.tick(repo.backends, now)  # assigns the wave
-        updated = [d for d in fleet if _beat(client, d, old, "IDLE")["bundle_version"] == new]
+        updated = [d for d in fleet if beat(client, d, old, "IDLE")["bundle_version"] == new]
         assert len(updated) == expected
         for device in updated:
-            desired = _beat(client, device, new, "PROBATION", latency_ms_p95=44.0)
+            desired = beat(client, device, new, "PROBATION", latency_ms_p95=44.0)
             assert desired == {"bundle_version": new, "model": "digits", "target": f"digits/{new}/bundle.tar"}
         controller.tick(repo.backends, now + timedelta(seconds=1))  # switched; soaking
         assert _status(client, operator_token, rollout["id"])["current_wave"] == wave
@@ -83,21 +74,21 @@ def test_a_bad_bundle_is_stopped_in_wave_one_and_rolled_back(repo: Repo, version
     old, new = versions
     fleet = _fleet(client, operator_token, "bad-wave", 5)
     for device in fleet:
-        _beat(client, device, old, "COMMITTED")
+        beat(client, device, old, "COMMITTED")
     rollout = _create(client, operator_token, new, "bad-wave")
     now = datetime.now(UTC)
     controller.tick(repo.backends, now)
     canaries = _assigned(client, fleet, old, new)
     assert len(canaries) == 1
-    _beat(client, canaries[0], new, "PROBATION", drift_alarm_rate=80.0)
+    beat(client, canaries[0], new, "PROBATION", drift_alarm_rate=80.0)
     controller.tick(repo.backends, now + timedelta(seconds=1))
     controller.tick(repo.backends, now + timedelta(seconds=30))
     status = _status(client, operator_token, rollout["id"])
     assert status["state"] == "paused" and status["rolled_back"] and status["current_wave"] == 0
-    assert _beat(client, canaries[0], new, "PROBATION") == {"bundle_version": old, "model": "digits",
+    assert beat(client, canaries[0], new, "PROBATION") == {"bundle_version": old, "model": "digits",
                                                             "target": f"digits/{old}/bundle.tar"}
     untouched = [d for d in fleet if d is not canaries[0]]
-    assert all(_beat(client, d, old, "COMMITTED")["bundle_version"] is None for d in untouched)
+    assert all(beat(client, d, old, "COMMITTED")["bundle_version"] is None for d in untouched)
     events = client.get(f"/api/v1/rollouts/{rollout['id']}/events", headers=auth(operator_token)).json()["items"]
     assert events[-1]["decision"] == "rolled_back" and "drift_alarm_rate 80.0 > max_drift_alarm_rate 5.0" in \
         events[-1]["reason"]
@@ -113,9 +104,9 @@ def test_a_device_rolling_back_itself_fails_the_gate_early(repo: Repo, versions:
     now = datetime.now(UTC)
     controller.tick(repo.backends, now)
     canary = _assigned(client, fleet, old, new)[0]
-    _beat(client, canary, old, "DOWNLOADING")
+    beat(client, canary, old, "DOWNLOADING")
     controller.tick(repo.backends, now)
-    _beat(client, canary, old, "ROLLED_BACK")
+    beat(client, canary, old, "ROLLED_BACK")
     controller.tick(repo.backends, now)  # no soak needed: 1 of 1 failed
     assert _status(client, operator_token, rollout["id"])["state"] == "paused"
 
@@ -190,7 +181,7 @@ def test_a_rollout_locked_by_another_worker_is_skipped(repo: Repo, versions: tup
 def test_update_state_and_version_may_come_inside_health(client: TestClient, operator_token: str,
                                                          viewer_token: str) -> None:
     device = enroll(client, operator_token)
-    body = {"health": {"update_state": "PROBATION", "model_version": "3.1.0", **GOOD}}
+    body = {"health": {"update_state": "PROBATION", "model_version": "3.1.0", **GOOD_HEALTH}}
     assert client.post(f"/api/v1/devices/{device.device_id}/heartbeat", json=body,
                        headers=device.headers).status_code == 200
     detail = client.get(f"/api/v1/devices/{device.device_id}", headers=auth(viewer_token)).json()

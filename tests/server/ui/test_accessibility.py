@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.ui.conftest import Stack, login
+from tests.server.ui.conftest import Stack, login
 
 # Controls without an accessible name, images without alt text, and the worst text contrast on the page.
 AUDIT = """() => {

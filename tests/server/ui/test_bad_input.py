@@ -11,9 +11,9 @@ from playwright.sync_api import Page, expect
 
 from server.identity import authenticate_operator, token_hash
 from server.ui import session as ui_session
+from tests.server.ui.conftest import Stack, login, shot
+from tests.server.ui.fleet import NEW, XSS_NAME
 from tests.server.utils import auth
-from tests.ui.conftest import Stack, login, shot
-from tests.ui.fleet import NEW, XSS_NAME
 
 
 def _on_login_page(page: Page) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from playwright.sync_api import Page, Route
 
-from tests.ui.conftest import Stack, login
+from tests.server.ui.conftest import Stack, login
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "server" / "ui" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[3] / "server" / "ui" / "templates"
 # Records every CSP violation, before any script of the page runs (init scripts are not subject to the CSP).
 RECORD_VIOLATIONS = """
 window.violations = [];

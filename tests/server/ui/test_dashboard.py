@@ -9,9 +9,9 @@ import httpx2
 from playwright.sync_api import Page, expect
 
 from server.rollouts import controller
+from tests.server.ui.conftest import Stack, login, shot
+from tests.server.ui.fleet import NEW, OLD, ROLLOUT_TAG, beat
 from tests.server.utils import auth
-from tests.ui.conftest import Stack, login, shot
-from tests.ui.fleet import NEW, OLD, ROLLOUT_TAG, beat
 
 
 def test_fleet_page_counts_and_filters(page: Page, stack: Stack) -> None:
