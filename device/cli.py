@@ -1,4 +1,4 @@
-"""`tinylcm`: replay a stream through the pipeline, or run the appliance's service loop."""
+"""`tinylcm`: replay a stream through the pipeline, run the appliance's service loop, or register a bundle in MLflow."""
 
 from __future__ import annotations
 
@@ -29,6 +29,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return appliance.run()
 
 
+def cmd_bundle_register(args: argparse.Namespace) -> int:
+    from device.mlflow_model import register_bundle
+
+    registered = register_bundle(args.bundle, args.tracking_uri, args.name, alias=args.alias,
+                                 experiment=args.experiment)
+    alias = f", alias {args.alias}" if args.alias else ""
+    log.info("registered %s as models:/%s version %s%s (run %s)", args.bundle, registered.name, registered.version,
+             alias, registered.run_id)
+    print(registered.version)  # stdout: the version alone, for scripts
+    return 0
+
+
+REGISTER_HELP = """Log a bundle directory as an MLflow model (pyfunc flavour) and register it.
+
+The model runs this package's own pipeline (TFLite -> standardize+PCA -> kNN), carried with it as code, so
+mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict(frames) answers what a device would. Registration lives
+here, on the device side, rather than in `tinysphere`, because it needs that code and the server never imports
+it; `tinysphere bundle publish --from-mlflow models:/NAME@ALIAS` then publishes the registered version.
+The run gets bundle.json's metrics; the version is tagged with the bundle's name, version and bundle.json's
+SHA-256. Needs mlflow installed (not in the device image).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylcm", description=__doc__, epilog=ENVIRONMENT,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the appliance: capture -> pipeline -> outbox, until SIGTERM")
     run.add_argument("--config", type=Path, required=True, help="JSON configuration file")
     run.set_defaults(func=cmd_run)
+    bundle = sub.add_parser("bundle", help="model bundles in the MLflow model registry")
+    bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True)
+    register = bundle_sub.add_parser("register", help="log a bundle as an MLflow pyfunc model and register it",
+                                     description=REGISTER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    register.add_argument("bundle", type=Path, help="bundle directory")
+    register.add_argument("--tracking-uri", required=True, help="MLflow tracking (and registry) URI")
+    register.add_argument("--name", required=True, help="registered model name, e.g. digits")
+    register.add_argument("--alias", help="alias to point at the new version, e.g. champion")
+    register.add_argument("--experiment", help="experiment of the run (default: the model name)")
+    register.set_defaults(func=cmd_bundle_register)
     add_updater_parser(sub)
     return parser
 

@@ -121,27 +121,15 @@ class Demo:
                         "--server", self.url, "--token", self.operator)
 
     def publish_from_mlflow(self, bundle: Path) -> None:
-        """Log the bundle as a run's artifact, register it as model `digits`, alias `champion`, publish that."""
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
+        """Register the bundle as MLflow model `digits` (pyfunc: it predicts as a device does), alias `champion`,
+        with `tinylcm bundle register`'s function, and publish that version."""
+        from device.mlflow_model import register_bundle
         from server import embedded
 
         engines = embedded.start(self.data)
-        mlflow.set_tracking_uri(engines.mlflow_tracking_uri)
-        client = MlflowClient(engines.mlflow_tracking_uri)
-        experiment = client.create_experiment("digits-training", artifact_location=engines.mlflow_artifact_root)
-        run = client.create_run(experiment)
-        metrics = json.loads((bundle / "bundle.json").read_text()).get("metrics", {})
-        for name, value in metrics.items():
-            if isinstance(value, int | float):
-                client.log_metric(run.info.run_id, name, float(value))
-        client.log_artifacts(run.info.run_id, str(bundle), "bundle")
-        client.set_terminated(run.info.run_id)
-        client.create_registered_model("digits")
-        version = client.create_model_version("digits", f"{run.info.artifact_uri}/bundle", run_id=run.info.run_id)
-        client.set_registered_model_alias("digits", "champion", version.version)
-        say(f"    MLflow: run {run.info.run_id[:8]} registered as models:/digits version {version.version}, "
+        registered = register_bundle(bundle, engines.mlflow_tracking_uri, "digits", alias="champion",
+                                     experiment="digits-training", artifact_location=engines.mlflow_artifact_root)
+        say(f"    MLflow: run {registered.run_id[:8]} registered as models:/digits version {registered.version}, "
             "alias champion")
         self.tinysphere("bundle", "publish", "--from-mlflow", "models:/digits@champion", "--mlflow-uri",
                         engines.mlflow_tracking_uri, "--key", str(self.keys / "targets.key"), "--server", self.url,

@@ -1,4 +1,8 @@
-"""Bundles from the MLflow model registry: a model version's artifacts are the bundle directory.
+"""Bundles from the MLflow model registry: a model version's artifacts hold the bundle directory.
+
+Two layouts: a pyfunc model (`tinylcm bundle register`, device.mlflow_model) keeps the bundle as its `bundle`
+artifact, `<model>/artifacts/bundle/`, beside the device code it carries; older versions registered the bundle
+directory itself as plain run artifacts.
 
 Lineage is kept both ways: the published bundle row names the MLflow model version and run, and
 the model version gets tags naming the TUF target and its hash.
@@ -16,6 +20,7 @@ from server.registry import bundle_archive
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 TARGET_TAG = "tinysphere.target"
 SHA256_TAG = "tinysphere.sha256"
+PYFUNC_BUNDLE = Path("artifacts", "bundle")  # where a pyfunc model keeps the bundle (device.mlflow_model.ARTIFACT)
 
 
 def _client(tracking_uri: str | None) -> Any:
@@ -34,6 +39,10 @@ def _version(client: Any, uri: str) -> Any:
 
 
 def _bundle_root(directory: Path) -> Path:
+    """The bundle directory in a model version's artifacts: a pyfunc model's `bundle` artifact, else the
+    shallowest directory holding a bundle.json."""
+    if (directory / "MLmodel").is_file():  # a pyfunc model: only its bundle artifact, not the code it carries
+        directory = directory / PYFUNC_BUNDLE
     found = sorted(directory.rglob("bundle.json"), key=lambda p: len(p.parts))
     if not found:
         raise InputError("the model version's artifacts hold no bundle.json")

@@ -44,3 +44,21 @@ def test_publish_from_an_mlflow_alias(repo: Repo, mlflow_s3: str, client: TestCl
                                  "mlflow_run_id": run.info.run_id, "source": f"models:/{name}@champion"}
     tags = mlflow.get_model_version(name, version.version).tags
     assert tags[TARGET_TAG] == "digits/7.0.0/bundle.tar" and tags["tinysphere.sha256"] == detail["sha256"]
+
+
+def test_publish_from_a_pyfunc_model_version(repo: Repo, mlflow_s3: str, client: TestClient, viewer_token: str,
+                                             tmp_path: Path) -> None:
+    import uuid
+
+    from device.mlflow_model import register_bundle  # registration runs the device's code; the server does not
+
+    name = f"digits-{uuid.uuid4().hex[:6]}"
+    registered = register_bundle(bundle_dir(tmp_path, "7.5.0"), mlflow_s3, name, alias="champion")
+    assert main(["bundle", "publish", "--from-mlflow", f"models:/{name}@champion", "--mlflow-uri", mlflow_s3,
+                 "--key", str(repo.keys / "targets.key"), "--server", repo.url,
+                 "--token", repo.operator_token]) == 0
+    detail = client.get("/api/v1/registry/models/digits/versions/7.5.0", headers=auth(viewer_token)).json()
+    assert detail["lineage"] == {"mlflow_model": name, "mlflow_version": registered.version,
+                                 "mlflow_run_id": registered.run_id, "source": f"models:/{name}@champion"}
+    tags = MlflowClient(mlflow_s3, registry_uri=mlflow_s3).get_model_version(name, registered.version).tags
+    assert tags[TARGET_TAG] == "digits/7.5.0/bundle.tar" and tags["tinysphere.sha256"] == detail["sha256"]
