@@ -68,6 +68,11 @@ def _serve(args: argparse.Namespace) -> int:
     token = first_admin_token(backends)
     if token:
         print(f"Admin API token (shown once, keep it): {token}", flush=True)
+    if backends.mlflow is not None:
+        from server.mlflow_ui import display_uri
+
+        print(f"MLflow tracking URI: {display_uri(backends.mlflow.tracking_uri)} (its UI: tinysphere mlflow-ui)",
+              flush=True)
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting normally instead lets this process
     # leave the embedded PostgreSQL at exit (the last user out stops it; a killed one is reaped).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -107,6 +112,21 @@ def _migrate(args: argparse.Namespace) -> int:
     settings = _local_settings(args)
     migrate(resolve(settings).database_url, settings)
     print("database is up to date")
+    return 0
+
+
+def _mlflow_ui(args: argparse.Namespace) -> int:
+    from server import mlflow_ui
+
+    return mlflow_ui.serve(_local_settings(args), args.port)
+
+
+def _mlflow_migrate(args: argparse.Namespace) -> int:
+    from server import mlflow_migrate
+
+    done = mlflow_migrate.run(_local_settings(args))
+    print(f"folded {done.runs} package runs ({done.points} points) into per-version runs; "
+          f"deleted {done.experiments} experiments")
     return 0
 
 
@@ -195,6 +215,15 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     _local_options(migrate)
     migrate.set_defaults(run=_migrate)
+
+    ui = commands.add_parser("mlflow-ui", help="serve MLflow's own UI on the server's tracking store (loopback)")
+    ui.add_argument("--port", type=int, default=5000, help="loopback port (default 5000)")
+    _local_options(ui)
+    ui.set_defaults(run=_mlflow_ui)
+    fold = commands.add_parser("mlflow-migrate", help="fold the per-package MLflow runs of earlier versions into "
+                               "one run per device and model version (safe to run again)")
+    _local_options(fold)
+    fold.set_defaults(run=_mlflow_migrate)
 
     tokens = commands.add_parser("tokens", help="API tokens").add_subparsers(dest="action", required=True)
     create = tokens.add_parser("create", help="create a token in the server's database and print it")

@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import urllib3
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from server.errors import InputError
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -72,10 +73,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 12
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310 - our http URL
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
+            if urllib3.request("GET", f"{url}/health", timeout=2.0, retries=False).status == 200:
+                return True
+        except (urllib3.exceptions.HTTPError, OSError):
             pass
         time.sleep(0.5)
     return False
@@ -106,7 +106,6 @@ def serve(settings: Settings, port: int = 5000, say: Callable[[str], None] = pri
 
     endpoints = resolve(settings)
     if endpoints.mlflow_tracking_uri is None:
-        say("this server records nothing in MLflow (TINYSPHERE_MLFLOW_TRACKING_URI is not set)")
-        return 1
+        raise InputError("this server records nothing in MLflow (TINYSPHERE_MLFLOW_TRACKING_URI is not set)")
     say(f"MLflow tracking URI: {display_uri(endpoints.mlflow_tracking_uri)}")
     return run(endpoints.mlflow_tracking_uri, endpoints.mlflow_artifact_root, port, say)

@@ -120,6 +120,8 @@ def test_serve_with_zero_configuration(data_dir: Path) -> None:
         server.wait_ready()
         token = server.admin_token()
         assert token and token.startswith("tso_")
+        mlflow = [line for line in server.output if line.startswith("MLflow tracking URI: ")]
+        assert len(mlflow) == 1 and "tinysphere mlflow-ui" in mlflow[0]  # the embedded store, said once
         status, enrollment = server.call("POST", "/api/v1/enrollment-tokens", token, {})
         assert status == 201
         status, device = server.call("POST", "/api/v1/devices/enroll", enrollment["token"], {"hardware": {}})
