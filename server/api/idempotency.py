@@ -125,4 +125,3 @@ async def get_idempotency(session: SessionDep, clock: ClockDep, key: Idempotency
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
-NO_KEY = Idempotency()  # in-process callers (the dashboard) create without a key

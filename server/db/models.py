@@ -303,7 +303,7 @@ class Rollout(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bundle_id: Mapped[int] = mapped_column(ForeignKey("bundles.id"), index=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)  # running, paused, completed, aborted
+    state: Mapped[str] = mapped_column(String(16), index=True)  # a RolloutState (server/rollouts/states.py)
     selector: Mapped[dict[str, Any]] = mapped_column(JSONB)
     waves: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     gates: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -327,7 +327,7 @@ class RolloutDevice(Base):
     rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
     wave: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16))  # waiting, assigned, updated, failed, rolled_back
+    state: Mapped[str] = mapped_column(String(16))  # a DeviceState (server/rollouts/states.py)
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))  # rollout not finished
     previous_version: Mapped[str | None] = mapped_column(String(64))
     previous_model: Mapped[str | None] = mapped_column(String(128))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, status
 from server import drift_views
 from server.api.deps import BackendsDep, OperatorDep, SessionDep, ViewerDep
 from server.api.errors import ProblemType
-from server.api.idempotency import NO_KEY, IdempotencyDep
+from server.api.idempotency import IdempotencyDep
 from server.api.openapi import problems
 from server.labels import add_label
 from server.pagination import PageDep
@@ -44,7 +44,7 @@ def get_event(event_id: EventId, session: SessionDep, backends: BackendsDep, _: 
 
 @router.post("/events/{event_id}/labels", status_code=status.HTTP_201_CREATED, responses=problems(ProblemType.conflict))
 def label_event(event_id: EventId, body: LabelCreate, session: SessionDep, operator: OperatorDep,
-                once: IdempotencyDep = NO_KEY) -> LabelOut:
+                once: IdempotencyDep) -> LabelOut:
     """Label a drift sample; the device receives it in its next heartbeat response."""
     claim = once.claim(operator, f"POST /drift/events/{event_id}/labels", body)
     if (earlier := claim.replay(LabelOut)) is not None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from server.api.deps import OperatorDep, SessionDep, ViewerDep
 from server.api.errors import ProblemType
-from server.api.idempotency import NO_KEY, IdempotencyDep
+from server.api.idempotency import IdempotencyDep
 from server.api.openapi import problems
 from server.pagination import PageDep
 from server.rollouts import service
@@ -22,7 +22,7 @@ Refusable = problems(ProblemType.conflict)  # a transition the rollout's state d
 @router.post("", status_code=status.HTTP_201_CREATED,
              responses=problems(ProblemType.not_found, ProblemType.conflict))
 def create(body: RolloutCreate, session: SessionDep, operator: OperatorDep,
-           once: IdempotencyDep = NO_KEY) -> RolloutOut:
+           once: IdempotencyDep) -> RolloutOut:
     """Plan a rollout of a published bundle; the controller assigns wave 1 on its next tick.
 
     With an `Idempotency-Key`, a retry of the same plan answers what the first request did and plans nothing."""

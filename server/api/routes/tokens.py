@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from server.api.deps import AdminDep, OperatorDep, SessionDep
 from server.api.errors import ProblemType
-from server.api.idempotency import NO_KEY, IdempotencyDep
+from server.api.idempotency import IdempotencyDep
 from server.api.openapi import problems
 from server.db.models import ApiToken
 from server.errors import NotFoundError
@@ -30,7 +30,7 @@ router = APIRouter(tags=["tokens"])
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, responses=problems(ProblemType.conflict))
 def create_token(body: ApiTokenCreate, session: SessionDep, admin: AdminDep,
-                 once: IdempotencyDep = NO_KEY) -> ApiTokenCreated:
+                 once: IdempotencyDep) -> ApiTokenCreated:
     """Create an operator token; the token is in this response only (and in its replays under an Idempotency-Key)."""
     claim = once.claim(admin, "POST /tokens", body)
     if (earlier := claim.replay(ApiTokenCreated)) is not None:
@@ -64,7 +64,7 @@ def revoke_token(token_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: Se
 
 @router.post("/enrollment-tokens", status_code=status.HTTP_201_CREATED, responses=problems(ProblemType.conflict))
 def create_enrollment(body: EnrollmentTokenCreate, session: SessionDep, operator: OperatorDep,
-                      once: IdempotencyDep = NO_KEY) -> EnrollmentTokenCreated:
+                      once: IdempotencyDep) -> EnrollmentTokenCreated:
     """Create a one-time token a device exchanges for its identity."""
     claim = once.claim(operator, "POST /enrollment-tokens", body)
     if (earlier := claim.replay(EnrollmentTokenCreated)) is not None:
