@@ -1,75 +1,334 @@
-"""Device fitness: peak memory of the two device services and the outbox's writes to the SD card.
+"""Device fitness: memory of the two device services and their writes to the SD card, and where both go.
 
-`python -m benchmarks.device --json` runs `tinylcm run` (MobileNetV2 fixture, synthetic camera at
-the model's input) and `tinylcm updater` side by side as real processes for `--seconds`, then reads
-each one's peak RSS (VmHWM) and bytes written to storage (/proc/<pid>/io) and scales writes to an
-hour. The Pi Zero 2W has 512 MB; the TinyLCM proof of concept peaked at 212 MB for inference alone.
-The default window (90 s at 5 fps) takes in two of the service's periodic state saves (every 200
-frames), not only the outbox's commits: a shorter one would leave them out of the hourly figure.
+`python -m benchmarks.device --json` runs `tinylcm run` (MobileNetV2 fixture, synthetic camera at the
+model's input) and `tinylcm updater` as real processes for `--seconds`, then reads each one's peak RSS
+(VmHWM) and bytes written to storage (/proc/<pid>/io), and scales writes to an hour. The Pi Zero 2W has
+512 MB; the TinyLCM proof of concept peaked at 212 MB for inference alone. The default window (90 s at
+5 fps) takes in two of the service's periodic state saves (every 200 frames), not only the outbox's
+commits: a shorter one would leave them out of the hourly figure.
+
+Each service runs with the environment its tree's image sets (the `ENV` lines of device/Dockerfile.armv7,
+less PATH), so the figures are those of what the image runs, and with pandas and boto3 kept out, as the
+image has neither (this venv has them for the server and tests).
+
+`--baseline <git ref>` runs the same pair from a `git worktree` of that ref at the same time, in the same
+run: both pairs see the same machine load for the same window, and memory, which is what the figures are
+about, does not depend on it (each process has its own); only CPU is shared, and at 5 fps the pairs are
+far from saturating two cores (the frames each inference service processed are reported to show it).
+Running them one after the other would double the time and compare two different loads.
+
+Where the memory goes: at the end of the window, /proc/<pid>/smaps_rollup (anonymous vs file-backed)
+and /proc/<pid>/smaps grouped by what is mapped (a shared object by its file name, `[heap]`, and the
+nameless anonymous mappings: malloc arenas, large numpy arrays, the TFLite arena, thread stacks); an
+anonymous part inside a named mapping is that library's written data. The two services' RSS count the
+pages of the files both map (libpython, libcrypto...) twice; `total_pss_mb` counts them once. The imported
+modules, per top-level package, come from `python -X importtime`, whose report goes to a file on tmpfs
+(no SD writes).
+
+Where the writes go: each service runs under `strace -f -y -e trace=write,pwrite64,...` (seccomp-filtered,
+so only those calls stop the process), which names the file behind every write; the bytes are summed by
+file, with temporary and content-named files folded into what they become (`.x.tmp` -> `x`). No code in
+the services is instrumented for it. What /proc/<pid>/io counts beyond the traced calls is SQLite's
+memory-mapped `-shm` index, and above all the page rounding of small appends: the kernel counts every 4 KiB
+page a write dirties, and the outbox's fsync per commit cleans the WAL's last page, so the next commit's
+append dirties (and writes) it again ("untraced"). Without strace, the per-file part is left out.
+`first_writes_per_hour` is what of the hourly figure are files written once for good, scaled like the
+rest: files named after their content (a detector's or the adapter's learned reference, rewritten only when
+it changes) and the factory bundle the updater copies into a slot on a new data directory. A 90 s window
+from a fresh start holds each of them once; a device writes them once, or after an update or an adaptation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shlex
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "mobilenetv2"
 NOT_IN_IMAGE = ("pandas", "boto3", "botocore")
+SERVICES = ("run", "updater")
+WRITE_CALLS = "write,pwrite64,writev,pwritev,pwritev2,sendfile,sendfile64"
+TOP = 10  # mappings and packages listed per service
+_MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
+_TRACED = re.compile(r"^(\d+)\s+([\d.]+)\s+\w+\(\d+<([^>]*)>")
+_RESUMED = re.compile(r"^(\d+)\s+([\d.]+)\s+<\.\.\. \w+ resumed>")
+_RESULT = re.compile(r"= (\d+)$")
 
 
-def _proc_field(pid: int, name: str, key: str) -> int:
-    for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1])
-    raise KeyError(key)
+def image_env(tree: Path) -> dict[str, str]:
+    """The `ENV` settings of `tree`'s device image (its last stage), less PATH (the venv's python is run directly)."""
+    text = (tree / "device" / "Dockerfile.armv7").read_text().replace("\\\n", " ").rpartition("\nFROM ")[2]
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line[4:], comments=True) if "=" in item)
+    env.pop("PATH", None)
+    return env
 
 
-def _sample(pid: int) -> dict[str, int]:
-    return {"peak_rss_kb": _proc_field(pid, "status", "VmHWM:"), "write_bytes": _proc_field(pid, "io", "write_bytes:")}
+def _fields(lines: Iterator[str] | list[str]) -> dict[str, int]:
+    out = {}
+    for line in lines:
+        key, _, rest = line.partition(":")
+        value = rest.split()
+        if value and value[0].isdigit():
+            out[key] = int(value[0])
+    return out
 
 
-def run(seconds: float, fps: float, bundle: Path, commit_s: float | None = None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "device.json"
+def _group(path: str) -> str:
+    """What a mapping is, for grouping: a file by its name (versions and ABI tags dropped), or its kind."""
+    if not path:
+        return "anonymous (malloc arenas, numpy arrays, TFLite arena, thread stacks)"
+    if path.startswith("["):
+        return path
+    name = Path(path).name
+    return re.sub(r"(\.cpython-[^.]+|-[0-9a-f]{8,})?(\.so)(\.[0-9.]+)?$", r"\2", name)
+
+
+def memory(pid: int) -> dict[str, Any]:
+    """Peak and current RSS of `pid`, anonymous vs file-backed, and the largest mappings grouped by object."""
+    status = _fields(Path(f"/proc/{pid}/status").read_text().splitlines())
+    rollup = _fields(Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    groups: dict[str, Counter[str]] = defaultdict(Counter)
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if _MAPPING.match(line):
+            parts = line.split(None, 5)
+            name = _group(parts[5].strip() if len(parts) > 5 else "")
+        elif line.startswith(("Rss:", "Anonymous:")):
+            groups[name][line.split(":")[0].lower()] += int(line.split()[1])
+    largest = sorted(groups.items(), key=lambda kv: -kv[1]["rss"])[:TOP]
+    return {
+        "peak_rss_mb": round(status["VmHWM"] / 1024, 1),
+        "rss_mb": round(rollup["Rss"] / 1024, 1),
+        "pss_mb": round(rollup["Pss"] / 1024, 1),
+        "anonymous_mb": round(rollup["Anonymous"] / 1024, 1),
+        "file_backed_mb": round((rollup["Rss"] - rollup["Anonymous"]) / 1024, 1),
+        "threads": status["Threads"],
+        "largest_kb": {key: {"rss": c["rss"], "anonymous": c["anonymous"]} for key, c in largest},
+    }
+
+
+def modules(importtime: Path) -> dict[str, Any]:
+    """Modules the service imported (from `-X importtime`), and the packages with the most of them."""
+    names = [line.rsplit("|", 1)[1].strip() for line in importtime.read_text(errors="replace").splitlines()
+             if line.startswith("import time:") and line.count("|") == 2 and "imported package" not in line]
+    packages = Counter(name.split(".")[0] for name in names)
+    return {"count": len(names), "largest_packages": dict(packages.most_common(TOP))}
+
+
+def _file_key(path: str, data_dir: str) -> str:
+    """A written file as reported: relative to the data directory, temporary and content names folded."""
+    parts = Path(path[len(data_dir) + 1 :]).parts
+    name = re.sub(r"^\.(.+?)\.[^.]*\.tmp$|^\.(.+)\.tmp$", lambda m: m.group(1) or m.group(2), parts[-1])
+    name = re.sub(r"\.[0-9a-f]{16}\.(\w+)$", r".<digest>.\1", name)
+    if parts[0] == "blobs":
+        return "blobs/*"
+    if parts[0] == "state":
+        return "/".join(("state", "*", *parts[2:-1], name))
+    return "/".join((*parts[:-1], name))
+
+
+def _written_once(key: str) -> bool:
+    """A file written once for good: named after its content (a learned reference), or a bundle copied to a slot."""
+    return "<digest>" in key or key.startswith("models/")
+
+
+def traced_writes(trace: Path, data_dir: str, until: float) -> dict[str, int]:
+    """Bytes written per file in the data directory until `until` (epoch s), from an `strace -f -ttt -y` log."""
+    out: Counter[str] = Counter()
+    pending: dict[str, str] = {}
+    for line in trace.read_text(errors="replace").splitlines():
+        if m := _TRACED.match(line):
+            pid, at, path = m.groups()
+            if line.endswith("<unfinished ...>"):
+                pending[pid] = path
+                continue
+        elif m := _RESUMED.match(line):
+            pid, at = m.groups()
+            path = pending.pop(pid, "")
+        else:
+            continue
+        result = _RESULT.search(line)
+        if result and float(at) <= until and path.startswith(data_dir + "/"):
+            out[_file_key(path, data_dir)] += int(result.group(1))
+    return dict(out)
+
+
+@dataclass
+class Service:
+    """One service process (maybe under strace) and the files its measurement reads."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    pid: int
+    trace: Path | None
+    importtime: Path
+
+
+def _child_of(parent: int) -> int:
+    """The service strace started (strace itself is `parent`; it forks helpers of its own first)."""
+    for _ in range(400):
+        for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+            try:
+                argv0 = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if argv0 == sys.executable.encode():
+                return int(child)
+        time.sleep(0.05)
+    raise RuntimeError("strace did not start the service")
+
+
+def start(tree: Path, name: str, config: Path, scratch: Path) -> Service:
+    """Start `tinylcm <name>` from `tree` with the image's environment."""
+    code = (f"import sys; sys.modules.update(dict.fromkeys({NOT_IN_IMAGE!r})); "
+            "from device.cli import main; sys.exit(main(sys.argv[1:]))")
+    cmd = [sys.executable, "-X", "importtime", "-c", code, name, "--config", str(config)]
+    trace = scratch / f"{name}.strace" if shutil.which("strace") else None
+    if trace is not None:
+        cmd = ["strace", "-f", "--seccomp-bpf", "-qq", "-ttt", "-y", "-s0", "-e", f"trace={WRITE_CALLS}",
+               "-o", str(trace), "--", *cmd]
+    env = {**os.environ, **image_env(tree), "PYTHONPATH": str(tree)}  # as the image, and from `tree`
+    importtime = scratch / f"{name}.importtime"
+    with importtime.open("wb") as err:
+        proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    return Service(name, proc, _child_of(proc.pid) if trace else proc.pid, trace, importtime)
+
+
+def _frames(data_dir: Path) -> int | None:
+    """Predictions the inference service recorded (none is delivered: there is no server)."""
+    try:
+        with sqlite3.connect(f"file:{data_dir / 'outbox.db'}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM records WHERE kind = 'prediction'").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+class Pair:
+    """The two services of one source tree, sharing one data directory."""
+
+    def __init__(self, tree: Path, work: Path, scratch: Path, fps: float, bundle: Path, commit_s: float | None):
+        self.tree, self.data, self.env = tree, work, image_env(tree)
+        scratch.mkdir()
+        self.scratch = scratch
+        config = work / "device.json"
         config.write_text(json.dumps({
-            "device": {"data_dir": tmp, "health_port": 0},
+            "device": {"data_dir": str(work), "health_port": 0},
             "camera": {"source": "digits", "fps": fps, "realtime": True},
             "feature_extractor": {"bundle": str(bundle)},
             "outbox": {} if commit_s is None else {"commit_interval_s": commit_s},
         }))
-        # As in the device image, which has neither pandas nor boto3: sqlite-utils imports pandas and
-        # securesystemslib imports boto3 when they are present (this venv has them for the server and tests).
-        cmd = [sys.executable, "-c", "import sys; sys.modules.update(dict.fromkeys(NOT_IN_IMAGE)); "
-               "from device.cli import main; sys.exit(main(sys.argv[1:]))".replace("NOT_IN_IMAGE", repr(NOT_IN_IMAGE))]
-        services = {name: subprocess.Popen([*cmd, name, "--config", str(config)], stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL) for name in ("run", "updater")}
-        time.sleep(seconds)
-        samples = {name: _sample(proc.pid) for name, proc in services.items()}
-        for proc in services.values():
-            proc.send_signal(signal.SIGTERM)
-        codes = {name: proc.wait(timeout=60) for name, proc in services.items()}
-        outbox = sum(p.stat().st_size for p in Path(tmp).rglob("outbox*") if p.is_file())
-    per_hour = 3600.0 / seconds
-    inference, updater = samples["run"], samples["updater"]
-    return {
-        "model": bundle.name,
-        "seconds": seconds,
-        "fps": fps,
-        "inference_peak_rss_mb": round(inference["peak_rss_kb"] / 1024, 1),
-        "updater_peak_rss_mb": round(updater["peak_rss_kb"] / 1024, 1),
-        "total_peak_rss_mb": round((inference["peak_rss_kb"] + updater["peak_rss_kb"]) / 1024, 1),
-        "sd_write_bytes_per_hour": int((inference["write_bytes"] + updater["write_bytes"]) * per_hour),
-        "outbox_bytes_per_hour": int(outbox * per_hour),
-        "exit_codes": codes,
-        "note": "x86-64 with ai-edge-litert; pandas and boto3 blocked as in the device image",
-    }
+        self.services = [start(tree, name, config, scratch) for name in SERVICES]
+        self.samples: dict[str, dict[str, Any]] = {}
+        self.sampled_at = 0.0
+
+    def sample(self) -> None:
+        self.sampled_at = time.time()
+        for s in self.services:
+            if not Path(f"/proc/{s.pid}").exists():
+                log = [line for line in s.importtime.read_text().splitlines() if not line.startswith("import time:")]
+                raise RuntimeError(f"{s.name} of {self.tree} ended early: " + "\n".join(log[-20:]))
+            io = _fields(Path(f"/proc/{s.pid}/io").read_text().splitlines())
+            self.samples[s.name] = {"memory": memory(s.pid), "write_bytes": io["write_bytes"]}
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM to each service; their exit codes."""
+        for s in self.services:
+            if s.proc.poll() is None:
+                os.kill(s.pid, signal.SIGTERM)
+        return {s.name: s.proc.wait(timeout=60) for s in self.services}
+
+    def report(self, seconds: float, codes: dict[str, int]) -> dict[str, Any]:
+        per_hour = 3600.0 / seconds
+        out: dict[str, Any] = {"image_env": self.env}
+        total_peak, total_pss, total_written, once = 0.0, 0.0, 0, 0
+        for s in self.services:
+            sample = self.samples[s.name]
+            written = sample["write_bytes"]
+            entry: dict[str, Any] = {**sample["memory"], "sd_write_bytes_per_hour": int(written * per_hour)}
+            if s.trace is not None:
+                files = traced_writes(s.trace, str(self.data), self.sampled_at)
+                traced = sum(files.values())
+                once += sum(v for k, v in files.items() if _written_once(k))
+                ranked = sorted(files.items(), key=lambda kv: -kv[1])
+                entry["writes_per_hour_by_file"] = {k: int(v * per_hour) for k, v in ranked}
+                entry["writes_per_hour_untraced"] = int(max(written - traced, 0) * per_hour)
+            entry["modules"] = modules(s.importtime)
+            entry["exit_code"] = codes[s.name]
+            out[s.name] = entry
+            total_peak += sample["memory"]["peak_rss_mb"]
+            total_pss += sample["memory"]["pss_mb"]
+            total_written += written
+        out["frames_recorded"] = _frames(self.data)
+        out["total_peak_rss_mb"] = round(total_peak, 1)
+        out["total_pss_mb"] = round(total_pss, 1)  # at the end; each shared page counted once across both
+        out["sd_write_bytes_per_hour"] = int(total_written * per_hour)
+        out["first_writes_per_hour"] = int(once * per_hour)
+        out["outbox_bytes_per_hour"] = int(
+            sum(p.stat().st_size for p in self.data.rglob("outbox*") if p.is_file()) * per_hour)
+        return out
+
+
+@contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A detached `git worktree` of `ref`, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="tinylcm-baseline-") as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(path), ref], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def run(seconds: float, fps: float, bundle: Path, commit_s: float | None = None,
+        baseline: str | None = None) -> dict[str, Any]:
+    """Run the current tree's services (and `baseline`'s beside them) for `seconds`; the measured figures."""
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tinylcm-bench-")))
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tinylcm-bench-", dir="/dev/shm")))
+        trees = {"current": ROOT}
+        if baseline is not None:
+            trees[f"baseline ({baseline})"] = stack.enter_context(worktree(baseline))
+        load_before = os.getloadavg()
+        pairs: dict[str, Pair] = {}
+        try:
+            for label, tree in trees.items():
+                (work / str(len(pairs))).mkdir()
+                pairs[label] = Pair(tree, work / str(len(pairs)), scratch / str(len(pairs)), fps, bundle, commit_s)
+            time.sleep(seconds)
+            for pair in pairs.values():
+                pair.sample()
+            load_after = os.getloadavg()
+        finally:
+            codes = {label: pair.stop() for label, pair in pairs.items()}
+        result = {
+            "model": bundle.name,
+            "seconds": seconds,
+            "fps": fps,
+            "load_average_1m": {"start": round(load_before[0], 2), "end": round(load_after[0], 2)},
+            **{label: pair.report(seconds, codes[label]) for label, pair in pairs.items()},
+            "note": "x86-64 with ai-edge-litert; pandas and boto3 blocked as in the device image",
+        }
+    return result
 
 
 def main() -> None:
@@ -78,9 +337,11 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=5.0, help="camera frame rate of the inference service")
     parser.add_argument("--bundle", type=Path, default=FIXTURE)
     parser.add_argument("--commit-s", type=float, help="outbox.commit_interval_s (default: the shipped one)")
-    parser.add_argument("--json", action="store_true", help="print JSON only (the default output anyway)")
+    parser.add_argument("--baseline", metavar="REF", help="also run this git ref's services, side by side")
+    parser.add_argument("--json", action="store_true", help="print JSON on one line (default: indented)")
     args = parser.parse_args()
-    print(json.dumps(run(args.seconds, args.fps, args.bundle, args.commit_s), indent=None if args.json else 2))
+    result = run(args.seconds, args.fps, args.bundle.resolve(), args.commit_s, args.baseline)
+    print(json.dumps(result, indent=None if args.json else 2))
 
 
 if __name__ == "__main__":

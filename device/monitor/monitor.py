@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from contract.atomic import write_json_atomic
+from contract.atomic import write_atomic, write_bytes_atomic
 from device.errors import StateError
 from device.monitor.base import DriftDetector
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+PART_BYTES = 4096  # a detector's state value this large (as JSON) is saved to a file of its own, named after it
+PART_KEY = "$part"  # what stands in `monitor.json` for such a value: {PART_KEY: file name}
 EXIT_RATIO = 0.5  # a drifting detector calms down while its statistic stays below this share of threshold
 KNN_Z_CLIP = 5.0  # z of the kNN distance is capped here: one far-out frame must not trip a cumulative chart
 INPUTS = ("knn", "features", "labelled_features", "confidence", "label", "correct")
@@ -166,10 +168,26 @@ class Monitor:
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write every detector's state atomically as JSON."""
-        watches = {w.name: w.state() for w in self.watches}
+        """Write every detector's state atomically as JSON, its large values to files beside `path`.
+
+        A value of `PART_BYTES` or more (a learned reference, centroids) goes to `<stem>.<digest>.npy` (a numeric
+        array) or `.json`, named after its content and written only when no file holds it yet: a periodic save
+        rewrites what changed, not a reference that stays put for thousands of frames. `path` is replaced after
+        the parts it names are on disk, and parts no longer named are removed last, so a power cut at any point
+        leaves the old state or the new one, each with its parts.
+        """
+        path = Path(path)
+        parts: set[str] = set()
+        watches = {}
+        for w in self.watches:
+            state = w.state()
+            detector = {key: _save_part(path, value, parts) for key, value in state["detector"].items()}
+            watches[w.name] = {**state, "detector": detector}
         state = {"version": STATE_VERSION, "fingerprint": self.fingerprint, "skipped": self.skipped}
-        write_json_atomic(path, {**state, "watches": watches})
+        write_bytes_atomic(path, _compact({**state, "watches": watches}).encode())
+        for old in path.parent.glob(f"{path.stem}.*.*"):
+            if old.suffix in (".npy", ".json") and old.name not in parts:
+                old.unlink(missing_ok=True)
 
     def load(self, path: str | Path) -> None:
         """Resume from `save`; `StateError` if the file is corrupt or was written for another config.
@@ -179,6 +197,9 @@ class Monitor:
         """
         try:
             state = json.loads(Path(path).read_text())
+            for saved_watch in state["watches"].values():
+                detector = saved_watch["detector"]
+                detector.update({key: _load_part(Path(path), value) for key, value in detector.items()})
             saved, names = state["watches"], {w.name for w in self.watches}
             fingerprint_ = state.get("fingerprint")
             added = set(saved) < names and fingerprint_ == self._fingerprint_of(set(saved))
@@ -202,6 +223,51 @@ class Monitor:
         """The fingerprint of this configuration restricted to the detectors called `names`."""
         kept = [c for c in self._configs if str(c.get("name", c.get("type"))) in names]
         return fingerprint(kept, self._reference)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _save_part(path: Path, value: Any, parts: set[str]) -> Any:
+    """`value`, or when it is large, {PART_KEY: name} of the file beside `path` that holds it (written if new).
+
+    A list that numpy holds as a float or integer array of the same JSON text goes to `.npy` (a third of the
+    bytes), anything else to `.json`.
+    """
+    text = _compact(value)
+    if len(text) < PART_BYTES:
+        return value
+    array = _exact_array(value, text)
+    name = f"{path.stem}.{hashlib.sha256(text.encode()).hexdigest()[:16]}.{'json' if array is None else 'npy'}"
+    if not (path.parent / name).exists():
+        if array is not None:
+            write_atomic(path.parent / name, lambda f: np.save(f, array, allow_pickle=False))
+        else:
+            write_bytes_atomic(path.parent / name, text.encode())
+    parts.add(name)
+    return {PART_KEY: name}
+
+
+def _exact_array(value: Any, text: str) -> np.ndarray | None:
+    """`value` as a float or integer array when that array's list has the same JSON text `text`, else None."""
+    if not isinstance(value, list):
+        return None
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged
+        return None
+    return array if array.dtype.kind in "fi" and _compact(array.tolist()) == text else None
+
+
+def _load_part(path: Path, value: Any) -> Any:
+    """A detector's state value as saved beside `path` by `_save_part` (any other value as it is)."""
+    if not (isinstance(value, dict) and set(value) == {PART_KEY}):
+        return value
+    part = path.parent / Path(str(value[PART_KEY])).name
+    if part.suffix == ".npy":
+        return np.load(part, allow_pickle=False).tolist()
+    return json.loads(part.read_text())
 
 
 def fingerprint(configs: list[dict[str, Any]], reference: dict[str, Any]) -> str:

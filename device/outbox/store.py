@@ -1,4 +1,4 @@
-"""The SQLite side of the outbox (WAL, via sqlite-utils): the `records` table and a small `meta` table.
+"""The SQLite side of the outbox (WAL, plain `sqlite3`): the `records` table and a small `meta` table.
 
 `meta` keeps what must survive a restart: the next `seq` (so a seq is never reused, even after its
 row was delivered or evicted; written before rows are deleted, and otherwise derived from the rows),
@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from device.outbox.records import Entry, Record
 
 # `dropped`: records the queue or the disk could not take (`dropped_full_disk`: those of them that had a seq);
@@ -25,6 +23,14 @@ COUNTERS = ("evicted", "dropped", "rejected", "dropped_full_disk", "lost_in_cras
 _COLUMNS = "seq, kind, ts, priority, data, blob, size"
 _BUSY_TIMEOUT_S = 30.0
 PAGE_SIZE = 1024  # bytes; SQLite's default is 4096
+# The schema, as sqlite-utils wrote it for the first outboxes (the library is no longer imported: 7 MB of RSS).
+_SCHEMA = (
+    'CREATE TABLE IF NOT EXISTS "records" (\n   "seq" INTEGER PRIMARY KEY,\n   "kind" TEXT NOT NULL,\n'
+    '   "ts" TEXT NOT NULL,\n   "priority" INTEGER NOT NULL,\n   "data" TEXT NOT NULL,\n   "blob" TEXT,\n'
+    '   "size" INTEGER NOT NULL DEFAULT 0\n)',
+    'CREATE INDEX IF NOT EXISTS "records_eviction"\n    ON "records" ("priority", "seq")',
+    'CREATE TABLE IF NOT EXISTS "meta" (\n   "key" TEXT PRIMARY KEY,\n   "value" TEXT\n)',
+)
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,11 @@ class RecordStore:
 
     def __init__(self, path: Path, synchronous: str = "FULL", wal_pages: int = 1024) -> None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
-        self.db = sqlite_utils.Database(conn)
         self.conn = conn
         # Small pages: each commit appends every page it touched to the WAL, and an outbox commit touches a
         # few (a records leaf or two, the eviction index's). A new database only; an older one keeps its size.
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        self.db.enable_wal()
+        conn.execute("PRAGMA journal_mode=wal")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         # A small WAL, truncated after each checkpoint: on a nearly full card it must not eat the space.
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
@@ -55,17 +60,11 @@ class RecordStore:
         self._create()
 
     def _create(self) -> None:
-        records = self.db.table("records")
-        if not records.exists():
-            records.create(
-                {"seq": int, "kind": str, "ts": str, "priority": int, "data": str, "blob": str, "size": int},
-                pk="seq", not_null={"kind", "ts", "priority", "data", "size"}, defaults={"size": 0},
-                if_not_exists=True,
-            )
-        elif "size" not in records.columns_dict:  # databases of the first, unbounded outbox
-            records.add_column("size", int, not_null_default=0)
-        records.create_index(["priority", "seq"], index_name="records_eviction", if_not_exists=True)
-        self.db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        columns = {row[1] for row in self.conn.execute('PRAGMA table_info("records")')}
+        if columns and "size" not in columns:  # databases of the first, unbounded outbox
+            self.conn.execute('ALTER TABLE "records" ADD COLUMN "size" INTEGER NOT NULL DEFAULT 0')
+        for statement in _SCHEMA:
+            self.conn.execute(statement)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,0 +1,55 @@
+"""The monitor's periodic save: large detector values in content-named files, rewritten only when they change."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from device.monitor import build_monitor
+from device.monitor.monitor import PART_KEY, Monitor
+
+
+def _feed(monitor: Monitor, reference: dict, make_result, frames: range, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mean = np.asarray(reference["features"]["mean"], dtype=np.float32)
+    std = np.asarray(reference["features"]["std"], dtype=np.float32)
+    for seq in frames:
+        vector = (mean + std * rng.normal(size=mean.shape)).astype(np.float32)
+        monitor.update(make_result(seq, knn=float(rng.normal()), vector=vector, label=str(rng.choice(["a", "b", "c"]))))
+
+
+def _parts(directory: Path) -> dict[str, int]:
+    """Part files beside monitor.json and their inode numbers (a rewrite replaces the inode)."""
+    return {p.name: p.stat().st_ino for p in directory.iterdir() if p.name != "monitor.json"}
+
+
+def test_a_learned_reference_is_written_once_and_resumes_exactly(reference: dict, make_result, tmp_path) -> None:
+    monitor = build_monitor(None, reference)
+    _feed(monitor, reference, make_result, range(400), seed=1)  # the feature-CVM reference is learned by now
+    monitor.save(tmp_path / "monitor.json")
+    first = _parts(tmp_path)
+    saved = json.loads((tmp_path / "monitor.json").read_text())["watches"]["feature_cvm"]["detector"]
+    assert saved["_residuals"] == {PART_KEY: next(name for name in first if name.endswith(".npy"))}
+
+    _feed(monitor, reference, make_result, range(400, 420), seed=2)
+    (tmp_path / "monitor.0123456789abcdef.npy").write_bytes(b"")  # a part an earlier save no longer names
+    monitor.save(tmp_path / "monitor.json")
+    state = json.loads((tmp_path / "monitor.json").read_text())["watches"]
+    assert state["feature_cvm"]["detector"]["_residuals"] == saved["_residuals"]
+    assert state["feature_cvm"]["detector"]["_ranks"] != saved["_ranks"]  # small and changed: saved inline
+    assert _parts(tmp_path) == first  # the unchanged reference was not rewritten; the stale part is gone
+
+    resumed = build_monitor(None, reference)
+    resumed.load(tmp_path / "monitor.json")
+    assert {w.name: w.state() for w in resumed.watches} == {w.name: w.state() for w in monitor.watches}
+
+
+def test_state_saved_as_one_json_file_still_loads(reference: dict, make_result, tmp_path) -> None:
+    monitor = build_monitor(None, reference)
+    _feed(monitor, reference, make_result, range(400), seed=3)
+    watches = {w.name: w.state() for w in monitor.watches}
+    state = {"version": 1, "fingerprint": monitor.fingerprint, "skipped": monitor.skipped, "watches": watches}
+    (tmp_path / "monitor.json").write_text(json.dumps(state, indent=2, sort_keys=True))  # the earlier format
+    resumed = build_monitor(None, reference)
+    resumed.load(tmp_path / "monitor.json")
+    assert {w.name: w.state() for w in resumed.watches} == watches
