@@ -32,10 +32,12 @@ the services is instrumented for it. What /proc/<pid>/io counts beyond the trace
 memory-mapped `-shm` index, and above all the page rounding of small appends: the kernel counts every 4 KiB
 page a write dirties, and the outbox's fsync per commit cleans the WAL's last page, so the next commit's
 append dirties (and writes) it again ("untraced"). Without strace, the per-file part is left out.
-`first_writes_per_hour` is what of the hourly figure are files written once for good, scaled like the
-rest: files named after their content (a detector's or the adapter's learned reference, rewritten only when
-it changes) and the factory bundle the updater copies into a slot on a new data directory. A 90 s window
-from a fresh start holds each of them once; a device writes them once, or after an update or an adaptation.
+`first_writes_per_hour` is the share of the hourly figure that went to files named after their content
+(a detector's or the adapter's learned reference, a new file only when that content is new) and to the
+factory bundle the updater copies into a slot on a new data directory. A 90 s window from a fresh start
+holds each learned reference once or twice (while and once learned), scaled to an hour like the rest; a
+device writes them once per model, alarm or adaptation. A small detector value that changes at every save
+(the feature-CVM window) is also content-named, so it is counted here though it is not written once.
 """
 
 from __future__ import annotations
