@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.config import Settings
 from server.db.engine import create_db_engine, session_factory
-from server.mlflow_bridge import MlflowBridge, configure_http
 from server.storage import ObjectStore
 from server.storage.local import LocalStore
 from server.storage.s3 import S3Store
+from server.tracking.bridge import MlflowBridge, configure_http
 
 logger = logging.getLogger(__name__)
 

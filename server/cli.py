@@ -69,7 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
     if token:
         print(f"Admin API token (shown once, keep it): {token}", flush=True)
     if backends.mlflow is not None:
-        from server.mlflow_ui import display_uri
+        from server.tracking.ui import display_uri
 
         print(f"MLflow tracking URI: {display_uri(backends.mlflow.tracking_uri)} (its UI: tinysphere mlflow-ui)",
               flush=True)
@@ -116,15 +116,27 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _mlflow_ui(args: argparse.Namespace) -> int:
-    from server import mlflow_ui
+    from server.startup import resolve
+    from server.tracking import ui
 
-    return mlflow_ui.serve(_local_settings(args), args.port)
+    endpoints = resolve(_local_settings(args))
+    if endpoints.mlflow_tracking_uri is None:
+        raise InputError("this server records nothing in MLflow (TINYSPHERE_MLFLOW_TRACKING_URI is not set)")
+    print(f"MLflow tracking URI: {ui.display_uri(endpoints.mlflow_tracking_uri)}", flush=True)
+    return ui.run(endpoints.mlflow_tracking_uri, endpoints.mlflow_artifact_root, args.port)
 
 
 def _mlflow_migrate(args: argparse.Namespace) -> int:
-    from server import mlflow_migrate
+    from server.startup import prepare
+    from server.tracking.migrate import migrate
 
-    done = mlflow_migrate.run(_local_settings(args))
+    backends = prepare(_local_settings(args), with_mlflow=True)
+    try:
+        if backends.mlflow is None:
+            raise InputError("this server records nothing in MLflow (TINYSPHERE_MLFLOW_TRACKING_URI is not set)")
+        done = migrate(backends.mlflow, backends.sessions)
+    finally:
+        backends.close()
     print(f"folded {done.runs} package runs ({done.points} points) into per-version runs; "
           f"deleted {done.experiments} experiments")
     return 0

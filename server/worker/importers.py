@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 from server import images
 from server.db.models import DriftEvent, Metric, Package, PackageStatus, Record
 from server.errors import ConflictError, InputError, PackageError
-from server.mlflow_bridge import RunBatch
 from server.package_format import DriftEventData, LogData, MetricData, PackageRecord
 from server.storage import ObjectStore
-from server.worker import mlflow_feed
+from server.tracking import feed as mlflow_feed
+from server.tracking.bridge import RunBatch
 from server.worker.unpack import UnpackedPackage
 
 logger = logging.getLogger(__name__)

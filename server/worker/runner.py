@@ -6,7 +6,7 @@ Bad packages are rejected at once (retrying cannot help); failures of PostgreSQL
 store are retried with backoff and parked after `job_max_attempts`. Nothing is deleted.
 
 MLflow is off this path: a committed import hands its batch to the bridge, whose flusher thread sends it
-(`server.mlflow_bridge`); an MLflow outage delays the MLflow record, never an import. `drain` flushes
+(`server.tracking.bridge`); an MLflow outage delays the MLflow record, never an import. `drain` flushes
 before it returns, and `run_forever` when it stops.
 """
 

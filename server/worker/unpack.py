@@ -7,7 +7,7 @@ reads on its own between two members (headers, pax and long-name records) has a 
 few kilobytes claiming gigabytes are refused after at most `_HEADER_READ_MAX` bytes.
 
 Bound per job: the archive takes about 1 MiB whatever it claims (copy chunk, tarfile's buffers, one
-member's headers, a manifest of at most 1 MiB; `tests/server/test_unpack.py` measures it), blobs stream
+member's headers, a manifest of at most 1 MiB; `tests/server/worker/test_unpack.py` measures it), blobs stream
 to files, and the parsed records of `records.jsonl` (at most `Limits.max_records_bytes`) come on top:
 a whole import job peaks at ~80 MiB with device records at that cap, ~140 MiB with JSON crafted for the
 most objects per byte (`python -m benchmarks.worker_memory`).

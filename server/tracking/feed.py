@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.db.models import Bundle, Device, Rollout, RolloutDevice
-from server.mlflow_bridge import LogLine, RunBatch, Sample
-from server.mlflow_runs import (
+from server.package_format import PackageRecord
+from server.tracking.bridge import LogLine, RunBatch, Sample
+from server.tracking.runs import (
     TAG_BUNDLE_SHA256,
     TAG_DEVICE_ID,
     TAG_DEVICE_NAME,
@@ -30,7 +31,6 @@ from server.mlflow_runs import (
     RunKey,
     safe_name,
 )
-from server.package_format import PackageRecord
 
 
 @dataclass(frozen=True)

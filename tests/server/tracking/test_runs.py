@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from server.backends import Backends
 from server.db.models import Bundle, Rollout, RolloutDevice
-from server.mlflow_bridge import MlflowBridge, RunBatch
-from server.mlflow_runs import (
+from server.tracking.bridge import MlflowBridge, RunBatch
+from server.tracking.runs import (
     TAG_BUNDLE_SHA256,
     TAG_DEVICE_ID,
     TAG_DEVICE_NAME,

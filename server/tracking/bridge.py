@@ -1,6 +1,6 @@
 """The MLflow record of the fleet, fed off the import path: one run per (device, model version).
 
-Runs are laid out by `server.mlflow_runs` (experiment `fleet/<model>`, tags for the device, the model and
+Runs are laid out by `server.tracking.runs` (experiment `fleet/<model>`, tags for the device, the model and
 the rollout). Metrics are series: step = the device's frame counter or record seq, timestamp = the device's
 record time. Drift samples become artifacts `drift/<day>/<seq>.<ext>` and logs `logs/<day>/<first>-<last>.jsonl`
 of the device's run, so they are grouped per device and day, not per package.
@@ -30,7 +30,7 @@ from mlflow.entities import Run as MlflowRun
 from mlflow.tracking import MlflowClient
 
 from server.errors import MlflowUnavailableError
-from server.mlflow_runs import RunDirectory, RunKey
+from server.tracking.runs import RunDirectory, RunKey
 
 logger = logging.getLogger(__name__)
 _BATCH = 1000  # MLflow's limit of metrics per log_batch
@@ -124,7 +124,7 @@ class MlflowBridge:
 
     @property
     def client(self) -> MlflowClient:
-        """The tracking client (for one-shot tools such as `server.mlflow_migrate`)."""
+        """The tracking client (for one-shot tools such as `server.tracking.migrate`)."""
         return self._client
 
     def pending(self) -> int:

@@ -10,9 +10,9 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from server.backends import Backends
-from server.mlflow_bridge import MlflowBridge
-from server.mlflow_migrate import MIGRATED_TAG, PACKAGE_TAG, migrate
-from server.mlflow_runs import TAG_DEVICE_ID, experiment_name
+from server.tracking.bridge import MlflowBridge
+from server.tracking.migrate import MIGRATED_TAG, PACKAGE_TAG, migrate
+from server.tracking.runs import TAG_DEVICE_ID, experiment_name
 from server.worker.runner import Worker
 from tests.server.utils import PackageSpec, build_package, enroll, upload
 

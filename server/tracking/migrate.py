@@ -19,12 +19,11 @@ from mlflow.entities import Experiment, Metric, Run
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.config import Settings
 from server.db.models import Device, Record
-from server.errors import InputError, MlflowUnavailableError
-from server.mlflow_bridge import MlflowBridge
-from server.mlflow_runs import TAG_DEVICE_ID, safe_name
-from server.worker import mlflow_feed
+from server.errors import MlflowUnavailableError
+from server.tracking import feed as mlflow_feed
+from server.tracking.bridge import MlflowBridge
+from server.tracking.runs import TAG_DEVICE_ID, safe_name
 
 logger = logging.getLogger(__name__)
 PACKAGE_TAG = "tinysphere.package_id"  # the tag of the old per-package runs
@@ -56,19 +55,6 @@ def migrate(bridge: MlflowBridge, sessions: sessionmaker[Session], device_ids: I
     logger.info("mlflow migration: %d package runs (%d points) folded, %d experiments deleted", done.runs,
                 done.points, done.experiments)
     return done
-
-
-def run(settings: Settings) -> Migrated:
-    """`tinysphere mlflow-migrate`: migrate the MLflow store of the server with `settings`."""
-    from server.startup import prepare
-
-    backends = prepare(settings, with_mlflow=True)
-    try:
-        if backends.mlflow is None:
-            raise InputError("this server records nothing in MLflow (TINYSPHERE_MLFLOW_TRACKING_URI is not set)")
-        return migrate(backends.mlflow, backends.sessions)
-    finally:
-        backends.close()
 
 
 def _experiments(bridge: MlflowBridge, device_ids: Iterable[str] | None) -> list[Experiment]:

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from server.backends import Backends
 from server.db.models import DriftEvent, Job, Metric, Package, Record
 from server.errors import StorageUnavailableError
-from server.mlflow_bridge import MlflowBridge
-from server.mlflow_runs import TAG_MODEL_VERSION
+from server.tracking.bridge import MlflowBridge
+from server.tracking.runs import TAG_MODEL_VERSION
 from server.worker.runner import Worker
 from tests.server.utils import (
     JPEG,

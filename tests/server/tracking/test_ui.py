@@ -11,8 +11,8 @@ import uuid
 from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import make_url
 
-from server import mlflow_ui
 from server.db.engine import sqlalchemy_url
+from server.tracking import ui as mlflow_ui
 from tests.server import services
 
 

@@ -13,16 +13,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import urllib3
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-
-from server.errors import InputError
-
-if TYPE_CHECKING:
-    from server.config import Settings
 
 LOOPBACK = "127.0.0.1"
 
@@ -98,14 +92,3 @@ def run(tracking_uri: str, artifact_root: str | None, port: int = 5000, say: Cal
         return 0
     finally:
         stop(process)
-
-
-def serve(settings: Settings, port: int = 5000, say: Callable[[str], None] = print) -> int:
-    """`tinysphere mlflow-ui`: MLflow's UI on the store the server with `settings` writes to."""
-    from server.startup import resolve
-
-    endpoints = resolve(settings)
-    if endpoints.mlflow_tracking_uri is None:
-        raise InputError("this server records nothing in MLflow (TINYSPHERE_MLFLOW_TRACKING_URI is not set)")
-    say(f"MLflow tracking URI: {display_uri(endpoints.mlflow_tracking_uri)}")
-    return run(endpoints.mlflow_tracking_uri, endpoints.mlflow_artifact_root, port, say)
