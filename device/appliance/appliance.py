@@ -29,7 +29,6 @@ from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
 from device.result import Result
 from device.runner import Runner
-from device.sync.service import SyncService
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 200  # frames between two saves of the detectors' and adapter's state
@@ -59,11 +58,6 @@ class Appliance:
     def pipeline(self) -> Pipeline:
         """The pipeline frames go through now (`BundleWatch` swaps it when the updater flips the bundle)."""
         return self.runner.pipeline
-
-    @property
-    def sync(self) -> SyncService | None:
-        """The sync service once started (None offline, or until provisioning enrolled the device)."""
-        return self.connection.sync
 
     # -- the world outside: health, provisioning, sync ------------------------------------
     def snapshot(self) -> dict[str, Any]:

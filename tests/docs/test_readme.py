@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.docs.markdown import Block, blocks, markdown_files
-from tests.server.processes import postmasters, reapers, wait_until
+from tests.server.processes import postmasters, reapers
+from tests.utils.net import free_port
+from tests.utils.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = [block for relative in markdown_files(ROOT) for block in blocks(ROOT, relative)]
@@ -31,12 +32,6 @@ RUN_TIMEOUT_S = 240
 WAIT_TIMEOUT_S = 120
 EXTRAS = ("device", "server", "device,server", "device,server,dev")  # what scripts/ ask ensure_venv for
 ran: set[str] = set()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _copy_tree(target: Path) -> None:
@@ -67,7 +62,7 @@ class Sandbox:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.background: list[tuple[Block, subprocess.Popen[bytes], Path]] = []
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TINYSPHERE_", "MLFLOW_"))}
         self.env = {**inherited, "PATH": f"{directory / '.venv' / 'bin'}:{os.environ['PATH']}",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.utils.wait import wait_until as wait_until  # re-exported for the tests that wait on these processes
-
 
 def _cmdlines() -> dict[int, list[str]]:
     found = {}

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,22 +20,18 @@ from typing import Any
 import pytest
 from tuf.ngclient import Updater
 
-from tests.server.processes import postmasters, reapers, wait_until
+from tests.server.processes import postmasters, reapers
 from tests.server.registry.fixtures import BearerFetcher
 from tests.server.utils import PackageSpec, build_package, drift_record
+from tests.utils.net import free_port
+from tests.utils.wait import wait_until
 
 JPEG = b"\xff\xd8\xff\xe0 tiny \xff\xd9"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Server:
     def __init__(self, data_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TINYSPHERE_")}
         argv = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port),

@@ -121,7 +121,6 @@ def test_a_kept_adaptation_ends_its_probation_quietly(world, adapter, stream):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (BUNDLE / "bundle.json").exists(), reason="needs the factory bundle")
 def test_a_long_false_alarm_over_known_classes_commits_nothing():
     """2000 in-distribution digit frames while the detectors (wrongly) say drifting throughout: the rare
     outliers of the known classes are quarantined, expire, and never make a cluster."""

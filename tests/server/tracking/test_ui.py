@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.parse
 import urllib.request
 import uuid
@@ -14,12 +13,7 @@ from sqlalchemy.engine import make_url
 from server.db.engine import sqlalchemy_url
 from server.tracking import ui as mlflow_ui
 from tests.server import services
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.utils.net import free_port
 
 
 def test_the_ui_serves_the_servers_store(test_env: dict[str, str]) -> None:
@@ -28,7 +22,7 @@ def test_the_ui_serves_the_servers_store(test_env: dict[str, str]) -> None:
     MlflowClient(test_env["TINYMLOPS_TEST_MLFLOW_URI"]).create_experiment(name)
     admin = make_url(test_env["TINYMLOPS_TEST_DATABASE_URL"])
     store = sqlalchemy_url(admin.set(database=services.MLFLOW_DB).render_as_string(False), "psycopg2")
-    port = _free_port()
+    port = free_port()
     argv = mlflow_ui.command(store, "s3://mlflow-test/artifacts", port)
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--backend-store-uri") + 1] == store
     process = mlflow_ui.start(store, "s3://mlflow-test/artifacts", port)
