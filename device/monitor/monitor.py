@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-PART_BYTES = 4096  # a detector's state value this large (as JSON) is saved to a file of its own, named after it
+PART_BYTES = 4096  # a detector's state value this large (an array's bytes, else its JSON) gets a file of its own
 PART_KEY = "$part"  # what stands in `monitor.json` for such a value: {PART_KEY: file name}
 EXIT_RATIO = 0.5  # a drifting detector calms down while its statistic stays below this share of threshold
 KNN_Z_CLIP = 5.0  # z of the kNN distance is capped here: one far-out frame must not trip a cumulative chart
@@ -170,8 +170,8 @@ class Monitor:
     def save(self, path: str | Path) -> None:
         """Write every detector's state atomically as JSON, its large values to files beside `path`.
 
-        A value of `PART_BYTES` or more (a learned reference, centroids) goes to `<stem>.<digest>.npy` (a numeric
-        array) or `.json`, named after its content and written only when no file holds it yet: a periodic save
+        A value of `PART_BYTES` or more (a learned reference, centroids) goes to `<stem>.<digest>.npy` (a list of
+        numbers) or `.json`, named after its content and written only when no file holds it yet: a periodic save
         rewrites what changed, not a reference that stays put for thousands of frames. `path` is replaced after
         the parts it names are on disk, and parts no longer named are removed last, so a power cut at any point
         leaves the old state or the new one, each with its parts.
@@ -232,32 +232,49 @@ def _compact(value: Any) -> str:
 def _save_part(path: Path, value: Any, parts: set[str]) -> Any:
     """`value`, or when it is large, {PART_KEY: name} of the file beside `path` that holds it (written if new).
 
-    A list that numpy holds as a float or integer array of the same JSON text goes to `.npy` (a third of the
-    bytes), anything else to `.json`.
+    A list of floats or of ints goes to `.npy` as the array numpy makes of it (a third of the bytes, and no
+    JSON text of it is built); anything else to `.json`.
     """
-    text = _compact(value)
-    if len(text) < PART_BYTES:
-        return value
-    array = _exact_array(value, text)
-    name = f"{path.stem}.{hashlib.sha256(text.encode()).hexdigest()[:16]}.{'json' if array is None else 'npy'}"
-    if not (path.parent / name).exists():
-        if array is not None:
+    array = _exact_array(value)
+    if array is not None:
+        if array.nbytes < PART_BYTES:
+            return value
+        digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+        name = f"{path.stem}.{digest.hexdigest()[:16]}.npy"
+        if not (path.parent / name).exists():
             write_atomic(path.parent / name, lambda f: np.save(f, array, allow_pickle=False))
-        else:
+    else:
+        text = _compact(value)
+        if len(text) < PART_BYTES:
+            return value
+        name = f"{path.stem}.{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+        if not (path.parent / name).exists():
             write_bytes_atomic(path.parent / name, text.encode())
     parts.add(name)
     return {PART_KEY: name}
 
 
-def _exact_array(value: Any, text: str) -> np.ndarray | None:
-    """`value` as a float or integer array when that array's list has the same JSON text `text`, else None."""
+def _exact_array(value: Any) -> np.ndarray | None:
+    """`value` as an array whose `tolist()` gives it back exactly: a rectangular list of floats, or of ints."""
     if not isinstance(value, list):
         return None
     try:
         array = np.asarray(value)
     except ValueError:  # ragged
         return None
-    return array if array.dtype.kind in "fi" and _compact(array.tolist()) == text else None
+    if array.dtype.kind not in "fi":
+        return None
+    leaf = float if array.dtype.kind == "f" else int  # not a mix of both, nor bools, which numpy would convert
+    return array if all(type(item) is leaf for item in _leaves(value)) else None
+
+
+def _leaves(value: list[Any]) -> Iterator[Any]:
+    for item in value:
+        if isinstance(item, list):
+            yield from _leaves(item)
+        else:
+            yield item
 
 
 def _load_part(path: Path, value: Any) -> Any:

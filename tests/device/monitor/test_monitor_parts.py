@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from device.monitor import build_monitor
-from device.monitor.monitor import PART_KEY, Monitor
+from device.monitor.monitor import PART_KEY, Monitor, _load_part, _save_part
 
 
 def _feed(monitor: Monitor, reference: dict, make_result, frames: range, seed: int) -> None:
@@ -53,3 +53,15 @@ def test_state_saved_as_one_json_file_still_loads(reference: dict, make_result, 
     resumed = build_monitor(None, reference)
     resumed.load(tmp_path / "monitor.json")
     assert {w.name: w.state() for w in resumed.watches} == watches
+
+
+def test_a_part_loads_back_exactly_with_its_types(tmp_path) -> None:
+    path, parts = tmp_path / "monitor.json", set()
+    values = {"floats": [[0.1, -0.0, 1e300]] * 400, "ints": list(range(1000)), "mixed": [1, 2.5] * 1000,
+              "bools": [True, False] * 600, "small": [0.5] * 10}
+    saved = {key: _save_part(path, value, parts) for key, value in values.items()}
+    assert saved["small"] == values["small"]  # inline
+    assert {key: Path(v[PART_KEY]).suffix for key, v in saved.items() if key != "small"} == {
+        "floats": ".npy", "ints": ".npy", "mixed": ".json", "bools": ".json"}  # numpy would make 1 -> 1.0, True -> 1
+    for key, value in saved.items():
+        assert json.dumps(_load_part(path, value)) == json.dumps(values[key])  # 1 stays 1, 1.0 stays 1.0
