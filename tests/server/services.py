@@ -108,7 +108,9 @@ def _moto() -> tuple[int, bool]:
 
 
 def _mlflow(admin_url: str, s3_port: int) -> tuple[int, bool]:
+    import psycopg
     from minio import Minio
+    from psycopg import sql
 
     from server.db.engine import sqlalchemy_url
     from server.embedded import ensure_database
@@ -119,6 +121,8 @@ def _mlflow(admin_url: str, s3_port: int) -> tuple[int, bool]:
     info = _running("mlflow")
     if info and _answers(f"http://127.0.0.1:{info['port']}/health"):
         return info["port"], False
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:  # a new server, an empty store
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(MLFLOW_DB)))
     ensure_database(admin_url, MLFLOW_DB)
     from sqlalchemy.engine import make_url
 
@@ -129,8 +133,9 @@ def _mlflow(admin_url: str, s3_port: int) -> tuple[int, bool]:
            # MLflow 3's job runner and its consumer processes (~290 MB each); nothing here uses them
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     argv = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--no-serve-artifacts",
-            "--default-artifact-root", f"s3://{MLFLOW_BUCKET}/artifacts"]
+            "--port", str(port), "--workers", "1",
+            # as in compose.server.yml: clients send artifacts through MLflow, which alone holds S3 credentials
+            "--serve-artifacts", "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"]
     _spawn("mlflow", argv, env, port)
     _wait(f"http://127.0.0.1:{port}/health", 120, "mlflow server", STATE / "mlflow.log")
     return port, True

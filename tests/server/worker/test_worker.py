@@ -29,15 +29,6 @@ from tests.server.utils import (
 )
 
 
-@pytest.fixture(autouse=True)
-def mlflow_s3(test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test MLflow server keeps artifacts in S3 and does not proxy them: the worker uploads them itself."""
-    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", test_env["TINYMLOPS_TEST_S3_ENDPOINT"])
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", test_env["TINYMLOPS_TEST_S3_ACCESS_KEY"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", test_env["TINYMLOPS_TEST_S3_SECRET_KEY"])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
 def _send(client: TestClient, device: EnrolledDevice, records: list[dict[str, Any]],
           blobs: dict[str, bytes] | None = None) -> str:
     spec = PackageSpec(device.device_id, records, blobs or {})
