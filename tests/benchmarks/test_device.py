@@ -1,0 +1,45 @@
+"""The device benchmark's accounting: the image's environment, writes by file from an strace log, mappings."""
+
+from pathlib import Path
+
+from benchmarks.device import ROOT, _group, _written_once, image_env, traced_writes
+
+DATA = "/tmp/bench/0"
+TRACE = f"""\
+101 100.000001 pwrite64(4<{DATA}/outbox.db-wal>, ""..., 1048, 0) = 1048
+102 100.000002 write(7<{DATA}/state/digits-1.0.0/.monitor.json.abc123.tmp>, ""..., 2000 <unfinished ...>
+101 100.000003 pwrite64(4<{DATA}/outbox.db-wal>, ""..., 1048, 1048) = 1048
+102 100.000004 <... write resumed>) = 2000
+102 100.000005 write(8<{DATA}/state/digits-1.0.0/.monitor.0123456789abcdef.npy.x1.tmp>, ""..., 4096) = 4096
+102 100.000006 write(2</dev/shm/bench/run.importtime>, ""..., 50) = 50
+103 100.000007 sendfile(9<{DATA}/models/.staging/model.tflite>, 10</src/model.tflite>, NULL, 5000) = 5000
+101 200.000000 pwrite64(4<{DATA}/outbox.db-wal>, ""..., 1048, 2096) = 1048
+"""
+
+
+def test_writes_are_summed_by_file_until_the_sample(tmp_path: Path) -> None:
+    trace = tmp_path / "run.strace"
+    trace.write_text(TRACE)
+    files = traced_writes(trace, DATA, until=150.0)
+    assert files == {  # the last WAL write came after the sample; the log on tmpfs is not the data directory's
+        "outbox.db-wal": 2096,
+        "state/*/monitor.json": 2000,
+        "state/*/monitor.<digest>.npy": 4096,
+        "models/.staging/model.tflite": 5000,
+    }
+    once = [key for key in files if _written_once(key)]
+    assert once == ["state/*/monitor.<digest>.npy", "models/.staging/model.tflite"]
+
+
+def test_mappings_are_grouped_by_object() -> None:
+    assert _group("/usr/lib/x86_64-linux-gnu/libcrypto.so.3") == "libcrypto.so"
+    assert _group("/venv/numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so") == "_multiarray_umath.so"
+    assert _group("/venv/scipy_openblas64/lib/libscipy_openblas64_-ff651d7f.so") == "libscipy_openblas64_.so"
+    assert _group("[heap]") == "[heap]"
+    assert _group("").startswith("anonymous")
+
+
+def test_the_services_run_with_the_runtime_environment_of_the_image() -> None:
+    env = image_env(ROOT)
+    assert env["OPENBLAS_NUM_THREADS"] == "1" and env["MALLOC_ARENA_MAX"] == "2"
+    assert "PATH" not in env and not any(key.startswith("PIP_") for key in env)  # the build stage's are not the image's
