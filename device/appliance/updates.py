@@ -8,7 +8,7 @@ from typing import Any
 from contract.atomic import read_json, write_json_atomic
 from device.layout import DataLayout
 from device.outbox import Outbox
-from device.updater import update_report
+from device.updater.record import update_report
 
 
 class UpdaterRelay:

@@ -1,23 +1,29 @@
 """The watchdog updater: TUF-verified download, A/B slots with an atomic flip, health-gated commit or rollback.
 
 `Updater(UpdaterSettings(...)).run(stop)` is the service; `update_report(data_dir)` is what the inference
-service's heartbeat carries about it; `tinylcm updater` (see `cli.py`) starts it.
+service's heartbeat carries about it; `tinylcm updater` (see `cli.py`) starts it. Names are imported on first
+use: the inference service reads `update_report` without loading the TUF client and its cryptography.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from device.errors import StateError
-from device.layout import DataLayout
-from device.updater.clock import TrustedClock
-from device.updater.container import DockerRestarter
-from device.updater.machine import Updater
-from device.updater.record import Journal, State, UpdateRecord, report
-from device.updater.settings import ArchiveLimits, ProbationGates, UpdaterSettings
-from device.updater.watchdog import BalenaRestarter, ProcessRestarter, Restarter, Watchdog, select_restarter
+if TYPE_CHECKING:
+    from device.updater.clock import TrustedClock
+    from device.updater.container import DockerRestarter
+    from device.updater.machine import Updater
+    from device.updater.record import State, UpdateRecord, update_report
+    from device.updater.settings import ArchiveLimits, ProbationGates, UpdaterSettings
+    from device.updater.watchdog import BalenaRestarter, ProcessRestarter, Restarter, Watchdog, select_restarter
 
+_WHERE = {
+    "ArchiveLimits": "settings", "BalenaRestarter": "watchdog", "DockerRestarter": "container",
+    "ProbationGates": "settings", "ProcessRestarter": "watchdog", "Restarter": "watchdog", "State": "record",
+    "TrustedClock": "clock", "UpdateRecord": "record", "Updater": "machine", "UpdaterSettings": "settings",
+    "Watchdog": "watchdog", "select_restarter": "watchdog", "update_report": "record",
+}
 __all__ = [
     "ArchiveLimits", "BalenaRestarter", "DockerRestarter", "ProbationGates", "ProcessRestarter", "Restarter",
     "State", "TrustedClock", "UpdateRecord", "Updater", "UpdaterSettings", "Watchdog", "select_restarter",
@@ -25,10 +31,7 @@ __all__ = [
 ]
 
 
-def update_report(data_dir: str | Path, events: int = 20) -> dict[str, Any]:
-    """The updater's state for the heartbeat, read from `state/updater.json` ({"state": "unknown"} if unreadable)."""
-    try:
-        record = Journal(DataLayout(data_dir).updater_journal).load()
-    except StateError:
-        return {"state": "unknown"}
-    return report(record, events)
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'device.updater' has no attribute {name!r}")
+    return getattr(import_module(f"device.updater.{_WHERE[name]}"), name)

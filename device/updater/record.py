@@ -17,6 +17,7 @@ from typing import Any
 
 from contract.atomic import write_json_atomic
 from device.errors import StateError
+from device.layout import DataLayout
 
 log = logging.getLogger(__name__)
 
@@ -135,3 +136,12 @@ def report(record: UpdateRecord, events: int = 20) -> dict[str, Any]:
     return {"state": str(record.state), "target": record.target, "version": record.version,
             "live_version": record.live_version, "reason": record.reason, "attempts": record.attempts,
             "watchdog": record.watchdog, "events": record.events[-events:] if events else []}
+
+
+def update_report(data_dir: str | Path, events: int = 20) -> dict[str, Any]:
+    """The updater's state for the heartbeat, read from `state/updater.json` ({"state": "unknown"} if unreadable)."""
+    try:
+        record = Journal(DataLayout(data_dir).updater_journal).load()
+    except StateError:
+        return {"state": "unknown"}
+    return report(record, events)
