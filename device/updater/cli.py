@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from device.commandline import ENVIRONMENT, fail, package_version
-from device.updater.machine import Updater
 from device.updater.record import report
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.watchdog import ProcessRestarter, RestarterChoice, Watchdog, select_restarter
@@ -110,10 +109,12 @@ def cmd_updater(args: argparse.Namespace) -> int:
     config = config_from(args)
     settings = settings_from(args, os.environ, config)
     if args.status:
-        from device.updater import update_report
+        from device.updater.record import update_report
 
         sys.stdout.write(json.dumps(update_report(settings.data_dir), indent=2) + "\n")
         return 0
+    from device.updater.machine import Updater  # the TUF client: loaded by the updater only, never by `tinylcm run`
+
     choice = restarter_from(config.updater, os.environ)
     restarter = choice.restarter
     watchdog = Watchdog(restarter, stale_after_s=config.updater.stale_s) if restarter else None

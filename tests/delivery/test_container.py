@@ -23,7 +23,7 @@ DOCKERFILE = ROOT / "device" / "Dockerfile.armv7"
 COMPOSE = ROOT / "docker-compose.yml"
 SERVER_COMPOSE = ROOT / "compose.server.yml"
 CONSTRAINTS = ROOT / "device" / "constraints-armv7.txt"
-DEVICE_EXTRA = ["numpy", "pillow", "dacite", "aiohttp", "tenacity", "sqlite-utils", "tuf", "cryptography"]
+DEVICE_EXTRA = ["numpy", "pillow", "dacite", "aiohttp", "tenacity", "urllib3", "tuf", "cryptography"]
 
 
 def stages(text: str) -> list[str]:
