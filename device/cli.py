@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     logging.getLogger().setLevel(config.device.log_level)
-    appliance = Appliance(config)
+    appliance = Appliance(config, environment=os.environ)
     appliance.runner.stop_on_signals()
     return appliance.run()
 

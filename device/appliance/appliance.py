@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from device.appliance.connection import Connection
@@ -39,7 +40,8 @@ HEALTH_WINDOW = 1000  # recent frames behind the latency percentiles and the dri
 class Appliance:
     """One device: build it from a `Config`, then `run()` until `stop` is set (SIGTERM sets it)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, environment: Mapping[str, str] | None = None) -> None:
+        """`environment`: where `tinylcm run` was started (TINYMLOPS_SERVER_URL ...); only the CLI reads it."""
         self.config = config
         self.layout = DataLayout(config.device.data_dir)
         bundle_dir = bundle_path(config).resolve()
@@ -52,7 +54,7 @@ class Appliance:
         self.metrics = MetricsRecorder(self.outbox, self.health.figures)
         self.updates = UpdaterRelay(self.layout, self.outbox)
         self.connection = Connection(config, self.outbox, status=self._sync_status, on_labels=self.labels.put,
-                                     on_desired=DesiredState(self.layout.desired))
+                                     on_desired=DesiredState(self.layout.desired), environment=environment)
 
     @property
     def pipeline(self) -> Pipeline:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from device.config import Config
@@ -22,8 +22,9 @@ class Connection:
     """Starts the `SyncService` (once) with the appliance's callbacks; `health()` says how far it got."""
 
     def __init__(self, config: Config, outbox: Outbox, status: StatusFn, on_labels: LabelsFn,
-                 on_desired: DesiredFn) -> None:
+                 on_desired: DesiredFn, environment: Mapping[str, str] | None = None) -> None:
         self.config = config
+        self.environment = dict(environment or {})  # provisioning from the environment (balena): the CLI's
         self.outbox = outbox
         self.status, self.on_labels, self.on_desired = status, on_labels, on_desired
         self.sync: SyncService | None = None
@@ -36,7 +37,7 @@ class Connection:
             self._start_sync(self.config.sync.server_url)
             return
         settings = ProvisionSettings.for_data_dir(self.config.device.data_dir)
-        self.provisioner = Provisioner(settings, environment=os.environ).start(self._on_enrolled)
+        self.provisioner = Provisioner(settings, environment=self.environment).start(self._on_enrolled)
 
     def _on_enrolled(self, status: ProvisioningStatus) -> None:
         if status.server_url:
