@@ -371,3 +371,12 @@ def test_presigned_objects_are_served_as_sandboxed_data() -> None:
     site = site[:site.index("\n}\n")]
     assert "X-Content-Type-Options nosniff" in site
     assert "Content-Security-Policy \"default-src 'none'; img-src 'self'; sandbox\"" in site
+
+
+def test_the_device_image_ships_neither_the_simulator_nor_the_server() -> None:
+    """The device image copies contract/ and device/; fault-injection tooling and the server stay out of it."""
+    build = _builds()["docker-compose.yml:inference"]
+    assert {"contract", "device"} <= {s.split("/")[0] for s in _copy_sources(build["text"])}
+    included = exclude_paths(str(build["context"].resolve()), build["patterns"])
+    assert not [p for p in included if p.startswith(("simulator/", "server/"))]
+    assert [p for p in included if p.startswith("contract/")]
