@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,8 @@ from server.worker.unpack import UnpackedPackage
 
 logger = logging.getLogger(__name__)
 _LEDGER_BATCH = 1000
+_BIND_PARAMS_MAX = 30_000  # PostgreSQL allows 65,535 per statement
+_UPLOAD_THREADS = 8  # concurrent object writes per package
 _REASONS_SHOWN = 10  # rejected blobs named in the package's error; the rest are counted
 
 
@@ -67,6 +70,9 @@ def import_package(
     summary = ImportSummary(total=len(typed), new=len(new_seqs), rejected_blobs=rejected)
     logs: list[dict[str, Any]] = []
     feed: list[mlflow_feed.FeedItem] = []
+    events: list[dict[str, Any]] = []
+    metrics: list[dict[str, Any]] = []
+    uploads: list[tuple[str, PackageRecord, images.ImageType]] = []  # (bucket, record, checked image)
     for item in typed:
         kind = item.record.kind
         summary.by_kind[kind] = summary.by_kind.get(kind, 0) + 1
@@ -74,14 +80,16 @@ def import_package(
             continue
         image = checked.get(item.record.seq)
         if kind == "drift_event":
-            _import_drift_event(session, store, package, unpacked, item, image)
+            events.append(_drift_event_row(package, item, image))
+            if image is not None:
+                uploads.append(("drift-samples", item.record, image))
             sample = None
             if with_mlflow and image is not None and item.record.blob is not None:
                 sample = (image.suffix, unpacked.blob_path(item.record.blob).read_bytes())
             feed.append(mlflow_feed.FeedItem(item.record, {}, sample=sample))
         elif kind == "metric":
-            _import_metrics(session, package.device_id, item)
             assert isinstance(item.data, MetricData)
+            metrics.extend(_metric_rows(package.device_id, item.record, item.data))
             feed.append(mlflow_feed.FeedItem(item.record, item.data.points()))
         elif kind == "log":
             logs.append({"seq": item.record.seq, "ts": _iso(item.record.ts), **item.record.data})
@@ -89,7 +97,10 @@ def import_package(
         else:
             feed.append(mlflow_feed.FeedItem(item.record, {}))  # opens the run of a version seen first here
             if image is not None:
-                _store_blob(store, "prediction-images", package.device_id, unpacked, item.record, image)
+                uploads.append(("prediction-images", item.record, image))
+    _store_blobs(store, package.device_id, unpacked, uploads)
+    _insert_batched(session, DriftEvent, events, ["device_id", "seq"])
+    _insert_batched(session, Metric, metrics, None)
     if logs:
         body = "\n".join(json.dumps(line, sort_keys=True) for line in logs).encode() + b"\n"
         store.put_bytes("data-logs", f"{package.device_id}/{package.id}.jsonl", body, "application/x-ndjson")
@@ -178,28 +189,45 @@ def _blob_key(device_id: str, seq: int, image: images.ImageType | None) -> str |
     return None if image is None else f"{device_id}/{seq}{image.suffix}"
 
 
-def _store_blob(store: ObjectStore, bucket: str, device_id: str, unpacked: UnpackedPackage,
-                record: PackageRecord, image: images.ImageType | None) -> str | None:
-    key = _blob_key(device_id, record.seq, image)
-    if key is None or image is None or record.blob is None:
-        return None
-    path = unpacked.blob_path(record.blob)
-    with path.open("rb") as source:
-        store.put_file(bucket, key, source, path.stat().st_size, image.content_type)
-    return key
+def _store_blobs(store: ObjectStore, device_id: str, unpacked: UnpackedPackage,
+                 uploads: list[tuple[str, PackageRecord, images.ImageType]]) -> None:
+    """Write the checked blobs, a few at a time: each is a round trip to the object store."""
+
+    def put(upload: tuple[str, PackageRecord, images.ImageType]) -> None:
+        bucket, record, image = upload
+        key = _blob_key(device_id, record.seq, image)
+        assert key is not None and record.blob is not None
+        path = unpacked.blob_path(record.blob)
+        with path.open("rb") as source:
+            store.put_file(bucket, key, source, path.stat().st_size, image.content_type)
+
+    if len(uploads) <= 1:
+        for upload in uploads:
+            put(upload)
+        return
+    with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(uploads))) as pool:
+        for _ in pool.map(put, uploads):  # re-raises the first failure
+            pass
 
 
-def _import_drift_event(session: Session, store: ObjectStore, package: Package, unpacked: UnpackedPackage,
-                        item: _Typed, image: images.ImageType | None) -> None:
+def _drift_event_row(package: Package, item: _Typed, image: images.ImageType | None) -> dict[str, Any]:
     data = item.data
     assert isinstance(data, DriftEventData)
-    key = _store_blob(store, "drift-samples", package.device_id, unpacked, item.record, image)
-    session.execute(
-        insert(DriftEvent)
-        .values(device_id=package.device_id, seq=item.record.seq, package_id=package.id, ts=item.record.ts,
-                sample_key=key, frame_seq=_frame_seq(item.record.data), **data.model_dump())
-        .on_conflict_do_nothing(index_elements=["device_id", "seq"])
-    )
+    return {"device_id": package.device_id, "seq": item.record.seq, "package_id": package.id, "ts": item.record.ts,
+            "sample_key": _blob_key(package.device_id, item.record.seq, image),
+            "frame_seq": _frame_seq(item.record.data), **data.model_dump()}
+
+
+def _insert_batched(session: Session, table: type[DriftEvent] | type[Metric], rows: list[dict[str, Any]],
+                    conflict: list[str] | None) -> None:
+    """Insert `rows` a batch per statement, skipping rows that exist (on `conflict`, else any constraint)."""
+    if not rows:
+        return
+    per_batch = max(1, _BIND_PARAMS_MAX // len(rows[0]))  # stay below PostgreSQL's bind parameter limit
+    for start in range(0, len(rows), per_batch):
+        statement = insert(table).values(rows[start : start + per_batch])
+        session.execute(statement.on_conflict_do_nothing(index_elements=conflict) if conflict
+                        else statement.on_conflict_do_nothing())
 
 
 def _frame_seq(data: dict[str, Any]) -> int | None:
@@ -210,12 +238,9 @@ def _frame_seq(data: dict[str, Any]) -> int | None:
     return None
 
 
-def _import_metrics(session: Session, device_id: str, item: _Typed) -> None:
-    assert isinstance(item.data, MetricData)
-    rows = [{"device_id": device_id, "seq": item.record.seq, "name": name, "value": value, "ts": item.record.ts}
-            for name, value in item.data.points().items()]
-    if rows:
-        session.execute(insert(Metric).values(rows).on_conflict_do_nothing())
+def _metric_rows(device_id: str, record: PackageRecord, data: MetricData) -> list[dict[str, Any]]:
+    return [{"device_id": device_id, "seq": record.seq, "name": name, "value": value, "ts": record.ts}
+            for name, value in data.points().items()]
 
 
 def _iso(ts: datetime | None) -> str | None:
