@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, func, select, text
+from psycopg.rows import dict_row
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.orm import Session
 
+from server.db.engine import async_connections
 from server.db.models import Device, DeviceStatus
 from server.errors import NotFoundError
 from server.ratelimit import BLOCKED_SQL
 
+
+def _pyformat(statement: str) -> str:
+    """`statement` with psycopg's `%(name)s` placeholders for `:name` ones (no `::` casts, no `%` in it)."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", statement)
+
+
 # Authenticates (a blocked credential key included), records and acknowledges in one statement: the heartbeat is
 # the hottest path.
-_HEARTBEAT = text(
+_HEARTBEAT = _pyformat(
     """
     WITH acked AS (
         UPDATE drift_labels SET delivered_at = now()
@@ -43,7 +52,7 @@ _HEARTBEAT = text(
     """
 )
 # The event's frame seq and feature vector ride along: the device's adapter learns from them.
-_PENDING_LABELS = text(
+_PENDING_LABELS = _pyformat(
     "SELECT l.id, l.drift_event_id, l.seq, l.label, e.frame_seq, e.vector, "
     "e.label AS predicted, e.model_version "
     "FROM drift_labels l JOIN drift_events e ON e.id = l.drift_event_id "
@@ -111,25 +120,29 @@ def summary(session: Session, offline_after_s: int) -> dict[str, Any]:
             "offline": offline or 0, "offline_after_s": offline_after_s}
 
 
-def _pending_label(row: RowMapping) -> dict[str, Any]:
-    label = dict(row)
-    if label["vector"] is not None and any(x is None for x in label["vector"]):
-        label["vector"] = None  # a NaN/infinite component (stored as null) makes the vector unusable
-    return label
+def _pending_label(row: dict[str, Any]) -> dict[str, Any]:
+    if row["vector"] is not None and any(x is None for x in row["vector"]):
+        row["vector"] = None  # a NaN/infinite component (stored as null) makes the vector unusable
+    return row
 
 
-def heartbeat(session: Session, device_id: str, secret_hash: str, report: dict[str, Any], acked: list[int],
-              blocked: dict[str, Any]) -> tuple[dict[str, str | None], list[dict[str, Any]]] | None:
+async def heartbeat(engine: Engine, device_id: str, secret_hash: str, report: dict[str, Any], acked: list[int],
+                    blocked: dict[str, Any]) -> tuple[dict[str, str | None], list[dict[str, Any]]] | None:
     """Record a heartbeat; returns (desired state, pending labels), or None if not authentic or its credential
-    keys are blocked (`blocked`: `CredentialLimits.blocked_params`)."""
+    keys are blocked (`blocked`: `CredentialLimits.blocked_params`).
+
+    One statement in autocommit on `engine`'s async connections: the statement is atomic by itself."""
     params = {**report, **blocked, "device_id": device_id, "secret_hash": secret_hash, "acked": acked,
               "health": json.dumps(report["health"]) if report.get("health") is not None else None}
-    row = session.execute(_HEARTBEAT, params).first()
-    if row is None:
-        return None
-    labels: list[dict[str, Any]] = []
-    if row.pending_labels > 0:
-        labels = [_pending_label(r._mapping) for r in session.execute(_PENDING_LABELS, {"device_id": device_id})]
-    target = row.desired_target
-    model = row.desired_model or (target.split("/", 1)[0] if target else None)
-    return {"bundle_version": row.desired_bundle_version, "model": model, "target": target}, labels
+    async with async_connections(engine).connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        row = await (await cursor.execute(_HEARTBEAT, params)).fetchone()
+        if row is None:
+            return None
+        labels: list[dict[str, Any]] = []
+        if row["pending_labels"] > 0:
+            await cursor.execute(_PENDING_LABELS, {"device_id": device_id})
+            labels = [_pending_label(r) for r in await cursor.fetchall()]
+    target = row["desired_target"]
+    model = row["desired_model"] or (target.split("/", 1)[0] if target else None)
+    return {"bundle_version": row["desired_bundle_version"], "model": model, "target": target}, labels

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from fastapi.testclient import TestClient
 from sqlalchemy import event, insert
 
@@ -17,15 +18,24 @@ from tests.server.utils import EnrolledDevice, PackageSpec, auth, build_package,
 
 @contextmanager
 def statements(backends: Backends) -> Iterator[list[str]]:
+    """The first word of every statement sent, by sessions on the engine or by its async connections."""
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement.strip().split()[0].upper())
 
+    execute = psycopg.AsyncCursor.execute
+
+    async def recorded(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(query).strip().split()[0].upper())
+        return await execute(cursor, query, *args, **kwargs)
+
     event.listen(backends.engine, "before_cursor_execute", record)
+    psycopg.AsyncCursor.execute = recorded  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
         event.remove(backends.engine, "before_cursor_execute", record)
 
 
