@@ -33,8 +33,6 @@ from server.tracking.bridge import RunBatch
 from server.worker.unpack import UnpackedPackage
 
 logger = logging.getLogger(__name__)
-_LEDGER_BATCH = 1000
-_BIND_PARAMS_MAX = 30_000  # PostgreSQL allows 65,535 per statement
 _UPLOAD_THREADS = 8  # concurrent object writes per package
 _REASONS_SHOWN = 10  # rejected blobs named in the package's error; the rest are counted
 
@@ -99,8 +97,8 @@ def import_package(
             if image is not None:
                 uploads.append(("prediction-images", item.record, image))
     _store_blobs(store, package.device_id, unpacked, uploads)
-    _insert_batched(session, DriftEvent, events, ["device_id", "seq"])
-    _insert_batched(session, Metric, metrics, None)
+    _insert_many(session, DriftEvent, events, ["device_id", "seq"])
+    _insert_many(session, Metric, metrics, None)
     if logs:
         body = "\n".join(json.dumps(line, sort_keys=True) for line in logs).encode() + b"\n"
         store.put_bytes("data-logs", f"{package.device_id}/{package.id}.jsonl", body, "application/x-ndjson")
@@ -173,15 +171,8 @@ def _insert_ledger(session: Session, package: Package, typed: list[_Typed],
          "object_key": _blob_key(package.device_id, t.record.seq, checked.get(t.record.seq))}
         for t in typed
     ]
-    new: set[int] = set()
-    for start in range(0, len(rows), _LEDGER_BATCH):  # stay below PostgreSQL's bind parameter limit
-        batch = rows[start : start + _LEDGER_BATCH]
-        inserted = session.execute(
-            insert(Record).values(batch).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-            .returning(Record.seq)
-        )
-        new.update(row.seq for row in inserted)
-    return new
+    statement = insert(Record.__table__).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    return {row.seq for row in session.execute(statement.returning(Record.__table__.c.seq), rows)}
 
 
 def _blob_key(device_id: str, seq: int, image: images.ImageType | None) -> str | None:
@@ -218,16 +209,17 @@ def _drift_event_row(package: Package, item: _Typed, image: images.ImageType | N
             "frame_seq": _frame_seq(item.record.data), **data.model_dump()}
 
 
-def _insert_batched(session: Session, table: type[DriftEvent] | type[Metric], rows: list[dict[str, Any]],
-                    conflict: list[str] | None) -> None:
-    """Insert `rows` a batch per statement, skipping rows that exist (on `conflict`, else any constraint)."""
+def _insert_many(session: Session, table: type[DriftEvent] | type[Metric], rows: list[dict[str, Any]],
+                 conflict: list[str] | None) -> None:
+    """Insert `rows`, skipping those that exist (on `conflict`, else on any constraint).
+
+    One compiled statement with the rows as parameters: SQLAlchemy's "insertmanyvalues" sends them as multi-row
+    VALUES pages; a statement built with the rows inlined would be compiled anew for every package."""
     if not rows:
         return
-    per_batch = max(1, _BIND_PARAMS_MAX // len(rows[0]))  # stay below PostgreSQL's bind parameter limit
-    for start in range(0, len(rows), per_batch):
-        statement = insert(table).values(rows[start : start + per_batch])
-        session.execute(statement.on_conflict_do_nothing(index_elements=conflict) if conflict
-                        else statement.on_conflict_do_nothing())
+    statement = insert(table.__table__)
+    session.execute(statement.on_conflict_do_nothing(index_elements=conflict) if conflict
+                    else statement.on_conflict_do_nothing(), rows)
 
 
 def _frame_seq(data: dict[str, Any]) -> int | None:
