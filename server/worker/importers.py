@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,19 @@ from server.tracking.bridge import RunBatch
 from server.worker.unpack import UnpackedPackage
 
 logger = logging.getLogger(__name__)
+# The records as one JSON array: a short statement of fixed text, which psycopg parses once and prepares whatever
+# the number of records (a multi-row VALUES would be a new, long statement for each count), and one parameter
+# that the C JSON encoder writes.
+_LEDGER_INSERT = text(
+    """
+    INSERT INTO records (device_id, seq, package_id, kind, ts, priority, data, object_key)
+    SELECT :device_id, u.seq, :package_id, u.kind, u.ts, u.priority, u.data, u.object_key
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS u(seq bigint, kind text, ts timestamptz, priority integer, data jsonb, object_key text)
+    ON CONFLICT (device_id, seq) DO NOTHING
+    RETURNING seq
+    """
+)
 _UPLOAD_THREADS = 8  # concurrent object writes per package
 _REASONS_SHOWN = 10  # rejected blobs named in the package's error; the rest are counted
 
@@ -163,16 +176,14 @@ def _check_overlap(session: Session, device_id: str, package_id: str, first: int
 
 def _insert_ledger(session: Session, package: Package, typed: list[_Typed],
                    checked: dict[int, images.ImageType]) -> set[int]:
+    """Insert the package's records into the ledger; the seqs that were new."""
     if not typed:
         return set()
-    rows = [
-        {"device_id": package.device_id, "seq": t.record.seq, "package_id": package.id, "kind": t.record.kind,
-         "ts": t.record.ts, "priority": t.record.priority, "data": t.record.data,
-         "object_key": _blob_key(package.device_id, t.record.seq, checked.get(t.record.seq))}
-        for t in typed
-    ]
-    statement = insert(Record.__table__).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-    return {row.seq for row in session.execute(statement.returning(Record.__table__.c.seq), rows)}
+    rows = [{"seq": t.record.seq, "kind": t.record.kind, "ts": _iso(t.record.ts), "priority": t.record.priority,
+             "data": t.record.data, "object_key": _blob_key(package.device_id, t.record.seq, checked.get(t.record.seq))}
+            for t in typed]
+    params = {"device_id": package.device_id, "package_id": package.id, "rows": json.dumps(rows)}
+    return set(session.scalars(_LEDGER_INSERT, params))
 
 
 def _blob_key(device_id: str, seq: int, image: images.ImageType | None) -> str | None:
