@@ -8,11 +8,14 @@ nothing.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from server import fleet
-from server.api.deps import AddressDep, BackendsDep, LimitsDep, TokenDep, forbidden, unauthorized
+from server.api.deps import ClockDep, CredentialsDep, bearer_token, client_address, forbidden, unauthorized
 from server.api.errors import ProblemType
 from server.api.openapi import problems
 from server.backends import Backends
@@ -23,11 +26,29 @@ from server.schemas.devices import DesiredState, Heartbeat, HeartbeatResponse, P
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """Who knocks: the backends, the bearer token, the limits it falls under and the caller's address."""
+
+    backends: Backends
+    token: str
+    limits: CredentialLimits
+    address: str
+
+
+async def _attempt(request: Request, credentials: CredentialsDep, clock: ClockDep) -> _Attempt:
+    """What `deps` gives as five dependencies, in one: FastAPI solves each dependency on every request."""
+    token = await bearer_token(credentials)
+    backends: Backends = request.app.state.backends
+    return _Attempt(backends, token, CredentialLimits.from_settings(backends.settings, clock),
+                    await client_address(request))
+
+
 @router.post("/{device_id}/heartbeat", response_model=HeartbeatResponse, responses=problems(ProblemType.forbidden))
-async def heartbeat(device_id: str, body: Heartbeat, backends: BackendsDep, token: TokenDep, limits: LimitsDep,
-                    address: AddressDep) -> Response:
+async def heartbeat(device_id: str, body: Heartbeat, attempt: Annotated[_Attempt, Depends(_attempt)]) -> Response:
     """Record the device's report, acknowledge delivered labels, return desired state and new labels."""
-    keys = limits.keys(Kind.bearer, address, token)
+    backends, token, limits = attempt.backends, attempt.token, attempt.limits
+    keys = limits.keys(Kind.bearer, attempt.address, token)
     if token.startswith(DEVICE_PREFIX):
         report = body.model_dump(exclude={"acked_labels"})
         result = await fleet.heartbeat(backends.engine, device_id, token_hash(token), report, body.acked_labels,
