@@ -1,10 +1,15 @@
 """Server benchmark: heartbeat throughput and latency, and package ingest rate.
 
-Starts a real `tinysphere serve` process (one uvicorn worker) and a `tinysphere worker` process on
-PostgreSQL, the S3 server and the MLflow server of `scripts/services` (started when missing),
-enrolls 1000 devices, then drives heartbeats over loopback: a closed loop of concurrent connections
-cycling through the devices (throughput, latency), and an open loop at a fixed rate (latency at that
-load). Finally it times packages from upload to imported (worker, objects and MLflow run included).
+Starts a real `tinysphere serve` process (one uvicorn worker) on PostgreSQL, the S3 server and the MLflow
+server of `scripts/services` (started when missing), enrolls 1000 devices, then drives heartbeats over
+loopback: a closed loop of concurrent connections cycling through the devices (throughput, latency), and an
+open loop at a fixed rate (latency at that load). In the same run, the same closed loop against a bare
+Starlette route doing the same work (SHA-256 of the secret, the heartbeat's one `UPDATE … RETURNING` on a
+psycopg async connection, a small JSON answer; one uvicorn worker too) gives the floor the route is compared
+with (`heartbeat_vs_bare`). Finally it times packages from upload to imported (worker, objects and MLflow run
+included) with one `tinysphere worker` process, then with two. Packages are what a device sends: about 30 s
+at 5 fps (150 predictions, 3 metric records, 3 drift events with their JPEG samples), built by the device's
+own packer.
 
     python -m benchmarks.server --json
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import io
 import json
 import os
 import signal
@@ -24,19 +30,28 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import psycopg
+from PIL import Image
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from device.outbox.records import PRIORITY, Record  # noqa: E402
+from device.sync.package import ImagePolicy  # noqa: E402
+from device.sync.package import build as build_package  # noqa: E402
 from tests.server import services  # noqa: E402
-from tests.server.utils import JPEG, PackageSpec, build_package, drift_record, record  # noqa: E402
+
+PREDICTIONS, METRICS, DRIFT_EVENTS = 150, 3, 3  # one package: ~30 s of a device at 5 fps
 
 
 def _free_port() -> int:
@@ -80,6 +95,28 @@ class Stack:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("API did not start")
+
+    def start_bare(self) -> str:
+        """The bare same-work route in a process of its own; returns its base URL."""
+        port = _free_port()
+        argv = [sys.executable, "-m", "benchmarks.server", "--serve-bare", str(port)]
+        self.processes.append(subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                    return base
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("bare route did not start")
+
+    def stop_last(self) -> None:
+        """Stop the process started last."""
+        process = self.processes.pop()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
 
     def start_worker(self) -> None:
         argv = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "worker"]
@@ -173,42 +210,139 @@ async def _open_loop(http: aiohttp.ClientSession, base: str, devices: list[tuple
     return {key: round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2)}
 
 
-async def _upload(http: aiohttp.ClientSession, base: str, device: tuple[str, str], index: int) -> str:
+def _jpeg(index: int) -> bytes:
+    """A camera-like frame (noise over a gradient), which the packer scales to its 128-pixel thumbnail."""
+    rng = np.random.default_rng(index)
+    frame = np.linspace(0, 255, 240 * 320 * 3).reshape(240, 320, 3) + rng.normal(0, 40, (240, 320, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(frame.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _device_package(device_id: str, first_seq: int) -> tuple[str, bytes, str]:
+    """(package id, body, SHA-256) of ~30 s of a device: predictions at 5 fps, metrics, drift events."""
+    frames = PREDICTIONS + METRICS + DRIFT_EVENTS
+    start = time.time() - 30
+    samples: dict[str, bytes] = {}
+    records = []
+    for n in range(frames):
+        seq, ts = first_seq + n, datetime.fromtimestamp(start + n * 30 / frames, UTC).isoformat()
+        blob = None
+        if n % (frames // METRICS) == frames // METRICS - 1:
+            kind = "metric"
+            data: dict[str, Any] = {"metrics": {"latency_ms_p95": 41.5, "drift_alarm_rate": 0.02, "error_rate": 0.0,
+                                                "frames": 50, "confidence": 0.87}, "model_version": "1.0.0"}
+        elif n % (frames // DRIFT_EVENTS) == frames // DRIFT_EVENTS // 2:
+            kind, blob = "drift_event", f"{seq}.jpg"
+            samples[blob] = _jpeg(seq)
+            data = {"detector": "knn_distance", "statistic": 3.5, "threshold": 2.0, "frame_seq": seq, "label": "cat",
+                    "confidence": 0.41, "model_version": "1.0.0", "vector": [round(0.05 * i, 5) for i in range(16)]}
+        else:
+            kind = "prediction"
+            data = {"frame_seq": seq, "label": "cat", "confidence": 0.9132, "model_label": "cat",
+                    "model_confidence": 0.9132, "latency_ms": 38.211, "drift": False, "model_version": "1.0.0"}
+        text = json.dumps(data, separators=(",", ":"))
+        records.append(Record(seq, kind, ts, PRIORITY[kind], text, blob, len(text)))
+    package = build_package(device_id, records, samples.get, ImagePolicy())
+    return package.package_id, package.body, package.sha256
+
+
+async def _upload(http: aiohttp.ClientSession, base: str, device: tuple[str, str], package: tuple[str, bytes, str],
+                  ) -> str:
     device_id, secret = device
-    records = [drift_record(1, "blobs/f1.jpg")]
-    records += [record(seq, "metric", {"metrics": {"fps": 4.0, "latency_ms": 80.0 + seq}}) for seq in range(2, 12)]
-    records += [record(seq, "prediction", {"label": "cat", "confidence": 0.9}) for seq in range(12, 40)]
-    spec = PackageSpec(device_id, records, {"f1.jpg": JPEG}, package_id=f"bench-{index}-{uuid.uuid4().hex[:6]}")
-    body = build_package(spec)
-    headers = {"Authorization": f"Bearer {secret}", "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
-               "Content-Type": "application/gzip"}
-    async with http.put(f"{base}/api/v1/sync/packages/{spec.package_id}", data=body, headers=headers) as response:
+    package_id, body, sha256 = package
+    headers = {"Authorization": f"Bearer {secret}", "X-Content-SHA256": sha256, "Content-Type": "application/gzip"}
+    async with http.put(f"{base}/api/v1/sync/packages/{package_id}", data=body, headers=headers) as response:
         assert response.status == 201, await response.text()
-    return spec.package_id
+    return package_id
 
 
 async def _ingest(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple[str, str]],
-                  count: int) -> dict[str, float]:
+                  count: int, first_seq: int) -> dict[str, float]:
+    """Packages per second from the first upload to the last one imported."""
+    packages = [_device_package(devices[i][0], first_seq) for i in range(count)]
     began = time.perf_counter()
-    ids = list(await asyncio.gather(*(_upload(http, stack.base, devices[i], i) for i in range(count))))
+    ids = list(await asyncio.gather(*(_upload(http, stack.base, devices[i], packages[i]) for i in range(count))))
     uploaded = time.perf_counter() - began
     while stack.imported(ids) < count:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - began
-    return {"ingest_packages_per_s": round(count / elapsed, 2), "ingest_upload_per_s": round(count / uploaded, 1),
-            "ingest_packages": count, "ingest_records_per_package": 39}
+    return {"ingest_packages_per_s": round(count / elapsed, 2), "upload_per_s": round(count / uploaded, 1),
+            "bytes_per_package": round(statistics.mean(len(p[1]) for p in packages))}
+
+
+def _bare_app() -> Any:
+    """The bare same-work route: bearer secret hashed, the heartbeat's UPDATE, a small JSON answer."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    from server.fleet import _HEARTBEAT
+    from server.ratelimit import CredentialLimits, Kind
+
+    url = make_url(os.environ["TINYSPHERE_DATABASE_URL"]).set(drivername="postgresql")
+    conninfo = url.render_as_string(hide_password=False)
+    limits = CredentialLimits()
+    idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for _ in range(10):
+            idle.put_nowait(await psycopg.AsyncConnection.connect(conninfo, autocommit=True))
+        yield
+
+    async def heartbeat(request: Request) -> JSONResponse:
+        secret = request.headers["authorization"].removeprefix("Bearer ")
+        body = await request.json()
+        keys = limits.keys(Kind.bearer, request.client.host if request.client else "", secret)
+        params = {"model_version": body.get("model_version"), "update_state": body.get("update_state"),
+                  "outbox_depth": body.get("outbox_depth"), "evictions": body.get("evictions"),
+                  "health": json.dumps(body["health"]) if body.get("health") is not None else None,
+                  "device_id": request.path_params["device_id"], "acked": body.get("acked_labels", []),
+                  "secret_hash": hashlib.sha256(secret.encode()).hexdigest(), **limits.blocked_params(keys)}
+        conn = await idle.get()
+        try:
+            row = await (await conn.execute(_HEARTBEAT, params)).fetchone()
+        finally:
+            idle.put_nowait(conn)
+        if row is None:
+            return JSONResponse({"detail": "unauthorized"}, 401)
+        target = row[3]
+        return JSONResponse({"desired": {"bundle_version": row[0], "model": row[1] or None, "target": target},
+                             "labels": []})
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/api/v1/devices/{device_id}/heartbeat", heartbeat, methods=["POST"]),
+                             Route("/healthz", healthz)], lifespan=lifespan)
 
 
 async def _run(stack: Stack, token: str, args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=args.concurrency + 16)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
         devices = await _enroll(http, stack.base, token, args.devices)
         await _heartbeats(http, stack.base, devices, args.concurrency, 2.0)  # warm-up
         result: dict[str, Any] = {"devices": len(devices)}
         result.update(await _heartbeats(http, stack.base, devices, args.concurrency, args.duration_s))
         result.update(await _open_loop(http, stack.base, devices, args.rate, args.duration_s))
-        stack.start_worker()
-        result.update(await _ingest(stack, http, devices, args.packages))
+        bare = stack.start_bare()
+        await _heartbeats(http, bare, devices, args.concurrency, 2.0)  # warm-up
+        floor = await _heartbeats(http, bare, devices, args.concurrency, args.duration_s)
+        result.update({"bare_heartbeat_rps": floor["heartbeat_rps"], "bare_heartbeat_p99_ms": floor["heartbeat_p99_ms"],
+                       "bare_heartbeat_errors": floor["heartbeat_errors"],
+                       "heartbeat_vs_bare": round(result["heartbeat_rps"] / floor["heartbeat_rps"], 2)})
+        stack.stop_last()  # the bare route's process: it must not compete with the workers
+        for workers in (1, 2):
+            stack.start_worker()
+            ingest = await _ingest(stack, http, devices, args.packages, first_seq=1 + 1000 * workers)
+            result[f"ingest_packages_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = (
+                ingest["ingest_packages_per_s"])
+            result[f"ingest_upload_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = ingest["upload_per_s"]
+            result["ingest_bytes_per_package"] = ingest["bytes_per_package"]
+        result.update({"ingest_packages": args.packages,
+                       "ingest_records_per_package": PREDICTIONS + METRICS + DRIFT_EVENTS})
     return result
 
 
@@ -218,9 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent heartbeat connections")
     parser.add_argument("--rate", type=float, default=300.0, help="open-loop heartbeats per second")
     parser.add_argument("--duration-s", type=float, default=10.0)
-    parser.add_argument("--packages", type=int, default=100)
+    parser.add_argument("--packages", type=int, default=200, help="packages per ingest run")
     parser.add_argument("--json", action="store_true", help="print JSON (default: one line per figure)")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the bare route's process
     args = parser.parse_args(argv)
+    if args.serve_bare:
+        import uvicorn
+
+        uvicorn.run(_bare_app(), host="127.0.0.1", port=args.serve_bare, log_level="warning", access_log=False)
+        return 0
     env = {k: v for k, v in os.environ.items() if k.startswith("TINYMLOPS_TEST_")}
     if "TINYMLOPS_TEST_MLFLOW_URI" not in env:
         env, _ = services.up()
@@ -230,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.close()
     result["cpu_count"] = os.cpu_count() or 0
+    result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -16,10 +16,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -228,7 +228,7 @@ def _insert_many(session: Session, table: type[DriftEvent] | type[Metric], rows:
     VALUES pages; a statement built with the rows inlined would be compiled anew for every package."""
     if not rows:
         return
-    statement = insert(table.__table__)
+    statement = insert(cast(Table, table.__table__))  # Core, not the ORM's bulk path
     session.execute(statement.on_conflict_do_nothing(index_elements=conflict) if conflict
                     else statement.on_conflict_do_nothing(), rows)
 
