@@ -1,4 +1,8 @@
-"""Local health endpoint for the updater and operators: `/healthz` (JSON) and `/metrics` (Prometheus text)."""
+"""Local health endpoint for the updater and operators: `/healthz` (JSON) and `/metrics` (Prometheus text).
+
+`/metrics` goes through prometheus_client, a registry per server: each numeric field of the snapshot is a gauge
+`tinylcm_<field>`, except the counts since start (`COUNTERS`), which are counters `tinylcm_<field>_total`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# Snapshot fields that only grow while the process runs (lost_in_crash: over all restarts, never lower).
+COUNTERS = frozenset({"frames", "skipped", "drift_events", "drift_alarms", "adaptations", "lost_in_crash",
+                      "sync_conflicts", "sync_delivered", "sync_packages", "provisioning_attempts"})
 
 log = logging.getLogger(__name__)
 
@@ -18,22 +30,24 @@ class HealthServer:
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]], port: int, host: str = "127.0.0.1") -> None:
         self._snapshot = snapshot
+        self.registry = CollectorRegistry()
+        self.registry.register(SnapshotCollector(snapshot))
         handler = self._handler()
         self._server = ThreadingHTTPServer((host, port), handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        snapshot = self._snapshot
+        snapshot, registry = self._snapshot, self.registry
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                state = snapshot()
                 if self.path == "/healthz":
+                    state = snapshot()
                     body, ctype = json.dumps(state).encode(), "application/json"
                     code = 200 if state.get("status") == "ok" else 503
                 elif self.path == "/metrics":
-                    body, ctype, code = prometheus(state).encode(), "text/plain; version=0.0.4", 200
+                    body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
@@ -56,13 +70,27 @@ class HealthServer:
         self._server.server_close()
 
 
+class SnapshotCollector(Collector):
+    """The numeric fields of `snapshot()`, read at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        for key, value in sorted(self._snapshot().items()):
+            if isinstance(value, bool):
+                value = int(value)
+            if not isinstance(value, int | float):
+                continue
+            if key in COUNTERS:
+                yield CounterMetricFamily(f"tinylcm_{key}", f"{key}, a count (health snapshot)", value=value)
+            else:
+                yield GaugeMetricFamily(f"tinylcm_{key}", f"{key} (health snapshot)", value=value)
+        yield GaugeMetricFamily("tinylcm_scrape_time_seconds", "Unix time of this scrape", value=time.time())
+
+
 def prometheus(state: dict[str, Any]) -> str:
-    """Numeric fields of the health snapshot as Prometheus gauges named `tinylcm_<field>`."""
-    lines = []
-    for key, value in sorted(state.items()):
-        if isinstance(value, bool):
-            value = int(value)
-        if isinstance(value, int | float):
-            lines.append(f"tinylcm_{key} {value}")
-    lines.append(f"tinylcm_scrape_time_seconds {time.time():.3f}")
-    return "\n".join(lines) + "\n"
+    """The Prometheus text exposition of a health snapshot `state`."""
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: state))
+    return generate_latest(registry).decode()

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from server.api import errors, openapi
+from server.api import errors, metrics, openapi
 from server.api.headers import SecurityHeaders
 from server.api.limits import BodyLimit
 from server.api.routes import (
@@ -60,6 +60,7 @@ def create_app(backends: Backends) -> FastAPI:
     app.state.backends = backends
     app.add_middleware(BodyLimit, limit=backends.settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 answers get the headers too
+    metrics.install(app, backends)  # outside the body limit: its 413 answers are observed too
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tuf.router)

@@ -343,7 +343,7 @@ def test_status_on_the_health_endpoint(tmp_path: Path) -> None:
     assert body["status"] == "ok"  # inference goes on offline
     assert body["provisioning"] == "error" and body["provisioning_reason"] == "not_provisioned"
     assert body["provisioning_attempts"] == 1 and body["provisioning_next_retry_s"] >= 0
-    assert "tinylcm_provisioning_attempts 1" in prometheus(body)
+    assert "tinylcm_provisioning_attempts_total 1.0\n" in prometheus(body)
     # another process (the updater) reads the same from the status file
     from_file = status_fields(tmp_path / "state" / "provisioning.json")
     assert from_file["provisioning_reason"] == "not_provisioned" and from_file["provisioning_attempts"] == 1

@@ -24,7 +24,7 @@ def test_records_a_kill_left_in_the_queue_are_reported_in_health_metrics_and_hea
     appliance = Appliance(config)
     try:
         assert appliance.snapshot()["lost_in_crash"] == 3
-        assert "tinylcm_lost_in_crash 3\n" in prometheus(appliance.snapshot())
+        assert "tinylcm_lost_in_crash_total 3.0\n" in prometheus(appliance.snapshot())
         assert appliance._sync_status()["health"]["lost_in_crash"] == 3  # what the heartbeat carries
         (report,) = appliance.outbox.records("log")
         assert report["data"]["message"] == "lost in crash: 3 records (seqs 11-13)"

@@ -118,7 +118,7 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path, overlap:
         health = wait_until(twenty_frames, 30, "20 frames in /healthz", interval=0.2)
         assert health["status"] == "ok" and health["frames"] >= 20
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            assert "tinylcm_frames " in resp.read().decode()
+            assert "tinylcm_frames_total " in resp.read().decode()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
