@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from device.bundle import factory_bundle
-from device.commandline import ENVIRONMENT, fail, package_version
+from device.commandline import ENVIRONMENT, add_log_format, configure_logging, fail, package_version
 from device.config import load_config
 from device.updater.cli import add_parser as add_updater_parser
 
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_log_format(parser)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     replay = sub.add_parser("replay", help="run a stream through the pipeline and report what it sees")
@@ -90,10 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.command == "replay" and not args.verbose  # the progress display says it all
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-    )
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO, args.log_format)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

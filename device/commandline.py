@@ -3,9 +3,14 @@ expected errors said in one line with exit status 2."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
+
+from pythonjsonlogger.json import JsonFormatter
 
 from device.errors import TinyLCMError
 
@@ -14,10 +19,35 @@ ENVIRONMENT = """environment (run):
   TINYMLOPS_SERVER_URL        server to enroll with when no provisioning file is on the data volume
   TINYMLOPS_ENROLLMENT_TOKEN  its one-time enrollment token (tse_...)
   TINYMLOPS_DEVICE_NAME       the device's name on the server
+  TINYMLOPS_LOG_FORMAT        text (default) or json: one JSON object per log line (--log-format)
 The data directory is the config's device.data_dir (updater: --data-dir, else the config's, else /data).
 environment (updater): BALENA_DEVICE_TYPE, BALENA_SUPERVISOR_ADDRESS, BALENA_SUPERVISOR_API_KEY, BALENA_APP_ID.
 
 """
+
+
+LOG_FORMAT_ENV = "TINYMLOPS_LOG_FORMAT"
+
+
+def add_log_format(parser: argparse.ArgumentParser) -> None:
+    """`--log-format text|json`, by default $TINYMLOPS_LOG_FORMAT, else text."""
+    parser.add_argument("--log-format", choices=["text", "json"], default=os.environ.get(LOG_FORMAT_ENV) or "text",
+                        help=f"log lines as text or as JSON objects (default: ${LOG_FORMAT_ENV}, else text)")
+
+
+def log_formatter(log_format: str) -> logging.Formatter:
+    """Text lines, or for "json" one JSON object a line with `time`, `level`, `name` and `message`."""
+    if log_format == "json":
+        return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                             rename_fields={"levelname": "level", "asctime": "time"})
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def configure_logging(level: int | str, log_format: str) -> None:
+    """The root logger at `level`, writing to stderr in `log_format` (text or json)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def package_version() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -34,9 +35,28 @@ ENVIRONMENT = """environment:
   TINYSPHERE_DATA_DIR      embedded data directory (--data-dir; default ./tinysphere-data)
   TINYSPHERE_DATABASE_URL  an external PostgreSQL instead of the embedded one (and the other
                            TINYSPHERE_* settings, see the README)
+  TINYSPHERE_LOG_FORMAT    text (default) or json: one JSON object per log line (--log-format)
   MLFLOW_TRACKING_URI      MLflow of `bundle publish --from-mlflow` (--mlflow-uri)
 
 """
+LOG_FORMAT_ENV = "TINYSPHERE_LOG_FORMAT"
+
+
+def _log_formatter(log_format: str) -> logging.Formatter:
+    """Text lines, or for "json" one JSON object a line with `time`, `level`, `name` and `message`."""
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                             rename_fields={"levelname": "level", "asctime": "time"})
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _configure_logging(level: int | str, log_format: str) -> None:
+    """The root logger at `level`, writing to stderr in `log_format` (text or json)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_log_formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -56,6 +76,7 @@ def _local_settings(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from server.app import create_app
     from server.startup import development_keys, first_admin_token, prepare
@@ -80,8 +101,10 @@ def _serve(args: argparse.Namespace) -> int:
     if run_worker:
         threading.Thread(target=Worker(backends).run_forever, args=(stop,), name="worker", daemon=True).start()
     try:
+        # as JSON, uvicorn's error and access logs go to the root logger's handler (no handlers of their own)
+        log_config = None if args.log_format == "json" else LOGGING_CONFIG
         uvicorn.run(create_app(backends), host=args.host, port=args.port, log_level=args.log_level.lower(),
-                    access_log=args.access_log)
+                    access_log=args.access_log, log_config=log_config)
     finally:
         stop.set()
         backends.close()
@@ -199,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="least severe log level shown (default INFO)")
+    parser.add_argument("--log-format", choices=["text", "json"], default=os.environ.get(LOG_FORMAT_ENV) or "text",
+                        help=f"log lines as text or as JSON objects (default: ${LOG_FORMAT_ENV}, else text)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("--data-dir", help="embedded data directory (default: $TINYSPHERE_DATA_DIR, else "
                                            "./tinysphere-data)")
@@ -281,7 +306,7 @@ def _one_line(exc: BaseException, server: str | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tinysphere` console script: exit status 2 and one line on stderr for an expected error."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.log_level, args.log_format)
     if not args.debug:  # its retries end in one error line of ours
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device.commandline import ENVIRONMENT, fail, package_version
+from device.commandline import ENVIRONMENT, add_log_format, configure_logging, fail, package_version
 from device.updater.record import report
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.watchdog import ProcessRestarter, RestarterChoice, Watchdog, select_restarter
@@ -140,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_log_format(parser)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     try:
         return cmd_updater(args)
     except Exception as exc:
