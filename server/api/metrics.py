@@ -104,7 +104,7 @@ class DatabaseCollector(Collector):
 
 def install(app: FastAPI, backends: Backends) -> CollectorRegistry:
     """A registry of `app`'s own, its request histogram (middleware) and the database collector."""
-    registry = CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry()  # not the global one: each app (and test) has its own
     histogram = Histogram("tinysphere_http_request_duration_seconds", "HTTP request duration by route template",
                           ["route", "method", "status"], registry=registry)
     registry.register(DatabaseCollector(backends))
