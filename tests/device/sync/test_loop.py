@@ -131,7 +131,7 @@ def test_a_conflict_keeps_the_records_counts_the_incident_and_resends_under_a_fr
     assert contract.seqs == {seq} and outbox.depth() == 0
     assert contract.packages[(DEVICE_ID, squatted)] == "f" * 64
     assert loop.conflicts == 1 and contract.heartbeats[-1]["health"]["sync_conflicts"] == 1
-    assert "tinylcm_sync_conflicts 1\n" in prometheus(loop.counters())
+    assert "tinylcm_sync_conflicts_total 1.0\n" in prometheus(loop.counters())
 
 
 def test_an_acknowledgement_naming_another_device_or_other_content_deletes_nothing(
