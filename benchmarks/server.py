@@ -60,6 +60,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+
+def _wait_healthy(base: str, what: str, timeout_s: float = 60.0) -> None:
+    """Return once `base`/healthz answers; RuntimeError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} did not start")
+
 class Stack:
     """A bench database plus the API and worker processes configured for it."""
 
@@ -87,14 +99,8 @@ class Stack:
         self.processes.append(api)
         assert api.stdout is not None
         token = api.stdout.readline().decode().split()[-1]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2):
-                    return token
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("API did not start")
+        _wait_healthy(self.base, "API")
+        return token
 
     def start_bare(self) -> str:
         """The bare same-work route in a process of its own; returns its base URL."""
@@ -103,14 +109,8 @@ class Stack:
         self.processes.append(subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                                stderr=subprocess.DEVNULL))
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
-                    return base
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("bare route did not start")
+        _wait_healthy(base, "bare route")
+        return base
 
     def stop_last(self) -> None:
         """Stop the process started last."""

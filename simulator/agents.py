@@ -20,7 +20,7 @@ from device.bundle import factory_bundle
 from device.capture import open_source
 from device.capture.base import Source
 from device.config import parse_config
-from device.pipeline.result import Result
+from device.result import Result
 from device.updater.health import HealthSample
 from device.updater.machine import Updater
 from device.updater.settings import ProbationGates, UpdaterSettings
