@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+
 SHELL = frozenset({"sh", "bash", "console", "shell"})
-FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 MARKER = re.compile(r"^\s*<!--\s*docs-test:(?P<clauses>.*?)-->\s*$")
 SKIP = re.compile(r"^skip\s*\((?P<reason>.*)\)$")
 
@@ -63,27 +63,18 @@ def _apply(block: Block, clauses: str) -> None:
 
 
 def blocks(root: Path, relative: str) -> list[Block]:
-    """Every fenced shell block of one Markdown file, in order, its marker applied."""
-    lines = (root / relative).read_text().splitlines()
+    """Every fenced shell block of one Markdown file, in order, its marker applied (parsed by markdown-it)."""
+    tokens = MarkdownIt("commonmark").parse((root / relative).read_text())
     found: list[Block] = []
-    index = 0
-    while index < len(lines):
-        opening = FENCE.match(lines[index])
-        if not opening:
-            index += 1
+    for previous, token in zip([None, *tokens], tokens, strict=False):
+        language = token.info.split()[0] if token.info.strip() else ""
+        if token.type != "fence" or language not in SHELL or token.map is None:
             continue
-        end = index + 1
-        while end < len(lines) and not lines[end].strip().startswith(opening["fence"]):
-            end += 1
-        if opening["lang"] in SHELL:
-            text = textwrap.dedent("\n".join(lines[index + 1:end])) + "\n"
-            block = Block(relative, index + 1, text)
-            previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
-            marker = MARKER.match(previous)
-            if marker:
-                _apply(block, marker["clauses"])
-            found.append(block)
-        index = end + 1
+        block = Block(relative, token.map[0] + 1, token.content)
+        marker = MARKER.match(previous.content.strip()) if previous and previous.type == "html_block" else None
+        if marker:
+            _apply(block, marker["clauses"])
+        found.append(block)
     return found
 
 
