@@ -203,27 +203,27 @@ def test_a_malformed_sparse_map_is_a_bad_package(tmp_path: Path) -> None:
         _unpack(tmp_path, gzip.compress(pax.tobuf(format=tarfile.PAX_FORMAT) + b"many\n".ljust(512, b"\0")))
 
 
+def _manifest_then_pax_dirs(comment: str, count: int) -> bytes:
+    """A valid manifest, then `count` copies of the allowed "blobs" directory, each with a pax `comment`."""
+    blobs = tarfile.TarInfo("blobs")
+    blobs.type = tarfile.DIRTYPE
+    blobs.pax_headers = {"comment": comment}
+    manifest = _valid_manifest()
+    head = header_block(tarfile.REGTYPE, len(manifest)) + manifest + bytes(-len(manifest) % 512)
+    return gzip.compress(head + blobs.tobuf(format=tarfile.PAX_FORMAT) * count)
+
+
 def test_headers_count_against_the_package_budget(tmp_path: Path) -> None:
     # Each member is the allowed "blobs" directory with a 1 KiB pax record, within its own header budget;
     # together they pass the package's (payload plus 1 KiB per allowed member) before the member limit.
-    blobs = tarfile.TarInfo("blobs")
-    blobs.type = tarfile.DIRTYPE
-    blobs.pax_headers = {"comment": "0" * 900}
-    manifest = _valid_manifest()
-    head = header_block(tarfile.REGTYPE, len(manifest)) + manifest + bytes(-len(manifest) % 512)
-    data = gzip.compress(head + blobs.tobuf(format=tarfile.PAX_FORMAT) * 100)
+    data = _manifest_then_pax_dirs("0" * 900, 100)
     with pytest.raises(PackageError, match="size limit"):
         _unpack(tmp_path, data, limits=Limits(max_bytes=4096, max_members=50))
 
 
 def test_headers_are_not_kept_after_their_member(tmp_path: Path) -> None:
     # 3000 members, each with a 900-byte pax record: within every budget, and held one at a time.
-    blobs = tarfile.TarInfo("blobs")
-    blobs.type = tarfile.DIRTYPE
-    blobs.pax_headers = {"comment": "x" * 900}
-    manifest = _valid_manifest()
-    head = header_block(tarfile.REGTYPE, len(manifest)) + manifest + bytes(-len(manifest) % 512)
-    data = gzip.compress(head + blobs.tobuf(format=tarfile.PAX_FORMAT) * 3000)
+    data = _manifest_then_pax_dirs("x" * 900, 3000)
     peak, error = _peak_while(lambda: _unpack(tmp_path, data, limits=PRODUCTION))
     assert peak < MEMORY_BOUND, f"peak {peak} bytes"
     assert isinstance(error, PackageError) and "missing" in str(error)
