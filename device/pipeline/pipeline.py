@@ -14,13 +14,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from contract.bundle import Bundle, load_bundle
+from device.adapt import Adapter as KNNAdapter
 from device.capture.base import Frame
 from device.config import AdaptiveClassifierConfig, Config
 from device.errors import BundleError, FrameError, StateError
 from device.knn import KNNClassifier
+from device.monitor import build_monitor
 from device.pipeline.blas import limit_blas_threads
 from device.pipeline.extract import Extractor
-from device.pipeline.stages import build_adapter, build_detectors
 from device.pipeline.transform import FeatureTransform
 from device.result import Result
 
@@ -105,8 +106,10 @@ class Pipeline:
         classifier = load_classifier(bundle, transform.output_dim, config.adaptive_classifier)
         monitor = adapter = None
         if detect:
-            monitor = build_detectors(bundle, config, transform.output_dim)
-            adapter = build_adapter(classifier, config)
+            # the configured detectors over the bundle's own drift reference: a new model brings its baseline
+            monitor = build_monitor(config.drift_detectors, bundle.drift_reference(), dim=transform.output_dim,
+                                    k=config.adaptive_classifier.k)
+            adapter = KNNAdapter(classifier, config.adaptation)
         return cls(bundle, extractor, transform, classifier, monitor, adapter)
 
     def process(self, frame: Frame, seq: int) -> Result:
