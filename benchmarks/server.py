@@ -323,26 +323,44 @@ async def _run(stack: Stack, token: str, args: argparse.Namespace) -> dict[str, 
     connector = aiohttp.TCPConnector(limit=args.concurrency + 16)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
         devices = await _enroll(http, stack.base, token, args.devices)
-        await _heartbeats(http, stack.base, devices, args.concurrency, 2.0)  # warm-up
         result: dict[str, Any] = {"devices": len(devices)}
-        result.update(await _heartbeats(http, stack.base, devices, args.concurrency, args.duration_s))
-        result.update(await _open_loop(http, stack.base, devices, args.rate, args.duration_s))
-        bare = stack.start_bare()
-        await _heartbeats(http, bare, devices, args.concurrency, 2.0)  # warm-up
-        floor = await _heartbeats(http, bare, devices, args.concurrency, args.duration_s)
-        result.update({"bare_heartbeat_rps": floor["heartbeat_rps"], "bare_heartbeat_p99_ms": floor["heartbeat_p99_ms"],
-                       "bare_heartbeat_errors": floor["heartbeat_errors"],
-                       "heartbeat_vs_bare": round(result["heartbeat_rps"] / floor["heartbeat_rps"], 2)})
-        stack.stop_last()  # the bare route's process: it must not compete with the workers
-        for workers in (1, 2):
-            stack.start_worker()
-            ingest = await _ingest(stack, http, devices, args.packages, first_seq=1 + 1000 * workers)
-            result[f"ingest_packages_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = (
-                ingest["ingest_packages_per_s"])
-            result[f"ingest_upload_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = ingest["upload_per_s"]
-            result["ingest_bytes_per_package"] = ingest["bytes_per_package"]
-        result.update({"ingest_packages": args.packages,
-                       "ingest_records_per_package": PREDICTIONS + METRICS + DRIFT_EVENTS})
+        if args.only in (None, "heartbeat"):
+            result.update(await _heartbeat_half(stack, http, devices, args))
+        if args.only in (None, "ingest"):
+            result.update(await _ingest_half(stack, http, devices, args))
+    return result
+
+
+async def _heartbeat_half(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple[str, str]],
+                          args: argparse.Namespace) -> dict[str, Any]:
+    """Closed and open loop against the API, then the closed loop against the bare route (its process stopped)."""
+    await _heartbeats(http, stack.base, devices, args.concurrency, 2.0)  # warm-up
+    result: dict[str, Any] = {}
+    result.update(await _heartbeats(http, stack.base, devices, args.concurrency, args.duration_s))
+    result.update(await _open_loop(http, stack.base, devices, args.rate, args.duration_s))
+    bare = stack.start_bare()
+    await _heartbeats(http, bare, devices, args.concurrency, 2.0)  # warm-up
+    floor = await _heartbeats(http, bare, devices, args.concurrency, args.duration_s)
+    result.update({"bare_heartbeat_rps": floor["heartbeat_rps"], "bare_heartbeat_p99_ms": floor["heartbeat_p99_ms"],
+                   "bare_heartbeat_errors": floor["heartbeat_errors"],
+                   "heartbeat_vs_bare": round(result["heartbeat_rps"] / floor["heartbeat_rps"], 2)})
+    stack.stop_last()  # the bare route's process: it must not compete with the workers
+    return result
+
+
+async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple[str, str]],
+                       args: argparse.Namespace) -> dict[str, Any]:
+    """Packages from upload to imported with one worker process, then with two."""
+    result: dict[str, Any] = {}
+    for workers in (1, 2):
+        stack.start_worker()
+        ingest = await _ingest(stack, http, devices, args.packages, first_seq=1 + 1000 * workers)
+        result[f"ingest_packages_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = (
+            ingest["ingest_packages_per_s"])
+        result[f"ingest_upload_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = ingest["upload_per_s"]
+        result["ingest_bytes_per_package"] = ingest["bytes_per_package"]
+    result.update({"ingest_packages": args.packages,
+                   "ingest_records_per_package": PREDICTIONS + METRICS + DRIFT_EVENTS})
     return result
 
 
@@ -353,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="open-loop heartbeats per second")
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--packages", type=int, default=200, help="packages per ingest run")
+    parser.add_argument("--only", choices=("heartbeat", "ingest"),
+                        help="run just the heartbeat half (API and bare route) or the ingest half (default: both)")
     parser.add_argument("--json", action="store_true", help="print JSON (default: one line per figure)")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the bare route's process
     args = parser.parse_args(argv)
