@@ -19,7 +19,7 @@ from device.outbox.intake import Intake
 from device.outbox.issued import IssuedMark, boot_id, read_mark
 from device.outbox.records import KINDS
 from device.outbox.recovery import inspect, persist
-from device.outbox.store import RecordStore
+from device.outbox.store import WAL_BYTES, RecordStore
 from device.outbox.usage import Usage
 from device.outbox.writer import Writer
 
@@ -37,12 +37,11 @@ class OutboxSettings:
     batch_max: int = 512  # records per transaction at most
     linger_s: float = 0.05  # pause after each commit so the next batch gathers (fewer fsyncs)
     synchronous: str = "FULL"  # SQLite synchronous pragma: FULL makes a committed batch survive power loss
-    wal_pages: int = 1024  # WAL checkpoint threshold in pages (1 KiB each, see store.PAGE_SIZE): about 1 MiB;
-    # the WAL is truncated back to this size
+    wal_bytes: int = WAL_BYTES  # WAL checkpoint threshold; the WAL is truncated back to this size
 
     def __post_init__(self) -> None:
-        if self.max_mb <= 0 or self.queue_size < 1 or self.batch_max < 1 or self.linger_s < 0 or self.wal_pages < 1:
-            raise ValueError("outbox: max_mb > 0, queue_size, batch_max, wal_pages >= 1 and linger_s >= 0 required")
+        if self.max_mb <= 0 or self.queue_size < 1 or self.batch_max < 1 or self.linger_s < 0 or self.wal_bytes < 1:
+            raise ValueError("outbox: max_mb > 0, queue_size, batch_max, wal_bytes >= 1 and linger_s >= 0 required")
         if self.synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"outbox.synchronous must be NORMAL, FULL or EXTRA, got {self.synchronous!r}")
 
@@ -69,7 +68,7 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.settings = settings or OutboxSettings()
         self.blobs = BlobDir(self.path.with_name(self.path.stem + "-blobs"))
-        write_store = RecordStore(self.path, self.settings.synchronous, self.settings.wal_pages)
+        write_store = RecordStore(self.path, self.settings.synchronous, self.settings.wal_bytes)
         self.blobs.remove_orphans(write_store.blob_names())
         # What a crash of the last run lost is counted (and reported) before any seq is handed out again.
         mark_path, boot = self.path.with_name(self.path.stem + "-issued"), boot_id()
@@ -94,7 +93,7 @@ class Outbox:
             linger_s=self.settings.linger_s, reserve_ahead=ahead, recovery=pending,
             on_commit=observer.committed if observer else None, on_evict=observer.evicted if observer else None,
         )
-        self.backlog = Backlog(RecordStore(self.path, self.settings.synchronous, self.settings.wal_pages),
+        self.backlog = Backlog(RecordStore(self.path, self.settings.synchronous, self.settings.wal_bytes),
                                self.blobs, self.usage,
                                on_deliver=observer.delivered if observer else None)
         self._writer.start()

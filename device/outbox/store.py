@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device.outbox.encoding import decode, encode
 from device.outbox.records import Entry, Record
 
 # `dropped`: records the queue or the disk could not take (`dropped_full_disk`: those of them that had a seq);
@@ -22,7 +23,8 @@ from device.outbox.records import Entry, Record
 COUNTERS = ("evicted", "dropped", "rejected", "dropped_full_disk", "lost_in_crash", "seqs_unaccounted")
 _COLUMNS = "seq, kind, ts, priority, data, blob, size"
 _BUSY_TIMEOUT_S = 30.0
-PAGE_SIZE = 1024  # bytes; SQLite's default is 4096
+PAGE_SIZE = 512  # bytes, of a new database; SQLite's default is 4096
+WAL_BYTES = 2**20  # the WAL is checkpointed once it holds this many bytes of pages, and truncated back to it
 # The schema, as sqlite-utils wrote it for the first outboxes (the library is no longer imported: 7 MB of RSS).
 _SCHEMA = (
     'CREATE TABLE IF NOT EXISTS "records" (\n   "seq" INTEGER PRIMARY KEY,\n   "kind" TEXT NOT NULL,\n'
@@ -45,18 +47,19 @@ class Removed:
 class RecordStore:
     """One connection to the outbox database; the writer thread and the sync side each own one."""
 
-    def __init__(self, path: Path, synchronous: str = "FULL", wal_pages: int = 1024) -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL", wal_bytes: int = WAL_BYTES) -> None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         self.conn = conn
         # Small pages: each commit appends every page it touched to the WAL, and an outbox commit touches a
-        # few (a records leaf or two, the eviction index's). A new database only; an older one keeps its size.
+        # few (a records leaf or two, their parent, the eviction index's leaf, page 1 when the file grows).
+        # A new database only; an older one keeps its size, and works the same.
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=wal")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         # A small WAL, truncated after each checkpoint: on a nearly full card it must not eat the space.
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        conn.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
-        conn.execute(f"PRAGMA journal_size_limit={int(wal_pages) * page_size}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={max(1, int(wal_bytes) // page_size)}")
+        conn.execute(f"PRAGMA journal_size_limit={int(wal_bytes)}")
         self._create()
 
     def _create(self) -> None:
@@ -102,7 +105,7 @@ class RecordStore:
         return int(rows), int(size), next_seq
 
     def insert(self, entries: Sequence[Entry]) -> None:
-        """Inside a transaction: insert entries (blobs already on disk).
+        """Inside a transaction: insert entries (blobs already on disk), their payloads compressed (`encoding`).
 
         `next_seq` is not written here: while a row holds the highest seq, `usage()` derives it from the
         rows, and a commit that leaves `meta` alone writes one page less to the WAL. Deleting rows
@@ -110,7 +113,7 @@ class RecordStore:
         """
         self.conn.executemany(
             f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant
-            [(e.seq, e.kind, e.ts, e.priority, e.data, e.blob_name, e.size) for e in entries],
+            [(e.seq, e.kind, e.ts, e.priority, encode(e.data), e.blob_name, e.size) for e in entries],
         )
 
     def keep_next_seq(self, next_seq: int) -> None:
@@ -164,13 +167,13 @@ class RecordStore:
         rows = self.conn.execute(
             f"SELECT {_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)  # noqa: S608
         )
-        return [Record(*row) for row in rows]
+        return _records(rows)
 
     def read_range(self, first: int, last: int) -> list[Record]:
         rows = self.conn.execute(
             f"SELECT {_COLUMNS} FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)  # noqa: S608
         )
-        return [Record(*row) for row in rows]
+        return _records(rows)
 
     def blob_names(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT blob FROM records WHERE blob IS NOT NULL")}
@@ -181,3 +184,15 @@ class RecordStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _records(rows: Iterator[tuple[Any, ...]]) -> list[Record]:
+    """Rows of `_COLUMNS` as records, each payload as the JSON text that was appended."""
+    out = []
+    for seq, kind, ts, priority, data, blob, size in rows:
+        try:
+            text = decode(data)
+        except ValueError as exc:
+            raise ValueError(f"outbox record {seq}: cannot read its payload: {exc}") from exc
+        out.append(Record(seq, kind, ts, priority, text, blob, size))
+    return out

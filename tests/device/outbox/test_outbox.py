@@ -176,7 +176,7 @@ def test_a_new_outbox_uses_small_pages_so_each_commit_writes_less(tmp_path: Path
     db.execute("VACUUM")
     db.close()
     large = _wal_bytes_per_commit(tmp_path / "old")
-    for name, size in (("new", 1024), ("old", 4096)):
+    for name, size in (("new", 512), ("old", 4096)):
         with sqlite3.connect(tmp_path / name / "outbox.db") as conn:
             assert conn.execute("PRAGMA page_size").fetchone()[0] == size
     assert small * 2 < large, (small, large)
