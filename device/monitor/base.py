@@ -50,6 +50,11 @@ class DriftDetector(abc.ABC):
             if key.startswith("_")
         }
 
+    def saved_state(self) -> dict[str, Any]:
+        """What the periodic save writes: `state()`, or a state a detector would rather resume from (see
+        `FeatureCVM`); `restore` takes it like `state()`."""
+        return self.state()
+
     def restore(self, state: dict[str, Any]) -> None:
         """Load a `state()` written by a detector of the same class and hyperparameters."""
         current = {key: value for key, value in vars(self).items() if key.startswith("_")}

@@ -76,9 +76,25 @@ class FeatureCVM(DriftDetector):
             "_sums": {c: s.tolist() for c, s in self._sums.items()},
             "_counts": dict(self._counts),
             "_residuals": self._residuals[: self._filled].tolist(),
-            "_ranks": self._ranks[order].tolist(),  # rank counts, oldest first
+            "_ranks": self._ranks[order].astype(np.int64).tolist(),  # rank counts (integers), oldest first
             "_score": self._score,
         }
+
+    def saved_state(self) -> dict[str, Any]:
+        """`state()` less what is half learned: centroids of fewer than `baseline` frames, or a reference of
+        fewer than `reference` residuals, are left out, and a restored detector learns them again from the next
+        frames (a restart in the middle costs at most `baseline + reference` frames of learning, no alarm).
+
+        A reference being filled changes at every save, and each version would be written to the SD card in
+        full (200 x dim floats, 400 KB at dim 256); a complete one is written once and stays put until the next
+        alarm.
+        """
+        state = self.state()
+        if self._n < self.baseline:
+            state.update(_n=0, _sums={}, _counts={})
+        elif self._filled < self.reference:
+            state.update(_residuals=[], _ranks=[])
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
         if set(state) != set(self.state()):

@@ -77,9 +77,11 @@ class Watch:
         self.last_alarm = self.seen
         return DriftSignal(self.name, statistic * self.scale, detector.threshold * self.scale, seq)
 
-    def state(self) -> dict[str, Any]:
+    def state(self, saved: bool = False) -> dict[str, Any]:
+        """Counters and the detector's state (`saved`: as the periodic save writes it, `saved_state()`)."""
         counters = {"seen": self.seen, "last_alarm": self.last_alarm, "calm": self.calm}
-        return {**counters, "drifting": self.drifting, "detector": self.detector.state()}
+        detector = self.detector.saved_state() if saved else self.detector.state()
+        return {**counters, "drifting": self.drifting, "detector": detector}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.detector.restore(state["detector"])
@@ -174,13 +176,14 @@ class Monitor:
         numbers) or `.json`, named after its content and written only when no file holds it yet: a periodic save
         rewrites what changed, not a reference that stays put for thousands of frames. `path` is replaced after
         the parts it names are on disk, and parts no longer named are removed last, so a power cut at any point
-        leaves the old state or the new one, each with its parts.
+        leaves the old state or the new one, each with its parts. Each detector saves its `saved_state()`, which
+        leaves out a reference it is still learning (`FeatureCVM`).
         """
         path = Path(path)
         parts: set[str] = set()
         watches = {}
         for w in self.watches:
-            state = w.state()
+            state = w.state(saved=True)
             detector = {key: _save_part(path, value, parts) for key, value in state["detector"].items()}
             watches[w.name] = {**state, "detector": detector}
         state = {"version": STATE_VERSION, "fingerprint": self.fingerprint, "skipped": self.skipped}
@@ -233,12 +236,14 @@ def _save_part(path: Path, value: Any, parts: set[str]) -> Any:
     """`value`, or when it is large, {PART_KEY: name} of the file beside `path` that holds it (written if new).
 
     A list of floats or of ints goes to `.npy` as the array numpy makes of it (a third of the bytes, and no
-    JSON text of it is built); anything else to `.json`.
+    JSON text of it is built), ints in the narrowest integer type that holds them (rank counts: one byte
+    each); anything else to `.json`.
     """
     array = _exact_array(value)
     if array is not None:
         if array.nbytes < PART_BYTES:
             return value
+        array = _narrowest(array)
         digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.data)
         name = f"{path.stem}.{digest.hexdigest()[:16]}.npy"
@@ -267,6 +272,17 @@ def _exact_array(value: Any) -> np.ndarray | None:
         return None
     leaf = float if array.dtype.kind == "f" else int  # not a mix of both, nor bools, which numpy would convert
     return array if all(type(item) is leaf for item in _leaves(value)) else None
+
+
+def _narrowest(array: np.ndarray) -> np.ndarray:
+    """An integer array in the smallest integer type that holds its values (`tolist()` gives the same ints)."""
+    if array.dtype.kind != "i" or not array.size:
+        return array
+    low, high = int(array.min()), int(array.max())
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32):
+        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
+            return array.astype(dtype)
+    return array
 
 
 def _leaves(value: list[Any]) -> Iterator[Any]:

@@ -95,3 +95,37 @@ def test_state_of_another_shape_is_refused() -> None:
 def test_bad_hyperparameters_rejected(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         FeatureCVM(**kwargs)
+
+
+def _fed(frames: list) -> FeatureCVM:
+    detector = FeatureCVM(4, threshold=1.5)
+    for frame in frames:
+        detector.update(frame)
+    return detector
+
+
+def test_the_saved_state_leaves_out_half_learned_centroids() -> None:
+    detector = _fed(stream(8, n=100))  # 100 of the 150 baseline frames
+    restored = FeatureCVM(4, threshold=1.5)
+    restored.restore(json.loads(json.dumps(detector.saved_state())))
+    assert restored.state() == FeatureCVM(4, threshold=1.5).state()  # learns them anew
+
+
+def test_the_saved_state_leaves_out_a_half_learned_reference_which_is_then_learned_from_the_next_frames() -> None:
+    frames = stream(9, n=900)
+    cut = 150 + 120  # the centroids learned, 120 of the 200 reference residuals
+    detector = _fed(frames[:cut])
+    saved = json.loads(json.dumps(detector.saved_state()))
+    assert saved["_residuals"] == [] and saved["_sums"] == detector.state()["_sums"]
+    restored = FeatureCVM(4, threshold=1.5)
+    restored.restore(saved)
+    for frame in frames[cut:]:
+        restored.update(frame)
+    # as if the 120 frames of the lost reference had never been seen: same centroids, reference from the next 200
+    assert restored.state() == _fed(frames[:150] + frames[cut:]).state()
+
+
+def test_a_complete_reference_and_window_are_saved_whole() -> None:
+    detector = _fed(stream(10, n=READY + 5))
+    assert detector.saved_state() == detector.state()
+    assert all(type(x) is int for row in detector.state()["_ranks"] for x in row)  # counts, saved as integers

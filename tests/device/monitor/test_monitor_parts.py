@@ -56,7 +56,7 @@ def test_state_saved_as_one_json_file_still_loads(reference: dict, make_result, 
 
 
 def test_a_part_loads_back_exactly_with_its_types(tmp_path) -> None:
-    path, parts = tmp_path / "monitor.json", set()
+    path, parts = tmp_path / "monitor.json", set[str]()
     values = {"floats": [[0.1, -0.0, 1e300]] * 400, "ints": list(range(1000)), "mixed": [1, 2.5] * 1000,
               "bools": [True, False] * 600, "small": [0.5] * 10}
     saved = {key: _save_part(path, value, parts) for key, value in values.items()}
@@ -65,3 +65,26 @@ def test_a_part_loads_back_exactly_with_its_types(tmp_path) -> None:
         "floats": ".npy", "ints": ".npy", "mixed": ".json", "bools": ".json"}  # numpy would make 1 -> 1.0, True -> 1
     for key, value in saved.items():
         assert json.dumps(_load_part(path, value)) == json.dumps(values[key])  # 1 stays 1, 1.0 stays 1.0
+
+
+def test_a_reference_still_being_learned_is_left_out_of_the_save(reference: dict, make_result, tmp_path) -> None:
+    monitor = build_monitor(None, reference)
+    _feed(monitor, reference, make_result, range(250), seed=4)  # feature-CVM: centroids, 100 of 200 residuals
+    monitor.save(tmp_path / "monitor.json")
+    saved = json.loads((tmp_path / "monitor.json").read_text())["watches"]["feature_cvm"]
+    assert saved["detector"]["_residuals"] == [] and not [p for p in _parts(tmp_path) if p.endswith(".npy")]
+    resumed = build_monitor(None, reference)
+    resumed.load(tmp_path / "monitor.json")
+    before, after = (next(w for w in m.watches if w.name == "feature_cvm") for m in (monitor, resumed))
+    assert after.seen == before.seen == 250 and after.detector.state()["_sums"] == before.detector.state()["_sums"]
+    assert after.detector.state()["_residuals"] == []  # learned again from the next frames
+
+
+def test_integers_go_to_a_part_in_the_narrowest_type_and_load_back_exactly(tmp_path) -> None:
+    path, parts = tmp_path / "monitor.json", set[str]()
+    cases = [([0, 200] * 300, np.uint8), ([-1, 100] * 300, np.int8), ([0, 60000] * 300, np.uint16),
+             ([-(2**40), 1] * 300, np.int64)]
+    for values, dtype in cases:
+        saved = _save_part(path, values, parts)
+        assert np.load(tmp_path / saved[PART_KEY]).dtype == dtype
+        assert json.dumps(_load_part(path, saved)) == json.dumps(values)
