@@ -7,6 +7,10 @@ with and is replaced last, and older reference files are removed after it: a pow
 leaves the old state or the new one, each with its own reference set. Each reference sample's origin
 (the bundle, or the frame it was learned from) and vote weight are kept beside it; state saved before
 they were kept still loads, its samples matched against the bundle's to tell shipped from learned.
+
+Text arrays (labels) go to disk as wide as their longest string, not the 64 characters (256 bytes) they are
+held in: the widths they had are kept in the state's meta (`text_dtypes`), and loading gives them back, so
+what is loaded is what was saved, dtype and all (code that predates this reads labels as `str`, at any width).
 """
 
 from __future__ import annotations
@@ -40,14 +44,24 @@ class AdapterState:
 
 def save_state(state: AdapterState, directory: Path) -> None:
     """Write `state` to `directory`: the reference set to its own file, then the rest to `STATE_FILE`."""
-    arrays = {key: value for key, value in state.arrays.items() if key not in REFERENCE_KEYS}
-    reference = _save_reference(directory, *(state.arrays[key] for key in REFERENCE_KEYS))
-    meta = {"version": VERSION, **state.meta, "reference": reference}
+    narrow = {key: _narrowed(value) for key, value in state.arrays.items()}
+    text_dtypes = {key: value.dtype.str for key, value in state.arrays.items() if narrow[key] is not value}
+    arrays = {key: value for key, value in narrow.items() if key not in REFERENCE_KEYS}
+    reference = _save_reference(directory, *(narrow[key] for key in REFERENCE_KEYS))
+    meta = {"version": VERSION, **state.meta, "reference": reference, "text_dtypes": text_dtypes}
     arrays["meta"] = np.asarray(json.dumps(meta))
     save_npz_atomic(directory / STATE_FILE, **arrays)
     for old in directory.glob(REFERENCE_GLOB):
         if old.name != reference:
             old.unlink(missing_ok=True)
+
+
+def _narrowed(array: np.ndarray) -> np.ndarray:
+    """A text array as wide as its longest string (`array` itself when it is no wider, or not text)."""
+    if array.dtype.kind != "U" or not array.size:
+        return array
+    width = max(1, int(np.char.str_len(array).max()))
+    return array.astype(f"<U{width}") if width < array.dtype.itemsize // 4 else array
 
 
 def _save_reference(
@@ -87,6 +101,14 @@ def load_state(directory: Path, dim: int) -> AdapterState | None:
             arrays.update(_read_npz(reference))
         except (OSError, ValueError) as exc:
             raise StateError(f"{reference}: cannot read the adapter's reference set: {exc}") from exc
+    try:
+        for key, dtype in meta.pop("text_dtypes", {}).items():
+            wide = np.dtype(dtype)
+            if wide.kind != "U" or arrays[key].dtype.kind != "U":
+                raise ValueError(f"{key} is {arrays[key].dtype}, to be {wide}: not text")
+            arrays[key] = arrays[key].astype(wide)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateError(f"{path}: cannot give the adapter's text arrays back their width: {exc!r}") from exc
     return AdapterState(arrays, meta)
 
 
