@@ -61,7 +61,11 @@ class FeatureCVM(DriftDetector):
         self._n = 0  # frames seen while learning the centroids
         self._sums: dict[str, np.ndarray] = {}  # per class: the component sums, then the centroid
         self._counts: dict[str, int] = {}
-        self._residuals = np.zeros((self.reference, self.dim))  # the reference, sorted per component once full
+        # The reference, sorted per component once full. float32: half the bytes in memory and on the SD card, where
+        # it is written anew after each alarm (saved by the monitor as float32, exactly); a residual's rank is
+        # found against it in float64, and the drift benchmark's alarms are the same as with a float64 reference.
+        # A float64 reference saved by earlier code is rounded to float32 as it is restored.
+        self._residuals = np.zeros((self.reference, self.dim), dtype=np.float32)
         self._filled = 0  # rows of `_residuals` filled
         self._ranks = np.zeros((self.window, self.dim))  # ring buffer of the window's rank counts
         self._ranked = 0  # ranks computed so far

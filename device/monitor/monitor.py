@@ -236,8 +236,8 @@ def _save_part(path: Path, value: Any, parts: set[str]) -> Any:
     """`value`, or when it is large, {PART_KEY: name} of the file beside `path` that holds it (written if new).
 
     A list of floats or of ints goes to `.npy` as the array numpy makes of it (a third of the bytes, and no
-    JSON text of it is built), ints in the narrowest integer type that holds them (rank counts: one byte
-    each); anything else to `.json`.
+    JSON text of it is built), in the narrowest type that holds every value exactly (float32 for floats that
+    are all float32 values, as a float32 reference's; rank counts in one byte each); anything else to `.json`.
     """
     array = _exact_array(value)
     if array is not None:
@@ -275,8 +275,14 @@ def _exact_array(value: Any) -> np.ndarray | None:
 
 
 def _narrowest(array: np.ndarray) -> np.ndarray:
-    """An integer array in the smallest integer type that holds its values (`tolist()` gives the same ints)."""
-    if array.dtype.kind != "i" or not array.size:
+    """`array` in the smallest type of its kind that holds its values exactly (`tolist()` gives the same numbers)."""
+    if not array.size:
+        return array
+    if array.dtype.kind == "f":
+        with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, and keeps float64
+            single = array.astype(np.float32)
+        return single if np.array_equal(single.astype(array.dtype), array) else array  # a NaN keeps float64
+    if array.dtype.kind != "i":
         return array
     low, high = int(array.min()), int(array.max())
     for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32):

@@ -129,3 +129,12 @@ def test_a_complete_reference_and_window_are_saved_whole() -> None:
     detector = _fed(stream(10, n=READY + 5))
     assert detector.saved_state() == detector.state()
     assert all(type(x) is int for row in detector.state()["_ranks"] for x in row)  # counts, saved as integers
+
+
+def test_a_float64_reference_saved_by_earlier_code_is_restored_as_float32() -> None:
+    detector = _fed(stream(11, n=READY + 5))
+    state = detector.state()
+    state["_residuals"] = [[x + 1e-12 for x in row] for row in state["_residuals"]]  # not float32 values
+    restored = FeatureCVM(4, threshold=1.5)
+    restored.restore(state)
+    assert restored.state()["_residuals"] == [[float(np.float32(x)) for x in row] for row in state["_residuals"]]

@@ -88,3 +88,25 @@ def test_integers_go_to_a_part_in_the_narrowest_type_and_load_back_exactly(tmp_p
         saved = _save_part(path, values, parts)
         assert np.load(tmp_path / saved[PART_KEY]).dtype == dtype
         assert json.dumps(_load_part(path, saved)) == json.dumps(values)
+
+
+def test_floats_that_are_all_float32_values_go_to_a_float32_part(tmp_path) -> None:
+    path, parts = tmp_path / "monitor.json", set[str]()
+    cases = [([[0.5, -0.0, 3.0, float(np.float32(0.1))]] * 300, np.float32), ([[0.1, 0.5]] * 300, np.float64),
+             ([1e300, 0.5] * 300, np.float64), ([float("nan"), 0.5] * 300, np.float64)]
+    for values, dtype in cases:
+        saved = _save_part(path, values, parts)
+        assert np.load(tmp_path / saved[PART_KEY]).dtype == dtype
+        assert json.dumps(_load_part(path, saved)) == json.dumps(values)  # -0.0 and NaN included
+
+
+def test_the_learned_feature_cvm_reference_is_saved_as_float32(reference: dict, make_result, tmp_path) -> None:
+    monitor = build_monitor(None, reference)
+    _feed(monitor, reference, make_result, range(400), seed=5)
+    monitor.save(tmp_path / "monitor.json")
+    saved = json.loads((tmp_path / "monitor.json").read_text())["watches"]["feature_cvm"]["detector"]
+    residuals = np.load(tmp_path / saved["_residuals"][PART_KEY])
+    assert residuals.dtype == np.float32 and residuals.shape == (200, 4)
+    resumed = build_monitor(None, reference)
+    resumed.load(tmp_path / "monitor.json")
+    assert {w.name: w.state() for w in resumed.watches} == {w.name: w.state() for w in monitor.watches}
