@@ -1,5 +1,6 @@
 """The outbox database's schema is the one the first outboxes had, and the outbox imports plain sqlite3 only."""
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,15 @@ def test_a_new_database_has_the_schema_of_the_first_outboxes(tmp_path: Path) -> 
 def test_the_outbox_does_not_import_sqlite_utils() -> None:
     code = "import sys, device.outbox; print('sqlite_utils' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_the_wal_budget_is_in_bytes_whatever_the_page_size(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "old.db")  # a database created with SQLite's default 4 KiB pages
+    old.execute("PRAGMA page_size=4096")
+    old.execute("VACUUM")
+    old.close()
+    for name, pages in (("new.db", 2**20 // 512), ("old.db", 2**20 // 4096)):
+        store = RecordStore(tmp_path / name)
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == pages
+        assert store.conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 2**20
+        store.close()
