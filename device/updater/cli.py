@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device.commandline import ENVIRONMENT, add_log_format, configure_logging, fail, package_version
+from device.commandline import ENVIRONMENT, VersionAction, add_log_format, configure_logging, fail
 from device.updater.record import report
 from device.updater.settings import ProbationGates, UpdaterSettings
 from device.updater.watchdog import ProcessRestarter, RestarterChoice, Watchdog, select_restarter
@@ -138,7 +138,7 @@ def cmd_updater(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tinylcm updater", description=__doc__, epilog=ENVIRONMENT,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_log_format(parser)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")

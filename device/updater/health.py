@@ -1,17 +1,20 @@
-"""One look at the inference service's `/healthz` (a 503 still carries the JSON body)."""
+"""One look at the inference service's `/healthz` (a 503 still carries the JSON body).
+
+The look goes through the standard library's `http.client` (one connection per look, no retries and no
+redirects): the updater probes at every step, and urllib3 on top of it would be loaded for that alone.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
-
-import urllib3
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
-
-_HTTP = urllib3.PoolManager(retries=False)  # one look: no retries (and no redirects) behind the caller's back
+MAX_BODY = 1 << 16  # bytes of /healthz read; a larger answer is not one the service gives
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,8 @@ class HealthSample:
 def read_health(url: str, timeout_s: float = 3.0) -> HealthSample:
     """GET `url` once; never raises for a down or broken service, which is exactly what is being watched."""
     try:
-        response = _HTTP.request("GET", url, timeout=timeout_s, preload_content=False)
-        try:
-            body = response.read(1 << 16)  # whatever the status: a 503 carries the JSON too
-        finally:
-            response.release_conn()
-    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        body = _get(url, timeout_s)
+    except (http.client.HTTPException, OSError, ValueError) as exc:
         log.debug("health %s unreachable: %s", url, exc)
         return HealthSample(reachable=False)
     try:
@@ -62,3 +61,18 @@ def read_health(url: str, timeout_s: float = 3.0) -> HealthSample:
     except ValueError:
         return HealthSample(reachable=False)
     return HealthSample.from_json(data) if isinstance(data, dict) else HealthSample(reachable=False)
+
+
+def _get(url: str, timeout_s: float) -> bytes:
+    """The body (at most `MAX_BODY` bytes) of one GET of an http:// or https:// `url`, whatever the status."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = kind(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), timeout=timeout_s)
+    try:
+        path = parts.path or "/"
+        conn.request("GET", f"{path}?{parts.query}" if parts.query else path)
+        return conn.getresponse().read(MAX_BODY)  # whatever the status: a 503 carries the JSON too
+    finally:
+        conn.close()

@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract.bundle import Bundle, load_bundle
 from device.errors import BundleError, UpdateRejectedError
 from device.updater.archive import extract_bundle
 from device.updater.assembly import assemble
-from device.updater.repository import BundleRepository
 from device.updater.settings import ArchiveLimits
 from device.updater.slots import SLOTS, Slots
 from device.updater.target import DeviceProfile, FileEntry, TargetSpec, check_bundle, check_spec, parse_spec
+
+if TYPE_CHECKING:  # the TUF client and its cryptography are imported when a download starts (machine.py)
+    from device.updater.repository import BundleRepository
 
 log = logging.getLogger(__name__)
 

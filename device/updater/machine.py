@@ -12,11 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract.atomic import read_json
 from contract.bundle import load_bundle
-from device import backoff
 from device.errors import BundleError, RemoteError, StateError, TinyLCMError, UpdateRejectedError
 from device.sync.identity import load_identity
 from device.updater.clock import TrustedClock
@@ -24,12 +23,14 @@ from device.updater.health import HealthSample, read_health
 from device.updater.install import Installer, SmokeTest
 from device.updater.probation import judge, observe
 from device.updater.record import RESTING, Journal, State, UpdateRecord
-from device.updater.repository import BundleRepository
 from device.updater.settings import UpdaterSettings
 from device.updater.slots import Slots
 from device.updater.smoke import run_smoke_test
 from device.updater.target import DeviceProfile, detect_device_type, detect_tflite_version
 from device.updater.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from device.updater.repository import BundleRepository
 
 log = logging.getLogger(__name__)
 
@@ -237,16 +238,23 @@ class Updater:
         return dt
 
     def _backoff(self) -> float:
+        from device import backoff  # tenacity: only once a step has failed
+
         self._failures += 1
         return backoff.next_delay(self._failures, self.settings.retry_initial_s, self.settings.retry_max_s)
 
     def _repository(self) -> BundleRepository:
+        """The TUF client for one download round, imported here rather than at the top: python-tuf, securesystemslib
+        and cryptography's Rust module are a third of an idle updater's memory, and an idle updater verifies
+        nothing. The first download loads them for good (the updater's peak is then what it always was)."""
         identity = load_identity(self.settings.identity_path)
         if identity is None:
             raise StateError("the device is not enrolled yet", self.settings.identity_path)
         server = self.settings.server_url or read_json(self.settings.provisioning_path).get("server_url")
         if not server:
             raise StateError("no server URL: not provisioned", self.settings.provisioning_path)
+        from device.updater.repository import BundleRepository
+
         return BundleRepository(str(server), identity.secret, self.settings.tuf_dir, self.settings.downloads_dir,
                                 self.clock, timeout_s=self.settings.http_timeout_s,
                                 attempts=self.settings.download_attempts)

@@ -15,17 +15,16 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import urllib3
+from typing import TYPE_CHECKING, Protocol
 
 from device.errors import ServerRefusedError, ServerUnavailableError
 from device.updater.container import DockerRestarter, is_socket
 from device.updater.health import HealthSample
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import urllib3
 
-_HTTP = urllib3.PoolManager(retries=False)  # one request per restart; the watchdog decides when to try again
+log = logging.getLogger(__name__)
 
 
 class Restarter(Protocol):
@@ -67,11 +66,16 @@ class BalenaRestarter:
         self.url = f"{address.rstrip('/')}/v2/applications/{app_id}/restart-service?apikey={api_key}"
         self.service = service
         self.timeout_s = timeout_s
+        self._http: urllib3.PoolManager | None = None  # made at the first restart: urllib3 is loaded only then
 
     def restart(self) -> None:
+        import urllib3
+
+        if self._http is None:  # one request per restart; the watchdog decides when to try again
+            self._http = urllib3.PoolManager(retries=False)
         body = json.dumps({"serviceName": self.service}).encode()
         try:
-            response = _HTTP.request("POST", self.url, body=body, headers={"Content-Type": "application/json"},
+            response = self._http.request("POST", self.url, body=body, headers={"Content-Type": "application/json"},
                                      timeout=self.timeout_s)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ServerUnavailableError(f"supervisor unreachable: {exc}") from exc

@@ -11,7 +11,7 @@ import pytest
 
 from device.errors import SmokeTestError, TargetMismatchError
 from device.health import HealthServer
-from device.updater.health import read_health
+from device.updater.health import HealthSample, read_health
 from device.updater.smoke import run_smoke_test
 from device.updater.target import DeviceProfile, check_spec, detect_device_type, parse_spec
 from tests.device.updater.fakes import V2, variant
@@ -31,6 +31,22 @@ def test_read_health_from_the_appliance_health_server() -> None:
     finally:
         server.close()
     assert not read_health(url, timeout_s=1).reachable
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/healthz", "127.0.0.1:8321/healthz", "http:///healthz",
+                                 "http://127.0.0.1:99999/healthz"])
+def test_a_health_url_that_is_not_one_reads_as_unreachable(url: str) -> None:
+    assert read_health(url, timeout_s=1) == HealthSample(reachable=False)
+
+
+def test_a_health_answer_that_is_not_a_json_object_reads_as_unreachable() -> None:
+    server = HealthServer(lambda: {"status": "ok"}, port=0).start()
+    try:  # /metrics answers 200 with text, not JSON; the query string is sent as given
+        assert read_health(f"http://127.0.0.1:{server.port}/metrics?x=1") == HealthSample(reachable=False)
+        assert read_health(f"http://127.0.0.1:{server.port}/healthz").healthy
+        assert not read_health(f"http://127.0.0.1:{server.port}/healthz?x=1").reachable  # 404: not its path
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize(("model", "kind"), [
