@@ -8,15 +8,17 @@ import os
 import sys
 from pathlib import Path
 
-from device.bundle import factory_bundle
-from device.commandline import ENVIRONMENT, add_log_format, configure_logging, fail, package_version
+from device.commandline import ENVIRONMENT, VersionAction, add_log_format, configure_logging, fail
 from device.config import load_config
 from device.updater.cli import add_parser as add_updater_parser
 
 log = logging.getLogger("tinylcm")
 def cmd_replay(args: argparse.Namespace) -> int:
+    from device.bundle import factory_bundle
     from device.replay import cmd_replay as replay  # the commands import what they need: the updater stays small
 
+    if args.bundle is None:
+        args.bundle = factory_bundle()
     return replay(args)
 
 
@@ -56,13 +58,13 @@ SHA-256. Needs mlflow installed (not in the device image).
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylcm", description=__doc__, epilog=ENVIRONMENT,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_log_format(parser)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     replay = sub.add_parser("replay", help="run a stream through the pipeline and report what it sees")
-    replay.add_argument("--bundle", type=Path, default=factory_bundle(), help="model bundle directory")
+    replay.add_argument("--bundle", type=Path, help="model bundle directory (default: the factory bundle)")
     replay.add_argument("--source", default="digits", help="camera | dir:PATH | digits")
     replay.add_argument("--drift", help="inject a drift, e.g. unseen@300, noise@200, gradual-unseen@300:200")
     replay.add_argument("--limit", type=int, help="stop after N frames")

@@ -1,5 +1,9 @@
 """What both device CLIs (`tinylcm`, `tinylcm updater`) share: the version, the environment they read, and
-expected errors said in one line with exit status 2."""
+expected errors said in one line with exit status 2.
+
+Both services run for months on a 512 MB board: what only `--version` (importlib.metadata, with email and
+zipfile) or `--log-format json` (python-json-logger) needs is imported when asked for, not by every start.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,8 @@ import logging
 import os
 import sys
 import traceback
-from importlib.metadata import PackageNotFoundError, version
-
-from pythonjsonlogger.json import JsonFormatter
+from collections.abc import Sequence
+from typing import Any
 
 from device.errors import TinyLCMError
 
@@ -38,6 +41,8 @@ def add_log_format(parser: argparse.ArgumentParser) -> None:
 def log_formatter(log_format: str) -> logging.Formatter:
     """Text lines, or for "json" one JSON object a line with `time`, `level`, `name` and `message`."""
     if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
         return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
                              rename_fields={"levelname": "level", "asctime": "time"})
     return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,10 +57,26 @@ def configure_logging(level: int | str, log_format: str) -> None:
 
 def package_version() -> str:
     """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(DISTRIBUTION)
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown (not installed)"
+
+
+class VersionAction(argparse.Action):
+    """`--version`: print "PROG VERSION" and exit, the version looked up only then (argparse's own "version"
+    action takes the string when the parser is built, i.e. at every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str = "show the version and exit") -> None:  # noqa: A002
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        sys.stdout.write(f"{parser.prog} {package_version()}\n")  # on stdout, as argparse's own action
+        parser.exit()
 
 
 def fail(prog: str, exc: BaseException, debug: bool) -> int | None:

@@ -2,6 +2,8 @@
 
 `/metrics` goes through prometheus_client, a registry per server: each numeric field of the snapshot is a gauge
 `tinylcm_<field>`, except the counts since start (`COUNTERS`), which are counters `tinylcm_<field>_total`.
+prometheus_client is imported by the first scrape of `/metrics`, not at start: the updater reads `/healthz`
+only, and a device nobody scrapes keeps the memory (its exposition pulls in wsgiref, urllib.request...).
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 # Snapshot fields that only grow while the process runs (lost_in_crash: over all restarts, never lower).
 COUNTERS = frozenset({"frames", "skipped", "drift_events", "drift_alarms", "adaptations", "lost_in_crash",
@@ -30,15 +31,13 @@ class HealthServer:
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]], port: int, host: str = "127.0.0.1") -> None:
         self._snapshot = snapshot
-        self.registry = CollectorRegistry()
-        self.registry.register(SnapshotCollector(snapshot))
         handler = self._handler()
         self._server = ThreadingHTTPServer((host, port), handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        snapshot, registry = self._snapshot, self.registry
+        snapshot = self._snapshot
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -47,7 +46,7 @@ class HealthServer:
                     body, ctype = json.dumps(state).encode(), "application/json"
                     code = 200 if state.get("status") == "ok" else 503
                 elif self.path == "/metrics":
-                    body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+                    (body, ctype), code = exposition(snapshot), 200
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
@@ -70,13 +69,15 @@ class HealthServer:
         self._server.server_close()
 
 
-class SnapshotCollector(Collector):
-    """The numeric fields of `snapshot()`, read at each scrape."""
+class SnapshotCollector:
+    """The numeric fields of `snapshot()`, read at each scrape (a prometheus_client collector)."""
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         for key, value in sorted(self._snapshot().items()):
             if isinstance(value, bool):
                 value = int(value)
@@ -89,8 +90,15 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("tinylcm_scrape_time_seconds", "Unix time of this scrape", value=time.time())
 
 
+def exposition(snapshot: Callable[[], dict[str, Any]]) -> tuple[bytes, str]:
+    """The Prometheus text exposition of `snapshot()` read now, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(snapshot))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
 def prometheus(state: dict[str, Any]) -> str:
     """The Prometheus text exposition of a health snapshot `state`."""
-    registry = CollectorRegistry()
-    registry.register(SnapshotCollector(lambda: state))
-    return generate_latest(registry).decode()
+    return exposition(lambda: state)[0].decode()

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from device.capture.base import Frame
 from device.config import OutboxConfig
@@ -31,7 +30,11 @@ MAX_EVENT_JPEG = 32 * 1024  # bytes; a drift event's frame is re-encoded smaller
 
 
 def encode_jpeg(image: np.ndarray, max_side: int, quality: int) -> bytes:
-    """Downscale to `max_side` and JPEG-encode, lowering quality until under `MAX_EVENT_JPEG`."""
+    """Downscale to `max_side` and JPEG-encode, lowering quality until under `MAX_EVENT_JPEG`.
+
+    PIL is imported by the first drift event, not at start: a device that sees none never loads it."""
+    from PIL import Image
+
     img = Image.fromarray(image)
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side))

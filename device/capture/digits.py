@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from device.capture.base import Frame
 from device.errors import SourceError
@@ -97,6 +96,8 @@ class DigitsSource:
         i = int(self._rng.integers(len(self._labels)))
         image = render(self._images[i], self._rng)
         if self.size != (FRAME_SIZE, FRAME_SIZE):
+            from PIL import Image  # only to scale: PIL stays out of a process that never draws a scaled digit
+
             image = np.asarray(Image.fromarray(image).resize(self.size, Image.Resampling.BILINEAR))
         return Frame(image, label=str(self._labels[i]), origin=f"digits:{i}")
 

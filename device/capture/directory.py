@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from device.capture.base import Frame
 from device.errors import FrameError, SourceError
@@ -18,6 +17,8 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
 
 def read_frame(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """Decode one RGB image of `size` (width, height); anything else is a `FrameError`."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as img:
             img.load()

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 from device.capture.base import Frame, Source
 from device.capture.digits import DigitsSource
@@ -63,6 +62,8 @@ def _brightness(factor: float) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _blur(sigma: float) -> Callable[[np.ndarray], np.ndarray]:
+    from PIL import Image, ImageFilter  # here: a camera that injects no drift never loads PIL
+
     return lambda img: np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(sigma)))
 
 
@@ -90,6 +91,8 @@ class DriftInjector:
             new = self._unseen.draw()
             image = new.image
             if image.shape != frame.image.shape:
+                from PIL import Image
+
                 size = (frame.image.shape[1], frame.image.shape[0])
                 image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
             return Frame(image, label=new.label, origin=new.origin, tags=tags)

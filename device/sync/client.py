@@ -1,7 +1,8 @@
 """`SyncClient`: the one transport between a device and the server (aiohttp, `/api/v1`).
 
 Every request has connect, read and total timeouts and goes through the retry policy; HTTP answers
-become the device's errors here and nowhere else.
+become the device's errors here and nowhere else. aiohttp is imported when a client opens its session: a
+device waiting to be provisioned holds this module (through the provisioner) without loading it.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from device.errors import (
     DeviceAuthError,
@@ -22,6 +21,9 @@ from device.errors import (
 )
 from device.sync.package import Package
 from device.sync.retry import RetryPolicy, parse_retry_after, retrying
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
@@ -58,6 +60,8 @@ class SyncClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> SyncClient:
+        import aiohttp
+
         s = self.settings
         timeout = aiohttp.ClientTimeout(total=s.request_timeout_s, sock_connect=s.connect_timeout_s,
                                         sock_read=s.read_timeout_s)
@@ -111,6 +115,8 @@ class SyncClient:
 
     async def _once(self, method: str, path: str, json_body: Any, data: bytes | None, headers: dict[str, str],
                     token: str | None) -> Reply:
+        import aiohttp  # loaded with the session already
+
         if self._session is None:
             raise RuntimeError("SyncClient used outside `async with`")
         bearer = token or self.secret

@@ -1,11 +1,12 @@
-"""Images as they travel: downscaled to a maximum side and JPEG-encoded, deterministically."""
+"""Images as they travel: downscaled to a maximum side and JPEG-encoded, deterministically.
+
+PIL is imported by the first image that needs a look, not with the sync client.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
-
-from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"})
@@ -19,6 +20,8 @@ def fit_image(data: bytes, ext: str, max_side: int, quality: int) -> tuple[bytes
     """
     if ext.lower() not in IMAGE_EXTS:
         return data, ext
+    from PIL import Image, UnidentifiedImageError
+
     try:
         img: Image.Image = Image.open(io.BytesIO(data))
         img.load()
