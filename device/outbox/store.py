@@ -3,6 +3,10 @@
 `meta` keeps what must survive a restart: the next `seq` (so a seq is never reused, even after its
 row was delivered or evicted; written before rows are deleted, and otherwise derived from the rows),
 the seqs `reserved` ahead of it (see `recovery`), the counters, and the package in flight.
+
+A row's `data` is stored compressed (`encoding`) and read back as the JSON text that was appended; a new
+database has 512-byte pages. Both only make each commit's WAL frames fewer: every commit is still fsynced
+(`synchronous=FULL` by default) before a record counts as committed.
 """
 
 from __future__ import annotations
