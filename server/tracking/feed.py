@@ -85,8 +85,7 @@ def _step(record: PackageRecord) -> int:
 
 def run_batch(session: Session, device_id: str, device: Device | None, version: str) -> RunBatch:
     """An empty batch for the run of (device, version), with the tags the database knows."""
-    bundles = {model: sha for model, sha in session.execute(
-        select(Bundle.model, Bundle.sha256).where(Bundle.version == version))}
+    bundles = _bundles(session, version)
     model = UNKNOWN
     if device is not None and device.desired_model in bundles:
         model = device.desired_model
@@ -106,3 +105,16 @@ def run_batch(session: Session, device_id: str, device: Device | None, version: 
         if rollout is not None:
             tags[TAG_ROLLOUT_ID] = str(rollout)
     return RunBatch(RunKey(device_id, safe_name(model), version), tags)
+
+
+_BUNDLE_CACHE = "tinysphere.feed.bundles"  # session.info key: version -> {model: sha256}, for one transaction
+
+
+def _bundles(session: Session, version: str) -> dict[str, str]:
+    """The bundles published under `version` (model -> SHA-256), read once per session: a worker importing
+    several packages in one transaction asks once per version, not once per package."""
+    cache: dict[str, dict[str, str]] = session.info.setdefault(_BUNDLE_CACHE, {})
+    if version not in cache:
+        cache[version] = {model: sha for model, sha in session.execute(
+            select(Bundle.model, Bundle.sha256).where(Bundle.version == version))}
+    return cache[version]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -24,9 +25,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from server import images
-from server.db.models import DriftEvent, Metric, Package, PackageStatus, Record
+from server.db.models import Device, DriftEvent, Metric, Package, PackageStatus
 from server.errors import ConflictError, InputError, PackageError
-from server.package_format import DriftEventData, LogData, MetricData, PackageRecord
+from server.package_format import DriftEventData, LogData, Manifest, MetricData, PackageRecord
 from server.storage import ObjectStore
 from server.tracking import feed as mlflow_feed
 from server.tracking.bridge import RunBatch
@@ -39,15 +40,52 @@ logger = logging.getLogger(__name__)
 _LEDGER_INSERT = text(
     """
     INSERT INTO records (device_id, seq, package_id, kind, ts, priority, data, object_key)
-    SELECT :device_id, u.seq, :package_id, u.kind, u.ts, u.priority, u.data, u.object_key
+    SELECT u.device_id, u.seq, u.package_id, u.kind, u.ts, u.priority, u.data, u.object_key
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS u(seq bigint, kind text, ts timestamptz, priority integer, data jsonb, object_key text)
+         AS u(device_id text, seq bigint, package_id text, kind text, ts timestamptz, priority integer, data jsonb,
+              object_key text)
     ON CONFLICT (device_id, seq) DO NOTHING
-    RETURNING seq
+    RETURNING device_id, seq
+    """
+)
+# The first of several packages whose seq range holds records of another package of the same device.
+_OVERLAP = text(
+    """
+    SELECT u.first, u.last, o.package_id AS other
+    FROM jsonb_to_recordset(CAST(:ranges AS jsonb))
+         AS u(n integer, device_id text, package_id text, first bigint, last bigint)
+    CROSS JOIN LATERAL (
+        SELECT r.package_id FROM records r
+        WHERE r.device_id = u.device_id AND r.seq BETWEEN u.first AND u.last AND r.package_id <> u.package_id
+        LIMIT 1
+    ) AS o
+    ORDER BY u.n
+    LIMIT 1
     """
 )
 _UPLOAD_THREADS = 8  # concurrent object writes per package
 _REASONS_SHOWN = 10  # rejected blobs named in the package's error; the rest are counted
+
+
+class ObjectWrites:
+    """Object writes running on a pool while the import goes on; its transaction commits only after `wait`.
+
+    The names are derived from the records, so a write repeated after a rollback overwrites the same object."""
+
+    def __init__(self, pool: Executor) -> None:
+        self._pool = pool
+        self._futures: list[Future[None]] = []
+
+    def submit(self, write: Callable[..., None], *args: Any) -> None:
+        self._futures.append(self._pool.submit(write, *args))
+
+    def wait(self, *, raise_failure: bool = True) -> None:
+        """Wait for every write started; then raise the first failure, if any and if asked."""
+        futures, self._futures = self._futures, []
+        for future in futures:  # all of them finish: none is left writing once this returns or raises
+            future.exception()
+        for future in futures if raise_failure else ():
+            future.result()
 
 
 @dataclass
@@ -68,21 +106,68 @@ class _Typed:
 
 
 def import_package(
-    session: Session, store: ObjectStore, package: Package, unpacked: UnpackedPackage, *, with_mlflow: bool = True
+    session: Session, store: ObjectStore, package: Package, unpacked: UnpackedPackage, *, with_mlflow: bool = True,
+    writes: ObjectWrites | None = None,
 ) -> ImportSummary:
     """Import every record of `unpacked` in the caller's transaction; raises `PackageError`/`ConflictError`.
 
-    With `with_mlflow`, the summary carries the new records' MLflow batches."""
-    manifest = unpacked.manifest
-    typed = [_validate(r) for r in unpacked.records]
-    _check_overlap(session, package.device_id, package.id, manifest.seq_first, manifest.seq_last)
-    checked, rejected = _check_blobs(unpacked)
-    new_seqs = _insert_ledger(session, package, typed, checked)
-    summary = ImportSummary(total=len(typed), new=len(new_seqs), rejected_blobs=rejected)
-    logs: list[dict[str, Any]] = []
-    feed: list[mlflow_feed.FeedItem] = []
+    With `with_mlflow`, the summary carries the new records' MLflow batches. Objects are written before this
+    returns, or, given `writes`, started there: the caller then calls `writes.wait()` before it commits."""
+    return import_packages(session, store, [(package, unpacked)], with_mlflow=with_mlflow, writes=writes)[0]
+
+
+def import_packages(
+    session: Session, store: ObjectStore, items: list[tuple[Package, UnpackedPackage]], *, with_mlflow: bool = True,
+    writes: ObjectWrites | None = None,
+) -> list[ImportSummary]:
+    """Import several packages, of distinct devices, in the caller's transaction with one statement per table.
+
+    Raises `PackageError`/`ConflictError` for the first package that cannot be imported (the caller rolls back:
+    nothing of the others is kept either). Same results as importing them one by one, in fewer round trips."""
+    devices = [package.device_id for package, _ in items]
+    if len(set(devices)) != len(devices):
+        raise ValueError("a batch of imports holds at most one package per device")
+    typed = [[_validate(r) for r in unpacked.records] for _, unpacked in items]
+    _check_overlaps(session, [package for package, _ in items], [unpacked.manifest for _, unpacked in items])
+    checks = [_check_blobs(unpacked) for _, unpacked in items]
+    new_seqs = _insert_ledger(session, [(package, t, checked) for (package, _), t, (checked, _) in
+                                        zip(items, typed, checks, strict=True)])
+    # The devices' rows in the session at once (the feed reads each of them), held here: the identity map is weak.
+    device_rows = session.scalars(select(Device).where(Device.id.in_(devices))).all() if with_mlflow else []
+    summaries: list[ImportSummary] = []
     events: list[dict[str, Any]] = []
     metrics: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for (package, unpacked), package_typed, (checked, rejected) in zip(items, typed, checks, strict=True):
+        new = new_seqs.get(package.device_id, set())
+        summary, feed = _fan_out(store, package, unpacked, package_typed, checked, new, with_mlflow, writes,
+                                 events, metrics)
+        summary.rejected_blobs = rejected
+        if with_mlflow and feed:
+            summary.mlflow = mlflow_feed.build(session, package.device_id, unpacked.manifest.created, feed)
+        note = _rejection_note(rejected)
+        if note is not None:
+            logger.warning("package %s of device %s: %s", package.id, package.device_id, note)
+        manifest = unpacked.manifest
+        updates.append({"device_id": package.device_id, "id": package.id, "status": PackageStatus.imported.value,
+                        "imported_at": datetime.now(UTC), "error": note, "seq_first": manifest.seq_first,
+                        "seq_last": manifest.seq_last, "record_count": manifest.record_count})
+        summaries.append(summary)
+    _insert_many(session, DriftEvent, events, ["device_id", "seq"])
+    _insert_many(session, Metric, metrics, None)
+    session.execute(update(Package), updates)  # by primary key, one statement for all
+    del device_rows
+    return summaries
+
+
+def _fan_out(store: ObjectStore, package: Package, unpacked: UnpackedPackage, typed: list[_Typed],
+             checked: dict[int, images.ImageType], new_seqs: set[int], with_mlflow: bool,
+             writes: ObjectWrites | None, events: list[dict[str, Any]], metrics: list[dict[str, Any]],
+             ) -> tuple[ImportSummary, list[mlflow_feed.FeedItem]]:
+    """One package's new records as drift event and metric rows (appended), objects and MLflow feed items."""
+    summary = ImportSummary(total=len(typed), new=len(new_seqs))
+    logs: list[dict[str, Any]] = []
+    feed: list[mlflow_feed.FeedItem] = []
     uploads: list[tuple[str, PackageRecord, images.ImageType]] = []  # (bucket, record, checked image)
     for item in typed:
         kind = item.record.kind
@@ -109,24 +194,15 @@ def import_package(
             feed.append(mlflow_feed.FeedItem(item.record, {}))  # opens the run of a version seen first here
             if image is not None:
                 uploads.append(("prediction-images", item.record, image))
-    _store_blobs(store, package.device_id, unpacked, uploads)
-    _insert_many(session, DriftEvent, events, ["device_id", "seq"])
-    _insert_many(session, Metric, metrics, None)
+    _store_blobs(store, package.device_id, unpacked, uploads, writes)
     if logs:
         body = "\n".join(json.dumps(line, sort_keys=True) for line in logs).encode() + b"\n"
-        store.put_bytes("data-logs", f"{package.device_id}/{package.id}.jsonl", body, "application/x-ndjson")
-    if with_mlflow and feed:
-        summary.mlflow = mlflow_feed.build(session, package.device_id, manifest.created, feed)
-    note = _rejection_note(rejected)
-    if note is not None:
-        logger.warning("package %s of device %s: %s", package.id, package.device_id, note)
-    session.execute(
-        update(Package)
-        .where(Package.device_id == package.device_id, Package.id == package.id)
-        .values(status=PackageStatus.imported.value, imported_at=datetime.now(UTC), error=note,
-                seq_first=manifest.seq_first, seq_last=manifest.seq_last, record_count=manifest.record_count)
-    )
-    return summary
+        log_key = f"{package.device_id}/{package.id}.jsonl"
+        if writes is None:
+            store.put_bytes("data-logs", log_key, body, "application/x-ndjson")
+        else:
+            writes.submit(store.put_bytes, "data-logs", log_key, body, "application/x-ndjson")
+    return summary, feed
 
 
 def _check_blobs(unpacked: UnpackedPackage) -> tuple[dict[int, images.ImageType], list[str]]:
@@ -164,26 +240,28 @@ def _validate(record: PackageRecord) -> _Typed:
         raise PackageError(f"record seq {record.seq} ({record.kind}): {exc.errors()[0]['msg']}") from exc
 
 
-def _check_overlap(session: Session, device_id: str, package_id: str, first: int, last: int) -> None:
-    other = session.scalar(
-        select(Record.package_id)
-        .where(Record.device_id == device_id, Record.seq.between(first, last), Record.package_id != package_id)
-        .limit(1)
-    )
-    if other is not None:
-        raise ConflictError(f"seq range {first}..{last} overlaps records of package {other}", existing=other)
+def _check_overlaps(session: Session, packages: list[Package], manifests: list[Manifest]) -> None:
+    """`ConflictError` for the first package whose seq range holds records of another package of its device."""
+    ranges = [{"n": n, "device_id": p.device_id, "package_id": p.id, "first": m.seq_first, "last": m.seq_last}
+              for n, (p, m) in enumerate(zip(packages, manifests, strict=True))]
+    row = session.execute(_OVERLAP, {"ranges": json.dumps(ranges)}).first()
+    if row is not None:
+        raise ConflictError(f"seq range {row.first}..{row.last} overlaps records of package {row.other}",
+                            existing=row.other)
 
 
-def _insert_ledger(session: Session, package: Package, typed: list[_Typed],
-                   checked: dict[int, images.ImageType]) -> set[int]:
-    """Insert the package's records into the ledger; the seqs that were new."""
-    if not typed:
-        return set()
-    rows = [{"seq": t.record.seq, "kind": t.record.kind, "ts": _iso(t.record.ts), "priority": t.record.priority,
-             "data": t.record.data, "object_key": _blob_key(package.device_id, t.record.seq, checked.get(t.record.seq))}
-            for t in typed]
-    params = {"device_id": package.device_id, "package_id": package.id, "rows": json.dumps(rows)}
-    return set(session.scalars(_LEDGER_INSERT, params))
+def _insert_ledger(session: Session, packages: list[tuple[Package, list[_Typed], dict[int, images.ImageType]]],
+                   ) -> dict[str, set[int]]:
+    """Insert the packages' records into the ledger in one statement; the seqs that were new, by device."""
+    rows = [{"device_id": package.device_id, "package_id": package.id, "seq": t.record.seq, "kind": t.record.kind,
+             "ts": _iso(t.record.ts), "priority": t.record.priority, "data": t.record.data,
+             "object_key": _blob_key(package.device_id, t.record.seq, checked.get(t.record.seq))}
+            for package, typed, checked in packages for t in typed]
+    new: dict[str, set[int]] = {}
+    if rows:
+        for device_id, seq in session.execute(_LEDGER_INSERT, {"rows": json.dumps(rows)}):
+            new.setdefault(device_id, set()).add(seq)
+    return new
 
 
 def _blob_key(device_id: str, seq: int, image: images.ImageType | None) -> str | None:
@@ -192,7 +270,7 @@ def _blob_key(device_id: str, seq: int, image: images.ImageType | None) -> str |
 
 
 def _store_blobs(store: ObjectStore, device_id: str, unpacked: UnpackedPackage,
-                 uploads: list[tuple[str, PackageRecord, images.ImageType]]) -> None:
+                 uploads: list[tuple[str, PackageRecord, images.ImageType]], writes: ObjectWrites | None) -> None:
     """Write the checked blobs, a few at a time: each is a round trip to the object store."""
 
     def put(upload: tuple[str, PackageRecord, images.ImageType]) -> None:
@@ -203,6 +281,10 @@ def _store_blobs(store: ObjectStore, device_id: str, unpacked: UnpackedPackage,
         with path.open("rb") as source:
             store.put_file(bucket, key, source, path.stat().st_size, image.content_type)
 
+    if writes is not None:
+        for upload in uploads:
+            writes.submit(put, upload)
+        return
     if len(uploads) <= 1:
         for upload in uploads:
             put(upload)

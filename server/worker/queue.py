@@ -17,18 +17,19 @@ from server.db.models import Job, JobState, Package, PackageStatus
 
 IMPORT_PACKAGE = "import_package"
 
+# Several due jobs in one round trip; each is leased on its own (a worker that dies leaves all of them to the lease).
 _CLAIM = text(
     """
     UPDATE jobs SET state = 'running', locked_at = now(), attempts = attempts + 1
-    WHERE id = (
+    WHERE id IN (
         SELECT id FROM jobs
         WHERE (state = 'queued' AND run_after <= now())
            OR (state = 'running' AND locked_at < now() - make_interval(secs => :lease_s))
         ORDER BY run_after, id
         FOR UPDATE SKIP LOCKED
-        LIMIT 1
+        LIMIT :limit
     )
-    RETURNING id, kind, device_id, package_id, attempts
+    RETURNING id, kind, device_id, package_id, attempts, run_after
     """
 )
 
@@ -49,15 +50,30 @@ def enqueue_import(session: Session, device_id: str, package_id: str) -> None:
 
 def claim(session: Session, lease_s: int) -> ClaimedJob | None:
     """Take the next due job, or None; the caller commits."""
-    row = session.execute(_CLAIM, {"lease_s": lease_s}).first()
-    return ClaimedJob(row.id, row.kind, row.device_id, row.package_id, row.attempts) if row else None
+    jobs = claim_many(session, lease_s, 1)
+    return jobs[0] if jobs else None
+
+
+def claim_many(session: Session, lease_s: int, limit: int) -> list[ClaimedJob]:
+    """Take up to `limit` due jobs, the longest due first, in one statement; the caller commits."""
+    if limit < 1:
+        raise ValueError(f"claim limit must be at least 1, not {limit}")
+    rows = sorted(session.execute(_CLAIM, {"lease_s": lease_s, "limit": limit}),
+                  key=lambda row: (row.run_after, row.id))  # RETURNING keeps no order
+    return [ClaimedJob(row.id, row.kind, row.device_id, row.package_id, row.attempts) for row in rows]
 
 
 def complete(session: Session, job_id: int) -> None:
     """Mark a job done."""
-    session.execute(
-        update(Job).where(Job.id == job_id).values(state=JobState.done.value, finished_at=datetime.now(UTC))
-    )
+    complete_many(session, [job_id])
+
+
+def complete_many(session: Session, job_ids: list[int]) -> None:
+    """Mark jobs done, in one statement."""
+    if job_ids:
+        session.execute(
+            update(Job).where(Job.id.in_(job_ids)).values(state=JobState.done.value, finished_at=datetime.now(UTC))
+        )
 
 
 def backoff_s(attempts: int, base_s: float, max_s: float) -> float:

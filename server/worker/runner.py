@@ -1,4 +1,9 @@
-"""The worker loop: claim a job, fetch and unpack its package, import it, settle the job.
+"""The worker loop: claim a few jobs at once, fetch and unpack their packages, import them, settle the jobs.
+
+The jobs of one claim (`batch_size`, one round trip) are downloaded and unpacked a few at a time while the first
+ones are imported, and imported in one transaction (one commit); the lifecycle tags of their raw uploads are
+written in the background afterwards. A package that fails in a batch rolls the batch back, and each of its
+packages is then imported on its own, so a bad package is rejected exactly as if it had come alone.
 
 Between jobs it also steps the rollout controller and keeps the online TUF metadata fresh.
 
@@ -13,12 +18,17 @@ before it returns, and `run_forever` when it stops.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -28,40 +38,122 @@ from server.errors import ConflictError, NotFoundError, PackageError, StorageUna
 from server.registry import repository
 from server.rollouts import controller
 from server.worker import queue
-from server.worker.importers import import_package
-from server.worker.unpack import Limits, unpack
+from server.worker.importers import ObjectWrites, import_packages
+from server.worker.unpack import Limits, UnpackedPackage, unpack
 
 logger = logging.getLogger(__name__)
+
+
+_BATCH_JOBS = 8  # jobs claimed in one round trip and imported in one transaction
+_FETCH_THREADS = 4  # packages downloaded and unpacked at once, ahead of their import
+_STORE_THREADS = 8  # object writes (blobs, lifecycle tags) at once
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    object_key: str
+    unpacked: UnpackedPackage
 
 
 class Worker:
     """Processes import jobs with the given backends; several may run against one database."""
 
-    def __init__(self, backends: Backends) -> None:
+    def __init__(self, backends: Backends, batch_size: int = _BATCH_JOBS) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, not {batch_size}")
         self.backends = backends
         self.settings = backends.settings
         self.limits = Limits(self.settings.max_unpacked_bytes, self.settings.max_package_members)
+        self.batch_size = batch_size
         self._next_maintenance = 0.0  # monotonic time of the next rollout/metadata round
+        self._fetch_pool = ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="worker-fetch")
+        self._store_pool = ThreadPoolExecutor(_STORE_THREADS, thread_name_prefix="worker-store")
+        self._tagging: list[Future[None]] = []  # lifecycle tags of imported packages, written in the background
+        self._cleanup: list[Future[None]] = []  # work directories being removed
 
     def run_once(self) -> bool:
-        """Process at most one due job; False when the queue had nothing due."""
+        """Process the due jobs of one claim (at most `batch_size`); False when the queue had nothing due."""
+        return self._run_batch() > 0
+
+    def _run_batch(self) -> int:
         with self.backends.sessions() as session:
-            job = queue.claim(session, self.settings.job_lease_s)
+            jobs = queue.claim_many(session, self.settings.job_lease_s, self.batch_size)
             session.commit()
-        if job is None:
-            return False
-        if job.kind != queue.IMPORT_PACKAGE:
-            self._settle(lambda s: queue.park(s, job, f"unknown job kind {job.kind!r}", PackageStatus.parked))
-            return True
-        try:
-            self._import(job)
-        except (PackageError, ConflictError) as exc:
+        imports = [job for job in jobs if job.kind == queue.IMPORT_PACKAGE]
+        for job in jobs:
+            if job.kind != queue.IMPORT_PACKAGE:
+                self._settle(partial(queue.park, job=job, error=f"unknown job kind {job.kind!r}",
+                                     package_status=PackageStatus.parked))
+        if imports:
+            workdir = Path(tempfile.mkdtemp(prefix="tinysphere-import-"))
+            try:
+                self._import_batch(imports, workdir)
+            finally:  # the unpacked files go in the background: thousands of unlinks are no import's business
+                self._cleanup = [f for f in self._cleanup if not f.done()]
+                self._cleanup.append(self._fetch_pool.submit(shutil.rmtree, workdir, True))
+        return len(jobs)
+
+    def _import_batch(self, jobs: list[queue.ClaimedJob], workdir: Path) -> None:
+        """Fetch the packages of `jobs` concurrently, then import them in one transaction.
+
+        If any of them fails there, the transaction is rolled back and each is imported again on its own, so
+        one bad package is rejected (or retried) as if it had come alone and costs the others nothing."""
+        with self.backends.sessions() as session:
+            keys = {(row.device_id, row.id): row.object_key for row in session.execute(
+                select(Package.device_id, Package.id, Package.object_key)
+                .where(tuple_(Package.device_id, Package.id).in_([(j.device_id, j.package_id) for j in jobs])))}
+        fetches = {job.id: self._fetch_pool.submit(self._fetch, job, keys.get((job.device_id, job.package_id)),
+                                                   workdir / str(job.id)) for job in jobs}
+        ready: list[tuple[queue.ClaimedJob, _Fetched]] = []
+        for job in jobs:
+            try:
+                ready.append((job, fetches[job.id].result()))
+            except Exception as exc:  # noqa: BLE001 - settled like a failed import
+                self._settle_failure(job, exc)
+        while ready:  # one package per device in a transaction: a device's packages go in their order
+            firsts: dict[str, tuple[queue.ClaimedJob, _Fetched]] = {}
+            later: list[tuple[queue.ClaimedJob, _Fetched]] = []
+            for item in ready:
+                if item[0].device_id in firsts:
+                    later.append(item)
+                else:
+                    firsts[item[0].device_id] = item
+            self._import_or_split(list(firsts.values()))
+            ready = later
+
+    def _import_or_split(self, batch: list[tuple[queue.ClaimedJob, _Fetched]]) -> None:
+        if len(batch) > 1:
+            try:
+                self._import(batch)
+                return
+            except Exception as exc:  # noqa: BLE001 - each is tried alone below, which settles it
+                logger.info("batch of %d packages rolled back, importing them one by one: %s: %s", len(batch),
+                            type(exc).__name__, exc)
+        for job, fetched in batch:
+            try:
+                self._import([(job, fetched)])
+            except Exception as exc:  # noqa: BLE001
+                self._settle_failure(job, exc)
+
+    def _fetch(self, job: queue.ClaimedJob, object_key: str | None, workdir: Path) -> _Fetched:
+        """Download and unpack one package (in a fetch thread)."""
+        if object_key is None:
+            raise PackageError("package row is missing", job.package_id)
+        workdir.mkdir()
+        archive = workdir / "package.tar.gz"
+        with archive.open("wb") as target:
+            self.backends.store.download("packages", object_key, target)
+        unpacked = unpack(archive, workdir / "files", self.limits, job.device_id, job.package_id)
+        archive.unlink()
+        return _Fetched(object_key, unpacked)
+
+    def _settle_failure(self, job: queue.ClaimedJob, exc: Exception) -> None:
+        if isinstance(exc, (PackageError, ConflictError)):
             reason = str(exc)
             logger.warning("package %s of %s rejected: %s", job.package_id, job.device_id, reason)
             self._settle(lambda s: queue.park(s, job, reason, PackageStatus.rejected))
-        except Exception as exc:
+        else:
             self._failed(job, exc)
-        return True
 
     def run_forever(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> None:
         """Poll the queue until `stop` is set; an unreachable database only delays. `tick` runs each round."""
@@ -85,6 +177,7 @@ class Worker:
                 delay = min(delay * 2, 30.0)
             if not busy:
                 stop.wait(delay)
+        self._finish_tagging()
         if self.backends.mlflow is not None:
             self.backends.mlflow.flush()
 
@@ -105,34 +198,52 @@ class Worker:
     def drain(self, max_jobs: int = 10_000) -> int:
         """Run every job that is due now; returns how many ran (tests, `worker --once`)."""
         count = 0
-        while count < max_jobs and self.run_once():
-            count += 1
+        while count < max_jobs:
+            claimed = self._run_batch()
+            if not claimed:
+                break
+            count += claimed
+        self._finish_tagging()
         if self.backends.mlflow is not None:
             self.backends.mlflow.flush()
         return count
 
-    def _import(self, job: queue.ClaimedJob) -> None:
-        with tempfile.TemporaryDirectory(prefix="tinysphere-import-") as tmp:
-            workdir = Path(tmp)
-            with self.backends.sessions() as session:
-                package = session.get(Package, {"device_id": job.device_id, "id": job.package_id})
-                if package is None:
-                    raise PackageError("package row is missing", job.package_id)
-                archive = workdir / "package.tar.gz"
-                with archive.open("wb") as target:
-                    self.backends.store.download("packages", package.object_key, target)
-                unpacked = unpack(archive, workdir / "files", self.limits, package.device_id, package.id)
-                mlflow = self.backends.mlflow
-                summary = import_package(session, self.backends.store, package, unpacked,
-                                         with_mlflow=mlflow is not None)
-                queue.complete(session, job.id)
-                session.commit()
-                object_key = package.object_key
-        if mlflow is not None:
-            mlflow.add(summary.mlflow)
-        self._mark_imported(object_key)
-        logger.info("imported package %s of %s: %d records, %d new", job.package_id, job.device_id, summary.total,
-                    summary.new)
+    def _import(self, batch: list[tuple[queue.ClaimedJob, _Fetched]]) -> None:
+        """Import fetched packages in one transaction; after it committed, hand their batches to MLflow."""
+        mlflow = self.backends.mlflow
+        writes = ObjectWrites(self._store_pool)  # every object is written before the commit
+        with self.backends.sessions() as session:
+            try:
+                packages = {(p.device_id, p.id): p for p in session.scalars(
+                    select(Package).where(tuple_(Package.device_id, Package.id).in_(
+                        [(job.device_id, job.package_id) for job, _ in batch])))}
+                items = []
+                for job, fetched in batch:
+                    package = packages.get((job.device_id, job.package_id))
+                    if package is None:
+                        raise PackageError("package row is missing", job.package_id)
+                    items.append((package, fetched.unpacked))
+                summaries = import_packages(session, self.backends.store, items, with_mlflow=mlflow is not None,
+                                            writes=writes)
+                queue.complete_many(session, [job.id for job, _ in batch])
+            except BaseException:
+                writes.wait(raise_failure=False)  # none left writing; the import's own error is the one raised
+                raise
+            writes.wait()  # raises the first failed write, and the transaction is rolled back
+            session.commit()
+        for (job, fetched), summary in zip(batch, summaries, strict=True):
+            if mlflow is not None:
+                mlflow.add(summary.mlflow)
+            self._tagging.append(self._store_pool.submit(self._mark_imported, fetched.object_key))
+            logger.info("imported package %s of %s: %d records, %d new", job.package_id, job.device_id,
+                        summary.total, summary.new)
+        self._tagging = [future for future in self._tagging if not future.done()]
+
+    def _finish_tagging(self) -> None:
+        """Wait for the lifecycle tags written and the work directories removed in the background."""
+        for future in self._tagging + self._cleanup:
+            future.result()  # _mark_imported logs its own failures; rmtree ignores its own
+        self._tagging, self._cleanup = [], []
 
     def _mark_imported(self, object_key: str) -> None:
         """Let the `packages` lifecycle rule expire the raw upload; its records are in the database now."""
