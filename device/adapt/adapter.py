@@ -119,8 +119,13 @@ class Adapter:
         events = []
         for cluster in clusters:
             named = self.pseudo.name(cluster, self.classifier, self.scale)
-            if named is not None:
-                events.append(self._join(cluster, *named))
+            if named is None:
+                continue
+            event = self._join(cluster, *named)
+            if event is not None:
+                events.append(event)
+            elif named[1] == "new_class":  # no member joined: the name was not used
+                self.pseudo.release(named[0])
         if snapshot is not None and events:
             if self.probation.watch is not None:  # a search during a probation: judged with it
                 self.probation.watch.events.extend(events)
@@ -128,8 +133,9 @@ class Adapter:
                 self.probation.start(snapshot, events)
         return events
 
-    def _join(self, cluster: Cluster, label: str, reason: str) -> Event:
-        """Add the most central members of `cluster` to the reference set as `label`."""
+    def _join(self, cluster: Cluster, label: str, reason: str) -> Event | None:
+        """Add the most central members of `cluster` to the reference set as `label`; None when none of them
+        may join (all too close to the bundle's samples, or no room): its members leave the quarantine unnamed."""
         cfg = self.config
         rows = list(range(min(cfg.join_size, len(cluster.seqs))))
         if reason == "new_class":  # members close to a known class would take its frames: they stay out
@@ -137,6 +143,14 @@ class Adapter:
             rows = [i for i in rows if far[i]]
         rows = rows[: self._make_room(len(rows))]
         joined = [int(cluster.seqs[i]) for i in rows]
+        if not joined:
+            self.quarantine.remove(cluster.seqs.tolist())
+            log.info(
+                "cluster of %d samples not pseudo-labelled %s: none of its central members may join",
+                len(cluster.seqs),
+                label,
+            )
+            return None
         for i in rows:
             self.classifier.add(cluster.vectors[i], label, origin=int(cluster.seqs[i]), weight=cfg.pseudo_weight)
         self.guesses.update(joined)

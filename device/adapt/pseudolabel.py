@@ -185,6 +185,11 @@ class PseudoLabeler:
         """The pseudo-label whose cluster held `seq`, if any."""
         return next((name for name, seqs in self.clusters.items() if seq in seqs), None)
 
+    def release(self, label: str) -> None:
+        """Give back the number of the new class `label` just named, when it was not used after all."""
+        if label == f"{NEW_CLASS_PREFIX}{self.next_id - 1}" and label not in self.clusters:
+            self.next_id -= 1
+
     def forget(self, label: str) -> None:
         self.clusters.pop(label, None)
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 from device.adapt import AdaptConfig, Adapter
 from device.capture import open_source
 from device.pipeline.pipeline import Pipeline
-from tests.device.adapt.worlds import CONFIG, true_class
+from tests.device.adapt.worlds import CONFIG, DRIFT, true_class
 
 BUNDLE = Path(__file__).resolve().parents[3] / "device" / "models" / "digits"
 
@@ -64,6 +65,22 @@ def test_joined_samples_leave_the_quarantine(world, adapter, stream):
     events = stream(range(65))
     assert events[64][0]["sizes"]["quarantine"] == len(adapter.quarantine) == 17
     assert not any(seq in adapter.quarantine for seq in events[64][0]["seqs"])
+
+
+def test_a_new_cluster_none_of_whose_members_may_join_is_not_named(world, stream):
+    """Every central member within `join_distance` of the bundle's samples: nothing joins, no `unknown-N` is
+    used up, and the members leave the quarantine (the next search does not find them again)."""
+    adapter = Adapter(world.knn, dataclasses.replace(CONFIG, join_distance=1000.0), clock=lambda: 1000.0)
+    before = world.knn.snapshot()
+    for seq in range(65):
+        assert adapter.observe(world.result(seq, true_class(seq)), drifting=seq >= DRIFT) == []
+    assert adapter.pseudo.next_id == 1 and not adapter.pseudo.clusters and not adapter.probation.active
+    assert len(adapter.quarantine) == 17 and adapter.stats()["adaptations"] == 0
+    np.testing.assert_array_equal(world.knn.snapshot().labels, before.labels)
+    later = dataclasses.replace(CONFIG, join_distance=0.0)  # the same adapter, members allowed to join again
+    adapter.config = later
+    events = [e for seq in range(65, 120) for e in adapter.observe(world.result(seq, true_class(seq)), True)]
+    assert events and events[0]["label"] == "unknown-1"
 
 
 def test_rollback_when_confidence_collapses(world, adapter, stream):

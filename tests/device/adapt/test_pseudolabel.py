@@ -94,6 +94,22 @@ def test_naming_new_known_and_ambiguous_clusters():
     assert labeller.name(between, knn, scale=0.5) is None
 
 
+def test_a_released_name_is_given_again_and_only_the_last_one_is_released():
+    rng = np.random.default_rng(3)
+    knn = KNNClassifier(k=3).fit(np.concatenate([blob(rng, 0.0, 10), blob(rng, 1.0, 10)]), np.repeat(["a", "b"], 10))
+    labeller = PseudoLabeler(AdaptConfig(new_class_distance=1.0))
+    far = find_cluster(np.arange(8), blob(rng, 6.0, 8), radius=1.0, min_size=4)
+    assert far is not None
+    assert labeller.name(far, knn, scale=0.5) == ("unknown-1", "new_class")
+    labeller.release("unknown-1")
+    assert labeller.name(far, knn, scale=0.5) == ("unknown-1", "new_class")
+    labeller.remember("unknown-1", far.seqs)
+    labeller.release("unknown-1")  # in use: kept
+    assert labeller.name(far, knn, scale=0.5) == ("unknown-2", "new_class")
+    labeller.release("unknown-1")  # not the last one named: nothing to give back
+    assert labeller.next_id == 3
+
+
 def test_a_cluster_beside_a_pseudo_label_is_a_new_class_and_never_joins_it():
     rng = np.random.default_rng(5)
     knn = KNNClassifier(k=3).fit(np.concatenate([blob(rng, 0.0, 10), blob(rng, 1.0, 10)]), np.repeat(["a", "b"], 10))
