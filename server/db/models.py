@@ -365,3 +365,16 @@ class IdempotencyKey(Base):
     answer: Mapped[bytes | None] = mapped_column(LargeBinary)  # None only inside the creating transaction
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class MlflowRun(Base):
+    """A (device, model version) whose MLflow run exists; the worker opens the run of a version a heartbeat
+    reported and this table does not hold yet (`server.tracking.reported`)."""
+
+    __tablename__ = "mlflow_runs"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)  # as runs are keyed: `tracking.runs.safe_name`
+    model: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

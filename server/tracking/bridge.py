@@ -106,6 +106,7 @@ class MlflowBridge:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0  # consecutive failed flushes, for the backoff
+        self._opened: list[tuple[RunKey, str]] = []  # runs resolved for the first time, until `take_opened`
 
     def add(self, batches: Iterable[RunBatch]) -> None:
         """Queue committed data for MLflow; never blocks on MLflow."""
@@ -126,6 +127,17 @@ class MlflowBridge:
     def client(self) -> MlflowClient:
         """The tracking client (for one-shot tools such as `server.tracking.migrate`)."""
         return self._client
+
+    def waiting(self) -> set[tuple[str, str]]:
+        """The (device id, version) of every run with a batch waiting to be sent."""
+        with self._lock:
+            return {(key.device_id, key.version) for key in self._pending}
+
+    def take_opened(self) -> list[tuple[RunKey, str]]:
+        """The runs (key, run id) this bridge found or created since the last call, for the database to keep."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        return opened
 
     def pending(self) -> int:
         """How many metrics, samples and log lines wait to be sent."""
@@ -197,7 +209,11 @@ class MlflowBridge:
 
     def _send(self, batch: RunBatch) -> None:
         """Send one run's batch; what was sent leaves the batch, so a failure keeps only the rest."""
+        first = not self.runs.cached(batch.key)
         run_id = self.runs.run_id(batch.key, batch.tags)
+        if first:
+            with self._lock:
+                self._opened.append((batch.key, run_id))
         known = self.runs.tags.setdefault(run_id, {})
         changed = [RunTag(k, v) for k, v in batch.tags.items() if known.get(k) != v]
         while batch.metrics or changed:

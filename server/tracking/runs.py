@@ -76,6 +76,10 @@ class RunDirectory:
         self._experiments[model] = str(experiment.experiment_id)
         return self._experiments[model]
 
+    def cached(self, key: RunKey) -> bool:
+        """True if the run of `key` was found or created before (no MLflow call to resolve it)."""
+        return key in self._runs
+
     def run_id(self, key: RunKey, tags: dict[str, str]) -> str:
         """The run of `key`: cached, else found by its tags, else created with `tags`."""
         if key in self._runs:

@@ -12,7 +12,8 @@ store are retried with backoff and parked after `job_max_attempts`. Nothing is d
 
 MLflow is off this path: a committed import hands its batch to the bridge, whose flusher thread sends it
 (`server.tracking.bridge`); an MLflow outage delays the MLflow record, never an import. `drain` flushes
-before it returns, and `run_forever` when it stops.
+before it returns, and `run_forever` when it stops. Every `run_scan_s`, `run_forever` also asks the bridge for
+the run of each model version a heartbeat reported that has no run yet (`server.tracking.reported`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from server.db.models import Package, PackageStatus
 from server.errors import ConflictError, NotFoundError, PackageError, StorageUnavailableError
 from server.registry import repository
 from server.rollouts import controller
+from server.tracking import reported
 from server.worker import queue
 from server.worker.importers import ObjectWrites, import_packages
 from server.worker.unpack import Limits, UnpackedPackage, unpack
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 _BATCH_JOBS = 8  # jobs claimed in one round trip and imported in one transaction
 _FETCH_THREADS = 4  # packages downloaded and unpacked at once, ahead of their import
 _STORE_THREADS = 8  # object writes (blobs, lifecycle tags) at once
+_RUN_SCAN_S = 10.0  # how often the devices' reported model versions are checked for a missing MLflow run
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class Worker:
         self.limits = Limits(self.settings.max_unpacked_bytes, self.settings.max_package_members)
         self.batch_size = batch_size
         self._next_maintenance = 0.0  # monotonic time of the next rollout/metadata round
+        self.run_scan_s = _RUN_SCAN_S
+        self._next_run_scan = 0.0  # monotonic time of the next scan for reported versions without a run
         self._fetch_pool = ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="worker-fetch")
         self._store_pool = ThreadPoolExecutor(_STORE_THREADS, thread_name_prefix="worker-store")
         self._tagging: list[Future[None]] = []  # lifecycle tags of imported packages, written in the background
@@ -163,6 +168,7 @@ class Worker:
             if tick is not None:
                 tick()
             self.maintain()
+            self._scan_reported_runs()
             try:
                 busy = self.run_once()
                 delay = self.settings.worker_poll_s
@@ -194,6 +200,27 @@ class Worker:
                     session.commit()
         except Exception:  # noqa: BLE001 - the next round tries again; the import loop must go on
             logger.exception("rollout controller or metadata refresh failed")
+
+    def _scan_reported_runs(self) -> None:
+        """`open_reported_runs`, at most every `run_scan_s`; a failure waits for the next round."""
+        now = time.monotonic()
+        if now < self._next_run_scan:
+            return
+        self._next_run_scan = now + self.run_scan_s
+        try:
+            self.open_reported_runs()
+        except Exception:  # noqa: BLE001 - the import loop must go on
+            logger.exception("scan for reported model versions without an mlflow run failed")
+
+    def open_reported_runs(self) -> int:
+        """Ask MLflow (through the bridge, off this thread) for the run of every model version a heartbeat reported
+        that has none yet; how many were asked for (`server.tracking.reported`)."""
+        if self.backends.mlflow is None:
+            return 0
+        with self.backends.sessions() as session:
+            asked = reported.open_reported_runs(session, self.backends.mlflow)
+            session.commit()
+        return asked
 
     def drain(self, max_jobs: int = 10_000) -> int:
         """Run every job that is due now; returns how many ran (tests, `worker --once`)."""
