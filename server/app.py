@@ -58,6 +58,7 @@ def create_app(backends: Backends) -> FastAPI:
     app = FastAPI(title="TinySphere", version="1", lifespan=lifespan, openapi_url="/openapi.json" if docs else None,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.state.backends = backends
+    heartbeat.install(app, API_PREFIX)  # innermost: the middleware below apply to the heartbeats it answers
     app.add_middleware(BodyLimit, limit=backends.settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 answers get the headers too
     metrics.install(app, backends)  # outside the body limit: its 413 answers are observed too
