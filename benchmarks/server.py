@@ -6,10 +6,11 @@ loopback: a closed loop of concurrent connections cycling through the devices (t
 open loop at a fixed rate (latency at that load). In the same run, the same closed loop against a bare
 Starlette route doing the same work (SHA-256 of the secret, the heartbeat's one `UPDATE … RETURNING` on a
 psycopg async connection, a small JSON answer; one uvicorn worker too) gives the floor the route is compared
-with (`heartbeat_vs_bare`). Finally it times packages from upload to imported (worker, objects and MLflow run
-included) with one `tinysphere worker` process, then with two. Packages are what a device sends: about 30 s
-at 5 fps (150 predictions, 3 metric records, 3 drift events with their JPEG samples), built by the device's
-own packer.
+with (`heartbeat_vs_bare`); the CPU time each server process spends per heartbeat (`heartbeat_server_cpu_us`,
+`heartbeat_cpu_vs_bare`) is steadier than the rates on a shared machine. Finally it times packages from upload to
+imported (worker, objects and MLflow run included) with one `tinysphere worker` process, then with two. Packages
+are what a device sends: about 30 s at 5 fps (150 predictions, 3 metric records, 3 drift events with their JPEG
+samples), built by the device's own packer. `--only heartbeat` or `--only ingest` runs one half.
 
     python -m benchmarks.server --json
 """
@@ -72,6 +73,12 @@ def _wait_healthy(base: str, what: str, timeout_s: float = 60.0) -> None:
             time.sleep(0.2)
     raise RuntimeError(f"{what} did not start")
 
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of process `pid` so far (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Stack:
     """A bench database plus the API and worker processes configured for it."""
 
@@ -91,19 +98,21 @@ class Stack:
                     "TINYSPHERE_MLFLOW_TRACKING_URI": env["TINYMLOPS_TEST_MLFLOW_URI"],
                     "TINYSPHERE_WORKER_POLL_S": "0.2"}
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.api_pid = 0
 
     def start_api(self) -> str:
         argv = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--port", str(self.port),
                 "--no-access-log", "--no-worker"]
         api = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.processes.append(api)
+        self.api_pid = api.pid
         assert api.stdout is not None
         token = api.stdout.readline().decode().split()[-1]
         _wait_healthy(self.base, "API")
         return token
 
     def start_bare(self) -> str:
-        """The bare same-work route in a process of its own; returns its base URL."""
+        """The bare same-work route in a process of its own (started last); returns its base URL."""
         port = _free_port()
         argv = [sys.executable, "-m", "benchmarks.server", "--serve-bare", str(port)]
         self.processes.append(subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -155,7 +164,10 @@ async def _enroll(http: aiohttp.ClientSession, base: str, token: str, count: int
 
 
 async def _heartbeats(http: aiohttp.ClientSession, base: str, devices: list[tuple[str, str]],
-                      concurrency: int, duration_s: float) -> dict[str, float]:
+                      concurrency: int, duration_s: float, server_pid: int | None = None) -> dict[str, float]:
+    """A closed loop: `concurrency` connections each sending its next heartbeat once the last one is answered.
+    With `server_pid`, also the CPU time that server process spent per heartbeat: steadier than the rate on a
+    shared machine, since what other processes take does not count."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration_s
@@ -176,14 +188,18 @@ async def _heartbeats(http: aiohttp.ClientSession, base: str, devices: list[tupl
                     errors += 1
             latencies.append(time.perf_counter() - start)
 
+    cpu = _cpu_s(server_pid) if server_pid else 0.0
     began = time.perf_counter()
     await asyncio.gather(*(connection(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - began
     latencies.sort()
-    return {"heartbeat_rps": round(len(latencies) / elapsed, 1),
-            "heartbeat_p50_ms": round(1000 * statistics.median(latencies), 2),
-            "heartbeat_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
-            "heartbeat_errors": errors, "heartbeat_concurrency": concurrency}
+    result = {"heartbeat_rps": round(len(latencies) / elapsed, 1),
+              "heartbeat_p50_ms": round(1000 * statistics.median(latencies), 2),
+              "heartbeat_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
+              "heartbeat_errors": errors, "heartbeat_concurrency": concurrency}
+    if server_pid:
+        result["heartbeat_server_cpu_us"] = round(1e6 * (_cpu_s(server_pid) - cpu) / len(latencies))
+    return result
 
 
 async def _open_loop(http: aiohttp.ClientSession, base: str, devices: list[tuple[str, str]], rate: float,
@@ -336,14 +352,19 @@ async def _heartbeat_half(stack: Stack, http: aiohttp.ClientSession, devices: li
     """Closed and open loop against the API, then the closed loop against the bare route (its process stopped)."""
     await _heartbeats(http, stack.base, devices, args.concurrency, 2.0)  # warm-up
     result: dict[str, Any] = {}
-    result.update(await _heartbeats(http, stack.base, devices, args.concurrency, args.duration_s))
+    result.update(await _heartbeats(http, stack.base, devices, args.concurrency, args.duration_s,
+                                    stack.api_pid))
     result.update(await _open_loop(http, stack.base, devices, args.rate, args.duration_s))
     bare = stack.start_bare()
     await _heartbeats(http, bare, devices, args.concurrency, 2.0)  # warm-up
-    floor = await _heartbeats(http, bare, devices, args.concurrency, args.duration_s)
+    floor = await _heartbeats(http, bare, devices, args.concurrency, args.duration_s,
+                              stack.processes[-1].pid)  # the bare route's process, started last
     result.update({"bare_heartbeat_rps": floor["heartbeat_rps"], "bare_heartbeat_p99_ms": floor["heartbeat_p99_ms"],
                    "bare_heartbeat_errors": floor["heartbeat_errors"],
-                   "heartbeat_vs_bare": round(result["heartbeat_rps"] / floor["heartbeat_rps"], 2)})
+                   "bare_heartbeat_server_cpu_us": floor["heartbeat_server_cpu_us"],
+                   "heartbeat_vs_bare": round(result["heartbeat_rps"] / floor["heartbeat_rps"], 2),
+                   "heartbeat_cpu_vs_bare": round(result["heartbeat_server_cpu_us"]
+                                                  / floor["heartbeat_server_cpu_us"], 2)})
     stack.stop_last()  # the bare route's process: it must not compete with the workers
     return result
 
