@@ -17,6 +17,10 @@ about, does not depend on it (each process has its own); only CPU is shared, and
 far from saturating two cores (the frames each inference service processed are reported to show it).
 Running them one after the other would double the time and compare two different loads.
 
+Without `--server-url` the inference service has no server: it waits to be provisioned, and loads no sync client
+(aiohttp). `--server-url http://127.0.0.1:9` (a closed port) is a device that syncs with a server that never
+answers: the whole sync client loaded, its thread retrying, as a provisioned device while its server is down.
+
 Where the memory goes: at the end of the window, /proc/<pid>/smaps_rollup (anonymous vs file-backed)
 and /proc/<pid>/smaps grouped by what is mapped (a shared object by its file name, `[heap]`, and the
 nameless anonymous mappings: malloc arenas, large numpy arrays, the TFLite arena, thread stacks); an
@@ -79,7 +83,7 @@ def image_env(tree: Path) -> dict[str, str]:
     env: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("ENV "):
-            env.update(item.split("=", 1) for item in shlex.split(line[4:], comments=True) if "=" in item)
+            env.update(item.partition("=")[::2] for item in shlex.split(line[4:], comments=True) if "=" in item)
     env.pop("PATH", None)
     return env
 
@@ -224,20 +228,29 @@ def _frames(data_dir: Path) -> int | None:
         return None
 
 
+def device_config(work: Path, fps: float, bundle: Path, commit_s: float | None = None,
+                  server_url: str | None = None) -> dict[str, Any]:
+    """The services' configuration: data in `work`, the synthetic camera at `fps`, `bundle`'s model; with
+    `server_url` the inference service syncs (its sync client loaded and retrying, whether or not it answers)."""
+    return {
+        "device": {"data_dir": str(work), "health_port": 0},
+        "camera": {"source": "digits", "fps": fps, "realtime": True},
+        "feature_extractor": {"bundle": str(bundle)},
+        "outbox": {} if commit_s is None else {"commit_interval_s": commit_s},
+        **({"sync": {"server_url": server_url}} if server_url else {}),
+    }
+
+
 class Pair:
     """The two services of one source tree, sharing one data directory."""
 
-    def __init__(self, tree: Path, work: Path, scratch: Path, fps: float, bundle: Path, commit_s: float | None):
+    def __init__(self, tree: Path, work: Path, scratch: Path, fps: float, bundle: Path, commit_s: float | None,
+                 server_url: str | None = None):
         self.tree, self.data, self.env = tree, work, image_env(tree)
         scratch.mkdir()
         self.scratch = scratch
         config = work / "device.json"
-        config.write_text(json.dumps({
-            "device": {"data_dir": str(work), "health_port": 0},
-            "camera": {"source": "digits", "fps": fps, "realtime": True},
-            "feature_extractor": {"bundle": str(bundle)},
-            "outbox": {} if commit_s is None else {"commit_interval_s": commit_s},
-        }))
+        config.write_text(json.dumps(device_config(work, fps, bundle, commit_s, server_url)))
         self.services = [start(tree, name, config, scratch) for name in SERVICES]
         self.samples: dict[str, dict[str, Any]] = {}
         self.sampled_at = 0.0
@@ -302,7 +315,7 @@ def worktree(ref: str) -> Iterator[Path]:
 
 
 def run(seconds: float, fps: float, bundle: Path, commit_s: float | None = None,
-        baseline: str | None = None) -> dict[str, Any]:
+        baseline: str | None = None, server_url: str | None = None) -> dict[str, Any]:
     """Run the current tree's services (and `baseline`'s beside them) for `seconds`; the measured figures."""
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tinylcm-bench-")))
@@ -315,7 +328,8 @@ def run(seconds: float, fps: float, bundle: Path, commit_s: float | None = None,
         try:
             for label, tree in trees.items():
                 (work / str(len(pairs))).mkdir()
-                pairs[label] = Pair(tree, work / str(len(pairs)), scratch / str(len(pairs)), fps, bundle, commit_s)
+                pairs[label] = Pair(tree, work / str(len(pairs)), scratch / str(len(pairs)), fps, bundle, commit_s,
+                                    server_url)
             time.sleep(seconds)
             for pair in pairs.values():
                 pair.sample()
@@ -326,6 +340,7 @@ def run(seconds: float, fps: float, bundle: Path, commit_s: float | None = None,
             "model": bundle.name,
             "seconds": seconds,
             "fps": fps,
+            "server_url": server_url,
             "load_average_1m": {"start": round(load_before[0], 2), "end": round(load_after[0], 2)},
             **{label: pair.report(seconds, codes[label]) for label, pair in pairs.items()},
             "note": "x86-64 with ai-edge-litert; pandas and boto3 blocked as in the device image",
@@ -340,9 +355,12 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=FIXTURE)
     parser.add_argument("--commit-s", type=float, help="outbox.commit_interval_s (default: the shipped one)")
     parser.add_argument("--baseline", metavar="REF", help="also run this git ref's services, side by side")
+    parser.add_argument("--server-url", help="the inference services sync with this server (default: none, so "
+                        "they wait to be provisioned); a closed port such as http://127.0.0.1:9 loads and runs the "
+                        "whole sync client against a server that never answers")
     parser.add_argument("--json", action="store_true", help="print JSON on one line (default: indented)")
     args = parser.parse_args()
-    result = run(args.seconds, args.fps, args.bundle.resolve(), args.commit_s, args.baseline)
+    result = run(args.seconds, args.fps, args.bundle.resolve(), args.commit_s, args.baseline, args.server_url)
     print(json.dumps(result, indent=None if args.json else 2))
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from benchmarks.device import ROOT, _group, _written_once, image_env, traced_writes
+from benchmarks.device import ROOT, _group, _written_once, device_config, image_env, traced_writes
 
 DATA = "/tmp/bench/0"
 TRACE = f"""\
@@ -43,3 +43,13 @@ def test_the_services_run_with_the_runtime_environment_of_the_image() -> None:
     env = image_env(ROOT)
     assert env["OPENBLAS_NUM_THREADS"] == "1" and env["MALLOC_ARENA_MAX"] == "2"
     assert "PATH" not in env and not any(key.startswith("PIP_") for key in env)  # the build stage's are not the image's
+
+
+def test_the_devices_sync_only_with_a_server_url(tmp_path: Path) -> None:
+    config = device_config(tmp_path, 5.0, tmp_path / "bundle")
+    assert "sync" not in config and config["camera"] == {"source": "digits", "fps": 5.0, "realtime": True}
+    synced = device_config(tmp_path, 5.0, tmp_path / "bundle", commit_s=2.0, server_url="http://127.0.0.1:9")
+    assert synced["sync"] == {"server_url": "http://127.0.0.1:9"} and synced["outbox"] == {"commit_interval_s": 2.0}
+    from device.config import parse_config  # both are configurations the device accepts
+
+    assert parse_config(synced).sync.server_url == "http://127.0.0.1:9" and parse_config(config).sync.server_url == ""
