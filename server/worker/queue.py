@@ -76,6 +76,17 @@ def complete_many(session: Session, job_ids: list[int]) -> None:
         )
 
 
+def release(session: Session, jobs: list[ClaimedJob]) -> None:
+    """Give back claimed jobs that were not started: queued again, due now, their claim not counted as an attempt."""
+    if jobs:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([job.id for job in jobs]), Job.state == JobState.running.value)
+            .values(state=JobState.queued.value, locked_at=None, attempts=Job.attempts - 1,
+                    run_after=datetime.now(UTC))
+        )
+
+
 def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
     """Full-jitter exponential backoff after `attempts` failures."""
     ceiling: float = min(max_s, base_s * 2 ** (attempts - 1))

@@ -1,9 +1,10 @@
 """The worker loop: claim a few jobs at once, fetch and unpack their packages, import them, settle the jobs.
 
-The jobs of one claim (`batch_size`, one round trip) are downloaded and unpacked a few at a time while the first
-ones are imported, and imported in one transaction (one commit); the lifecycle tags of their raw uploads are
-written in the background afterwards. A package that fails in a batch rolls the batch back, and each of its
-packages is then imported on its own, so a bad package is rejected exactly as if it had come alone.
+The jobs of one claim (`batch_size`, one round trip) are downloaded and unpacked a few at a time while the claim
+before them is imported, and imported in one transaction (one commit); the lifecycle tags of their raw uploads
+are written in the background afterwards. Jobs claimed ahead are given back when the worker stops. A package that
+fails in a batch rolls the batch back, and each of its packages is then imported on its own, so a bad package is
+rejected exactly as if it had come alone.
 
 Between jobs it also steps the rollout controller and keeps the online TUF metadata fresh.
 
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -58,6 +59,15 @@ class _Fetched:
     unpacked: UnpackedPackage
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """The import jobs of one claim, with their packages being downloaded and unpacked under `workdir`."""
+
+    jobs: list[queue.ClaimedJob]
+    workdir: Path
+    fetches: dict[int, Future[_Fetched]]  # by job id
+
+
 class Worker:
     """Processes import jobs with the given backends; several may run against one database."""
 
@@ -75,12 +85,34 @@ class Worker:
         self._store_pool = ThreadPoolExecutor(_STORE_THREADS, thread_name_prefix="worker-store")
         self._tagging: list[Future[None]] = []  # lifecycle tags of imported packages, written in the background
         self._cleanup: list[Future[None]] = []  # work directories being removed
+        self._ahead: tuple[int, _Claimed | None] | None = None  # the next claim, fetched while the last is imported
 
     def run_once(self) -> bool:
-        """Process the due jobs of one claim (at most `batch_size`); False when the queue had nothing due."""
+        """Process the due jobs of one claim (at most `batch_size`); False when the queue had nothing due.
+
+        The next claim is made (and its packages fetched) meanwhile; the next call imports it."""
         return self._run_batch() > 0
 
     def _run_batch(self) -> int:
+        """Import the batch claimed ahead (else claim one), claiming and fetching the next one meanwhile."""
+        claimed, current = self._ahead if self._ahead is not None else self._claim()
+        self._ahead = None
+        if current is None:
+            return claimed
+        try:
+            try:
+                ahead = self._claim()  # its packages download while this batch is imported
+                self._ahead = ahead if ahead[0] else None
+            except SQLAlchemyError as exc:  # the batch in hand is imported (or fails) on its own
+                logger.warning("could not claim the next jobs: %s", exc)
+            self._import_batch(current)
+        finally:  # the unpacked files go in the background: thousands of unlinks are no import's business
+            self._cleanup = [f for f in self._cleanup if not f.done()]
+            self._cleanup.append(self._fetch_pool.submit(shutil.rmtree, current.workdir, True))
+        return claimed
+
+    def _claim(self) -> tuple[int, _Claimed | None]:
+        """Claim up to `batch_size` jobs and start fetching their packages: how many, and the imports among them."""
         with self.backends.sessions() as session:
             jobs = queue.claim_many(session, self.settings.job_lease_s, self.batch_size)
             session.commit()
@@ -89,26 +121,40 @@ class Worker:
             if job.kind != queue.IMPORT_PACKAGE:
                 self._settle(partial(queue.park, job=job, error=f"unknown job kind {job.kind!r}",
                                      package_status=PackageStatus.parked))
-        if imports:
-            workdir = Path(tempfile.mkdtemp(prefix="tinysphere-import-"))
-            try:
-                self._import_batch(imports, workdir)
-            finally:  # the unpacked files go in the background: thousands of unlinks are no import's business
-                self._cleanup = [f for f in self._cleanup if not f.done()]
-                self._cleanup.append(self._fetch_pool.submit(shutil.rmtree, workdir, True))
-        return len(jobs)
+        if not imports:
+            return len(jobs), None
+        workdir = Path(tempfile.mkdtemp(prefix="tinysphere-import-"))
+        try:
+            with self.backends.sessions() as session:
+                keys = {(row.device_id, row.id): row.object_key for row in session.execute(
+                    select(Package.device_id, Package.id, Package.object_key)
+                    .where(tuple_(Package.device_id, Package.id).in_([(j.device_id, j.package_id) for j in imports])))}
+        except SQLAlchemyError:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        fetches = {job.id: self._fetch_pool.submit(self._fetch, job, keys.get((job.device_id, job.package_id)),
+                                                   workdir / str(job.id)) for job in imports}
+        return len(jobs), _Claimed(imports, workdir, fetches)
 
-    def _import_batch(self, jobs: list[queue.ClaimedJob], workdir: Path) -> None:
-        """Fetch the packages of `jobs` concurrently, then import them in one transaction.
+    def _release_ahead(self) -> None:
+        """Give back the jobs claimed ahead and not started (the worker stops): due again at once."""
+        if self._ahead is None or self._ahead[1] is None:
+            self._ahead = None
+            return
+        batch = self._ahead[1]
+        self._ahead = None
+        for future in batch.fetches.values():
+            future.cancel()
+        wait(list(batch.fetches.values()))
+        shutil.rmtree(batch.workdir, ignore_errors=True)
+        self._settle(partial(queue.release, jobs=batch.jobs))
+
+    def _import_batch(self, batch: _Claimed) -> None:
+        """Import the fetched packages of a claim in one transaction, one package per device at a time.
 
         If any of them fails there, the transaction is rolled back and each is imported again on its own, so
         one bad package is rejected (or retried) as if it had come alone and costs the others nothing."""
-        with self.backends.sessions() as session:
-            keys = {(row.device_id, row.id): row.object_key for row in session.execute(
-                select(Package.device_id, Package.id, Package.object_key)
-                .where(tuple_(Package.device_id, Package.id).in_([(j.device_id, j.package_id) for j in jobs])))}
-        fetches = {job.id: self._fetch_pool.submit(self._fetch, job, keys.get((job.device_id, job.package_id)),
-                                                   workdir / str(job.id)) for job in jobs}
+        jobs, fetches = batch.jobs, batch.fetches
         ready: list[tuple[queue.ClaimedJob, _Fetched]] = []
         for job in jobs:
             try:
@@ -183,6 +229,7 @@ class Worker:
                 delay = min(delay * 2, 30.0)
             if not busy:
                 stop.wait(delay)
+        self._release_ahead()
         self._finish_tagging()
         if self.backends.mlflow is not None:
             self.backends.mlflow.flush()
@@ -230,6 +277,7 @@ class Worker:
             if not claimed:
                 break
             count += claimed
+        self._release_ahead()  # when `max_jobs` ended it
         self._finish_tagging()
         if self.backends.mlflow is not None:
             self.backends.mlflow.flush()

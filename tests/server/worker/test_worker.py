@@ -347,3 +347,48 @@ def test_an_unreachable_queue_is_said_once_and_its_return_once(
             if r.name == "server.worker.runner" and r.levelno >= logging.INFO]
     assert said == [(logging.ERROR, "job queue unreachable"), (logging.INFO, "job queue reachable again"),
                     (logging.ERROR, "job queue unreachable"), (logging.INFO, "job queue reachable again")]
+
+
+def _job(backends: Backends, package_id: str) -> Job:
+    with backends.sessions() as session:
+        return session.scalars(select(Job).where(Job.package_id == package_id)).one()
+
+
+def test_a_bad_package_in_a_batch_is_rejected_alone(client: TestClient, operator_token: str,
+                                                    backends: Backends, worker: Worker) -> None:
+    """Packages of several devices share one transaction; one that fails costs the others nothing."""
+    worker.drain()
+    devices = [enroll(client, operator_token) for _ in range(3)]
+    good = [_send(client, devices[0], [record(1, "metric", {"name": "fps", "value": 1.0})]),
+            _send(client, devices[1], [drift_record(1, "blobs/a.jpg")], {"a.jpg": JPEG}),
+            _send(client, devices[0], [record(2, "log", {"message": "later package of the same device"})])]
+    bad = _send(client, devices[2], [record(1, "telepathy", {})])
+    assert worker.drain() == 4
+    assert [_package(backends, p).status for p in good] == ["imported"] * 3
+    assert _package(backends, bad).status == "rejected" and "telepathy" in (_package(backends, bad).error or "")
+    assert [_job(backends, p).attempts for p in [*good, bad]] == [1] * 4
+    assert _count(backends, Record, devices[0].device_id) == 2
+    assert _count(backends, DriftEvent, devices[1].device_id) == 1
+
+
+def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(client: TestClient, operator_token: str,
+                                                                 backends: Backends) -> None:
+    Worker(backends).drain()
+    device = enroll(client, operator_token)
+    first = _send(client, device, [record(1, "log", {"message": "a"})])
+    second = _send(client, device, [record(2, "log", {"message": "b"})])
+    one_at_a_time = Worker(backends, batch_size=1)
+    assert one_at_a_time.run_once()
+    assert _package(backends, first).status == "imported"
+    assert (_job(backends, second).state, _job(backends, second).attempts) == ("running", 1)  # claimed ahead
+    stop = threading.Event()
+    stop.set()
+    one_at_a_time.run_forever(stop)  # stops at once: gives the claimed-ahead job back
+    assert (_job(backends, second).state, _job(backends, second).attempts) == ("queued", 0)
+    assert one_at_a_time.drain(max_jobs=1) == 1
+    assert _package(backends, second).status == "imported" and _job(backends, second).attempts == 1
+
+
+def test_a_batch_size_below_one_is_refused(backends: Backends) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Worker(backends, batch_size=0)
