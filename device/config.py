@@ -189,8 +189,9 @@ class AdaptConfig:
     # snapshot and rollback
     window: int = 30  # drifting frames before an adaptation that form its baseline
     probation: int = 30  # frames watched after a pseudo-label (and any joining it meanwhile) before they are kept
-    max_confidence_drop: float = 0.2  # roll back when mean confidence falls by more (absolute)
-    max_agreement_drop: float = 0.2  # roll back when mean neighbour agreement falls by more (absolute)
+    max_confidence_drop: float = 0.2  # roll back when mean confidence falls by more (absolute; over the frames voted
+    # to a named class when most frames before and after were, else over every frame: see device.adapt.probation)
+    max_agreement_drop: float = 0.2  # roll back when mean neighbour agreement falls by more (absolute; the same frames)
     max_growth: float = 2.0  # roll back when quarantine inflow stays at or above this multiple of the baseline's
     cooldown: int = 100  # frames without pseudo-labelling after a rollback
 

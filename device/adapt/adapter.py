@@ -85,7 +85,8 @@ class Adapter:
                 or result.confidence < self.config.min_confidence
                 or bool(result.drift)
             )
-            self.probation.record(result.confidence, agreement, flagged, drifting)
+            named = not result.label.startswith(NEW_CLASS_PREFIX)
+            self.probation.record(result.confidence, agreement, flagged, drifting, named)
         self.quarantine.expire(result.seq)
         if flagged:
             sample = QuarantinedSample(result.seq, vector, result.label, result.confidence, nearest, self._clock())

@@ -3,6 +3,13 @@
 A baseline of confidence, neighbour agreement and quarantine inflow is kept over the last drifting
 frames (running sums, O(1) per frame). After an adaptation the same means are taken over the next
 `length` frames; a collapse of either score, or an inflow that keeps growing, means roll back.
+
+Confidence and agreement are judged on the frames voted to a named class (a bundle's or an operator's,
+not a pseudo-label) when most frames of both spans were: before an adaptation the frames of a new class
+are often voted to a known one with confidence, and after it they split their votes with the new
+pseudo-label or go to it, which must not read as a collapse. When most frames of either span went to
+pseudo-labels, every frame is judged, as a too small remainder would judge on noise. Inflow counts every
+frame.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from typing import Any
 
 from device.knn import Snapshot
 
-Health = dict[str, float]  # {"confidence", "agreement", "inflow", "frames"}: means over a span of frames
+Health = dict[str, float]
+# means over a span of frames: "confidence", "agreement" and "inflow" over its "frames"; "named_confidence" and
+# "named_agreement" over its "named" frames, those voted to a named class (1.0 when there were none)
 
 
 @dataclass
@@ -27,15 +36,13 @@ class Watch:
     agreement: float = 0.0
     inflow: float = 0.0
     frames: int = 0
+    named_confidence: float = 0.0  # sums over those of them voted to a named class
+    named_agreement: float = 0.0
+    named: int = 0
 
     def health(self) -> Health:
-        n = max(self.frames, 1)
-        return {
-            "confidence": self.confidence / n,
-            "agreement": self.agreement / n,
-            "inflow": self.inflow / n,
-            "frames": float(self.frames),
-        }
+        sums = (self.confidence, self.agreement, self.inflow, self.named_confidence, self.named_agreement, self.named)
+        return _health(*sums, frames=self.frames)
 
 
 class Probation:
@@ -49,8 +56,8 @@ class Probation:
         self.max_agreement_drop = max_agreement_drop
         self.max_growth = max_growth
         self.watch: Watch | None = None
-        self._recent: deque[tuple[float, float, float]] = deque(maxlen=window)
-        self._sums = [0.0, 0.0, 0.0]
+        self._recent: deque[tuple[float, float, float, bool]] = deque(maxlen=window)
+        self._sums = [0.0] * 6  # confidence, agreement, inflow; confidence and agreement of named frames, named
 
     @property
     def active(self) -> bool:
@@ -60,29 +67,37 @@ class Probation:
     def done(self) -> bool:
         return self.watch is not None and self.watch.frames >= self.length
 
-    def record(self, confidence: float, agreement: float, flagged: bool, drifting: bool) -> None:
-        """Account for one frame; O(1)."""
+    def record(self, confidence: float, agreement: float, flagged: bool, drifting: bool, named: bool = True) -> None:
+        """Account for one frame; `named`: voted to a named class, not a pseudo-label. O(1)."""
         if self.watch is not None:
-            self.watch.confidence += confidence
-            self.watch.agreement += agreement
-            self.watch.inflow += float(flagged)
-            self.watch.frames += 1
+            w = self.watch
+            w.confidence += confidence
+            w.agreement += agreement
+            w.inflow += float(flagged)
+            w.frames += 1
+            if named:
+                w.named_confidence += confidence
+                w.named_agreement += agreement
+                w.named += 1
         if not drifting:
             return
-        row = (confidence, agreement, float(flagged))
         if len(self._recent) == self._recent.maxlen:
-            old = self._recent[0]
-            self._sums = [s - o for s, o in zip(self._sums, old, strict=True)]
+            self._sums = [s - o for s, o in zip(self._sums, _terms(*self._recent[0]), strict=True)]
+        row = (confidence, agreement, float(flagged), named)
         self._recent.append(row)
-        self._sums = [s + r for s, r in zip(self._sums, row, strict=True)]
+        self._sums = [s + r for s, r in zip(self._sums, _terms(*row), strict=True)]
 
     def baseline(self) -> Health:
         """Means over the recent drifting frames (a neutral baseline when there are none)."""
         n = len(self._recent)
         if n == 0:
-            return {"confidence": 1.0, "agreement": 1.0, "inflow": 1.0, "frames": 0.0}
-        c, a, f = (s / n for s in self._sums)
-        return {"confidence": c, "agreement": a, "inflow": f, "frames": float(n)}
+            return {
+                **dict.fromkeys(("confidence", "agreement", "inflow", "named_confidence", "named_agreement"), 1.0),
+                "frames": 0.0,
+                "named": 0.0,
+            }
+        c, a, f, nc, na, named = self._sums
+        return _health(c, a, f, nc, na, round(named), frames=n)
 
     def start(self, snapshot: Snapshot, events: list[dict[str, Any]]) -> None:
         self.watch = Watch(snapshot=snapshot, events=events, baseline=self.baseline())
@@ -91,9 +106,11 @@ class Probation:
         """Why the watched adaptation must be rolled back, or None to keep it."""
         assert self.watch is not None
         before, after = self.watch.baseline, self.watch.health()
-        if before["confidence"] - after["confidence"] > self.max_confidence_drop:
+        mostly_named = all(2 * span["named"] >= span["frames"] > 0 for span in (before, after))
+        prefix = "named_" if mostly_named else ""
+        if before[prefix + "confidence"] - after[prefix + "confidence"] > self.max_confidence_drop:
             return "confidence_collapse"
-        if before["agreement"] - after["agreement"] > self.max_agreement_drop:
+        if before[prefix + "agreement"] - after[prefix + "agreement"] > self.max_agreement_drop:
             return "agreement_collapse"
         if after["inflow"] > 0 and after["inflow"] >= self.max_growth * before["inflow"]:
             return "quarantine_growth"
@@ -117,17 +134,61 @@ class Probation:
                 "agreement": w.agreement,
                 "inflow": w.inflow,
                 "frames": w.frames,
+                "named_confidence": w.named_confidence,
+                "named_agreement": w.named_agreement,
+                "named": w.named,
             }
         return {"recent": [list(r) for r in self._recent], "watch": watch}
 
     def load_state(self, state: dict[str, Any], snapshot: Snapshot | None) -> None:
+        """Take back what `to_state` gave. State saved before the frames voted to a named class were told
+        apart (rows of three, a watch and baseline without them) counts every frame as named."""
         self.watch = None
         self._recent.clear()
-        self._sums = [0.0, 0.0, 0.0]
+        self._sums = [0.0] * 6
         for row in state["recent"]:
-            self.record(float(row[0]), float(row[1]), bool(row[2]), True)
+            self.record(float(row[0]), float(row[1]), bool(row[2]), True, bool(row[3]) if len(row) > 3 else True)
         watch = state["watch"]
         if watch is not None and snapshot is not None:
             if "event" in watch:  # saved before one search could commit several clusters
                 watch = {**{k: v for k, v in watch.items() if k != "event"}, "events": [watch["event"]]}
+            watch = {**_all_named(watch), "baseline": _all_named(watch["baseline"])}
             self.watch = Watch(snapshot=snapshot, **watch)
+
+
+def _terms(confidence: float, agreement: float, flagged: float, named: bool) -> tuple[float, ...]:
+    """What one frame of the baseline window adds to its sums."""
+    n = float(named)
+    return (confidence, agreement, flagged, confidence * n, agreement * n, n)
+
+
+def _health(
+    confidence: float,
+    agreement: float,
+    inflow: float,
+    named_confidence: float,
+    named_agreement: float,
+    named: int,
+    *,
+    frames: int,
+) -> Health:
+    """Means of the sums over a span of `frames` frames, `named` of them voted to a named class."""
+    return {
+        "confidence": confidence / max(frames, 1),
+        "agreement": agreement / max(frames, 1),
+        "inflow": inflow / max(frames, 1),
+        "frames": float(frames),
+        "named_confidence": named_confidence / named if named else 1.0,
+        "named_agreement": named_agreement / named if named else 1.0,
+        "named": float(named),
+    }
+
+
+def _all_named(saved: dict[str, Any]) -> dict[str, Any]:
+    """A watch or a baseline saved before named frames were counted apart: every frame counted as named."""
+    return {
+        "named_confidence": saved["confidence"],
+        "named_agreement": saved["agreement"],
+        "named": saved["frames"],
+        **saved,
+    }

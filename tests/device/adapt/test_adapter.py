@@ -106,6 +106,24 @@ def test_rollback_when_confidence_collapses(world, adapter, stream):
     assert adapter.cooldown_until == 84 + CONFIG.cooldown and adapter.pseudo.owner(59) is None
 
 
+def test_frames_voted_to_a_pseudo_label_are_not_judged_for_a_collapse(world, adapter, stream):
+    stream(range(65))  # unknown-1 joined at 64: on probation
+    watch = adapter.probation.watch
+    assert watch is not None and watch.baseline["named"] == watch.baseline["frames"] == CONFIG.window
+    events = {}
+    for seq in range(65, 85):  # confident known-class votes, and a third of the frames to unknown-1 with little
+        result = world.result(seq, "0")
+        if seq % 3 == 0:
+            result.label, result.confidence = "unknown-1", 0.1
+        if found := adapter.observe(result, drifting=False):
+            events[seq] = found
+    assert watch.frames == 20 and watch.named == 13
+    assert watch.named_confidence / watch.named == 1.0 and watch.confidence / watch.frames == pytest.approx(0.685)
+    assert events == {} and not adapter.probation.active and "unknown-1" in world.knn.labels.tolist()  # kept
+    # judged over every frame, as before, the same frames read as a collapse: the baseline's confidence was
+    assert watch.baseline["confidence"] - 0.685 > CONFIG.max_confidence_drop
+
+
 def test_rollback_when_the_quarantine_keeps_growing(world, adapter, stream):
     stream(range(65))
     far = world.centres[9] * 3  # nowhere near anything: every frame is flagged
