@@ -1,3 +1,5 @@
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ def probation() -> Probation:
     return Probation(window=4, length=3, max_confidence_drop=0.2, max_agreement_drop=0.2, max_growth=1.5)
 
 
-def named(confidence: float, agreement: float, frames: int) -> dict[str, float]:
+def named(confidence: float, agreement: float, frames: float) -> dict[str, float]:
     """The keys of a span's health about its frames voted to a named class."""
     return {"named_confidence": confidence, "named_agreement": agreement, "named": frames}
 
@@ -86,18 +88,19 @@ def test_state_round_trips_with_the_watch():
     p.record(0.8, 0.6, True, drifting=True, named=False)
     other = probation()
     other.load_state(p.to_state(), SNAPSHOT)
-    assert other.watch is not None and other.watch.health() == p.watch.health()
-    assert p.watch.health() == pytest.approx(
+    watch = p.watch
+    assert watch is not None and other.watch is not None and other.watch.health() == watch.health()
+    assert watch.health() == pytest.approx(
         {"confidence": 0.6, "agreement": 0.5, "inflow": 0.5, "frames": 2, **named(0.4, 0.4, 1)}
     )
-    assert p.watch.baseline == pytest.approx(
+    assert watch.baseline == pytest.approx(
         {"confidence": 1.3 / 3, "agreement": 1.7 / 3, "inflow": 1.0, "frames": 3, **named(0.55, 0.7, 2)}
     )
     # the window of four has let the first frame go
     assert p.baseline() == pytest.approx(
         {"confidence": 0.5, "agreement": 0.5, "inflow": 0.75, "frames": 4, **named(0.5, 0.55, 2)}
     )
-    assert other.watch.baseline == p.watch.baseline and other.baseline() == pytest.approx(p.baseline())
+    assert other.watch.baseline == watch.baseline and other.baseline() == pytest.approx(p.baseline())
     assert other.finish().events == [{"label": "x"}, {"label": "y"}]
 
 
@@ -113,11 +116,12 @@ def test_a_watch_saved_with_one_event_still_loads():
 
 def test_state_saved_before_named_frames_were_counted_apart_loads_with_every_frame_named():
     """Rows of three and a watch without the named sums, as saved before: judged as they were then."""
-    old = {
+    baseline = {"confidence": 0.9, "agreement": 0.9, "inflow": 1.0, "frames": 4.0}
+    old: dict[str, Any] = {
         "recent": [[0.9, 0.9, 1.0], [0.8, 0.7, 0.0]],
         "watch": {
             "events": [{"label": "x"}],
-            "baseline": {"confidence": 0.9, "agreement": 0.9, "inflow": 1.0, "frames": 4.0},
+            "baseline": baseline,
             "confidence": 1.3,
             "agreement": 1.2,
             "inflow": 2.0,
@@ -132,6 +136,6 @@ def test_state_saved_before_named_frames_were_counted_apart_loads_with_every_fra
     assert p.watch is not None and p.watch.health() == pytest.approx(
         {"confidence": 0.65, "agreement": 0.6, "inflow": 1.0, "frames": 2, **named(0.65, 0.6, 2)}
     )
-    assert p.watch.baseline == {**old["watch"]["baseline"], **named(0.9, 0.9, 4.0)}
+    assert p.watch.baseline == {**baseline, **named(0.9, 0.9, 4.0)}
     p.record(0.6, 0.6, False, drifting=True)
     assert p.done and p.verdict() == "confidence_collapse"  # 0.9 -> 0.63 over the three frames, all named
