@@ -77,11 +77,16 @@ def complete_many(session: Session, job_ids: list[int]) -> None:
 
 
 def release(session: Session, jobs: list[ClaimedJob]) -> None:
-    """Give back claimed jobs that were not started: queued again, due now, their claim not counted as an attempt."""
+    """Give back claimed jobs that were not started: queued again, due now, their claim not counted as an attempt.
+
+    Only claims that are still ours: a job whose lease ran out and that another worker claimed since has a higher
+    attempt count, and is left to that worker.
+    """
     if jobs:
         session.execute(
             update(Job)
-            .where(Job.id.in_([job.id for job in jobs]), Job.state == JobState.running.value)
+            .where(tuple_(Job.id, Job.attempts).in_([(job.id, job.attempts) for job in jobs]),
+                   Job.state == JobState.running.value)
             .values(state=JobState.queued.value, locked_at=None, attempts=Job.attempts - 1,
                     run_after=datetime.now(UTC))
         )

@@ -16,6 +16,7 @@ from server.db.models import DriftEvent, Job, Metric, Package, Record
 from server.errors import StorageUnavailableError
 from server.tracking.bridge import MlflowBridge
 from server.tracking.runs import TAG_MODEL_VERSION
+from server.worker import queue
 from server.worker.runner import Worker
 from tests.server.utils import (
     JPEG,
@@ -387,6 +388,29 @@ def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(client: TestCli
     assert (_job(backends, second).state, _job(backends, second).attempts) == ("queued", 0)
     assert one_at_a_time.drain(max_jobs=1) == 1
     assert _package(backends, second).status == "imported" and _job(backends, second).attempts == 1
+
+
+def test_a_claim_taken_over_after_its_lease_is_not_given_back(client: TestClient, operator_token: str,
+                                                              backends: Backends) -> None:
+    """A worker slower than the lease gives back only what is still its own claim."""
+    Worker(backends).drain()
+    device = enroll(client, operator_token)
+    package = _send(client, device, [record(1, "log", {"message": "a"})])
+    with backends.sessions() as session:
+        [mine] = queue.claim_many(session, lease_s=600, limit=1)
+        session.commit()
+    with backends.sessions() as session:  # the lease ran out and another worker took the job
+        [theirs] = queue.claim_many(session, lease_s=0, limit=1)
+        session.commit()
+    assert (mine.id, mine.attempts, theirs.attempts) == (theirs.id, 1, 2)
+    with backends.sessions() as session:
+        queue.release(session, [mine])
+        session.commit()
+    assert (_job(backends, package).state, _job(backends, package).attempts) == ("running", 2)
+    with backends.sessions() as session:
+        queue.release(session, [theirs])
+        session.commit()
+    assert (_job(backends, package).state, _job(backends, package).attempts) == ("queued", 1)
 
 
 def test_a_batch_size_below_one_is_refused(backends: Backends) -> None:
