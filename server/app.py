@@ -31,6 +31,7 @@ from server.api.routes import (
 from server.backends import Backends
 from server.errors import RemoteError
 from server.ui import router as ui
+from server.ui.render import UI_PREFIX
 
 logger = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -61,7 +62,7 @@ def create_app(backends: Backends) -> FastAPI:
     heartbeat.install(app, API_PREFIX)  # innermost: the middleware below apply to the heartbeats it answers
     app.add_middleware(BodyLimit, limit=backends.settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 answers get the headers too
-    metrics.install(app, backends)  # outside the body limit: its 413 answers are observed too
+    metrics.install(app, backends, (API_PREFIX, UI_PREFIX))  # outside the body limit: its 413 answers are observed too
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tuf.router)

@@ -28,11 +28,33 @@ TUF_ROLES = ("root", "targets", "snapshot", "timestamp")
 
 
 class RequestMetrics:
-    """ASGI middleware observing each HTTP request's duration in `histogram` by route template, method, status."""
+    """ASGI middleware observing each HTTP request's duration in `histogram` by route template, method, status.
 
-    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+    A route included through routers with prefixes knows only its own template (`/devices/{device_id}` for both
+    `/api/v1/devices/{device_id}` and the dashboard's `/ui/devices/{device_id}`), so the label is the first of
+    `prefixes` (literal include prefixes, longest first) under which the route matches the request's path, plus
+    that template; found once per route.
+    """
+
+    def __init__(self, app: ASGIApp, histogram: Histogram, prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.histogram = histogram
+        self.prefixes = (*sorted(prefixes, key=len, reverse=True), "")
+        self._labels: dict[int, str] = {}
+
+    def _label(self, scope: Scope) -> str:
+        route = scope.get("route")
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if route is None or template is None:
+            return "unmatched"
+        label = self._labels.get(id(route))  # a route is included once: under one prefix
+        if label is None:
+            path: str = scope["path"]
+            regex = getattr(route, "path_regex", None)
+            prefix = next((prefix for prefix in self.prefixes if path.startswith(prefix)
+                           and (regex is None or regex.match(path[len(prefix):]))), "")
+            label = self._labels.setdefault(id(route), prefix + template)
+        return label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,9 +72,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
-            self.histogram.labels(template, scope["method"], f"{status // 100}xx").observe(
+            self.histogram.labels(self._label(scope), scope["method"], f"{status // 100}xx").observe(
                 time.perf_counter() - start)
 
 
@@ -102,14 +122,15 @@ class DatabaseCollector(Collector):
         yield tuf
 
 
-def install(app: FastAPI, backends: Backends) -> CollectorRegistry:
-    """A registry of `app`'s own, its request histogram (middleware) and the database collector."""
+def install(app: FastAPI, backends: Backends, prefixes: tuple[str, ...] = ()) -> CollectorRegistry:
+    """A registry of `app`'s own, its request histogram (middleware; `prefixes`: the routers' include prefixes,
+    so routes are labelled by their full template) and the database collector."""
     registry = CollectorRegistry()  # not the global one: each app (and test) has its own
     histogram = Histogram("tinysphere_http_request_duration_seconds", "HTTP request duration by route template",
                           ["route", "method", "status"], registry=registry)
     registry.register(DatabaseCollector(backends))
     app.state.metrics_registry = registry
-    app.add_middleware(RequestMetrics, histogram=histogram)
+    app.add_middleware(RequestMetrics, histogram=histogram, prefixes=prefixes)
     app.include_router(router)
     return registry
 

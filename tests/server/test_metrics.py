@@ -71,3 +71,15 @@ def _check(client: TestClient, viewer_token: str, version: str) -> None:
     assert "root" in {labels["role"] for _, labels, _ in expiry}  # the others once a bundle is published
     for _, labels, value in expiry:
         assert value > 0, labels
+
+
+def test_requests_are_labelled_by_their_full_route_template(client: TestClient, viewer_token: str) -> None:
+    """The API's `/devices/{device_id}` and the dashboard's are told apart, and no raw id becomes a label."""
+    device_id = f"metrics-{uuid.uuid4().hex[:12]}"
+    auth = {"Authorization": f"Bearer {viewer_token}"}
+    assert client.get(f"/api/v1/devices/{device_id}", headers=auth).status_code == 404
+    client.get(f"/ui/devices/{device_id}", follow_redirects=False)  # not signed in: redirected, still observed
+    samples = _scrape(client, viewer_token)["tinysphere_http_request_duration_seconds"]
+    routes = {labels["route"] for _, labels, _ in samples}
+    assert {"/api/v1/devices/{device_id}", "/ui/devices/{device_id}"} <= routes
+    assert "/devices/{device_id}" not in routes and not any(device_id in route for route in routes)
