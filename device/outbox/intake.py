@@ -53,6 +53,7 @@ class Intake:
         self._mark = mark
         self.dropped: Counter[str] = Counter()  # by kind, since the writer last persisted them
         self._items: deque[Pending] = deque()
+        self._in_flight = 0  # taken by the writer, not yet in the store's usage
         self._cond = threading.Condition()
         self._closed = False
 
@@ -77,11 +78,23 @@ class Intake:
         return seq
 
     def take(self, limit: int, timeout: float | None) -> list[Entry]:
-        """Up to `limit` queued entries, waiting up to `timeout` for the first one; serialised here."""
+        """Up to `limit` queued entries, waiting up to `timeout` for the first one; serialised here. They count as
+        pending until the writer calls `settled()` (it has added them to the store's usage, or counted them lost)."""
         with self._cond:
             self._cond.wait_for(lambda: self._items or self._closed, timeout)
             items = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+            self._in_flight = len(items)
         return [to_entry(item) for item in items]
+
+    def settled(self) -> None:
+        """The batch `take` gave is stored (in the usage) or counted as lost: no longer pending here."""
+        with self._cond:
+            self._in_flight = 0
+
+    def pending(self) -> int:
+        """Entries queued or taken by the writer and not settled yet."""
+        with self._cond:
+            return len(self._items) + self._in_flight
 
     def take_dropped(self) -> Counter[str]:
         """The drop counts since the last call (the writer persists them)."""

@@ -108,8 +108,9 @@ class Outbox:
         return self._intake.put(kind, data, blob, blob_ext)  # the writer thread serialises it
 
     def depth(self) -> int:
-        """Records waiting for the server (queued or stored)."""
-        return self.usage.rows + len(self._intake)
+        """Records waiting for the server (queued, being committed, or stored); never too low, for a moment one
+        batch too high (stored and not yet settled by the writer)."""
+        return self.usage.rows + self._intake.pending()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record appended so far is committed (or dropped); False on timeout."""

@@ -62,6 +62,8 @@ class Writer:
                     log.exception("outbox batch of %d records lost", len(batch))
                     self._count_lost(list(batch))
                     self.usage.mark_committed(max(e.seq for e in batch))
+                finally:
+                    self.intake.settled()  # in the usage now (or counted lost): `Outbox.depth` counts it there
             elif self.intake.closed and not len(self.intake):
                 self._finish()
                 return

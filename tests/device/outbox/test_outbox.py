@@ -221,3 +221,29 @@ def test_unserialisable_payload_is_kept_as_text_without_a_gap(tmp_path) -> None:
     assert [r["seq"] for r in records] == seqs
     assert "unserialisable" in records[1]["data"] and records[2]["data"] == {"value": 3.0}
     outbox.close()
+
+
+def test_depth_counts_a_batch_the_writer_is_committing(tmp_path: Path) -> None:
+    """Between the writer taking a batch and the batch being stored, the records are still waiting: a caller
+    that drains until `depth()` is 0 must not stop while they are in flight."""
+    import threading
+
+    box = _open(tmp_path)
+    writer = box._writer
+    taken, release = threading.Event(), threading.Event()
+    commit = writer.commit
+
+    def slow_commit(batch: object) -> None:
+        taken.set()
+        release.wait(10)
+        commit(batch)  # type: ignore[arg-type]
+
+    writer.commit = slow_commit  # type: ignore[method-assign]
+    for i in range(3):
+        box.append("metric", {"name": "x", "value": i})
+    assert taken.wait(10)
+    assert len(box._intake) == 0 and box.depth() == 3  # none queued, none stored: all three in flight
+    release.set()
+    assert box.flush(10) and box.depth() == 3
+    assert box.backlog.acknowledge(1, 3) == 3 and box.depth() == 0
+    box.close()
