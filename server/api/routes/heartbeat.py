@@ -23,6 +23,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -149,8 +150,7 @@ class FastPath:
                 content_type = value.decode("latin-1")
         if authorization is None or content_type is None:
             return None
-        scheme, _, token = authorization.partition(" ")  # as `HTTPBearer` reads it
-        token = token.strip()
+        scheme, token = get_authorization_scheme_param(authorization)  # what `HTTPBearer` reads it with
         if scheme.lower() != "bearer" or not token.startswith(DEVICE_PREFIX):
             return None
         if content_type.partition(";")[0].strip().lower() != "application/json":
