@@ -5,10 +5,9 @@ to, the updater's TUF client and urllib3, python-json-logger without --log-forma
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from tests.utils.bundles import FACTORY
+from tests.utils.child import last_json_line
 
 UNUSED = ("prometheus_client", "aiohttp", "urllib3", "tuf", "cryptography", "pythonjsonlogger")
 
@@ -51,9 +50,7 @@ def test_a_running_unprovisioned_appliance_leaves_what_it_does_not_use_unloaded(
         "    app.runner.stop.set()\n"
         f"sys.exit(main(['run', '--config', {str(config)!r}]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = last_json_line(code, timeout_s=180)
     assert seen["frames"] >= 30 and seen["counter"]
     assert seen["before"] == [] and seen["after_healthz"] == []  # urllib.request is this test's, not the service's
     assert seen["after_metrics"] == ["prometheus_client"]  # the first scrape loads it, and /metrics answers

@@ -5,8 +5,8 @@ SDK before the watchdog restarts a container."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+
+from tests.utils.child import last_json_line
 
 HEAVY = ("numpy", "ai_edge_litert", "tflite_runtime", "PIL", "aiohttp", "sqlite_utils", "docker", "requests")
 # What an idle updater leaves out too: the TUF client and its cryptography (loaded by a download round), urllib3
@@ -27,9 +27,7 @@ def test_the_updater_command_loads_neither_the_inference_nor_the_sync_stack(tmp_
         "updater.recover()\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert last_json_line(code) == []
 
 
 def _idle_modules(tmp_path, argv: list[str], desired: dict | None = None) -> list[str]:
@@ -51,9 +49,7 @@ def _idle_modules(tmp_path, argv: list[str], desired: dict | None = None) -> lis
         "Updater.run = run_until_idle\n"
         f"sys.exit(main(['updater', '--config', {str(config)!r}, *{argv!r}]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return last_json_line(code)
 
 
 def test_an_idle_updater_leaves_the_tuf_client_urllib3_and_tenacity_unloaded(tmp_path) -> None:
@@ -78,6 +74,4 @@ def test_a_desired_bundle_loads_the_tuf_client_and_a_failed_round_the_backoff(tm
         "assert 'not enrolled' in updater.record.reason, updater.record.reason\n"
         f"print(json.dumps(sorted(m for m in {IDLE!r} if m in sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["tenacity"]
+    assert last_json_line(code) == ["tenacity"]
