@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from server.api import errors, metrics, openapi
 from server.api.headers import SecurityHeaders
 from server.api.limits import BodyLimit
+from server.api.request_id import RequestId
 from server.api.routes import (
     devices,
     drift,
@@ -63,6 +64,7 @@ def create_app(backends: Backends) -> FastAPI:
     app.add_middleware(BodyLimit, limit=backends.settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 answers get the headers too
     metrics.install(app, backends, (API_PREFIX, UI_PREFIX))  # outside the body limit: its 413 answers are observed too
+    app.add_middleware(RequestId)  # outermost of ours: every answer and every log line of a request carry its id
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tuf.router)

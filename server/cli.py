@@ -19,6 +19,7 @@ import urllib3
 from pydantic import ValidationError
 
 from server import fleet_console
+from server.api.request_id import RequestIdFilter
 from server.config import Settings
 from server.db.models import Role
 from server.errors import InputError, RemoteError, TinySphereError
@@ -56,6 +57,7 @@ def _configure_logging(level: int | str, log_format: str) -> None:
     """The root logger at `level`, writing to stderr in `log_format` (text or json)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_log_formatter(log_format))
+    handler.addFilter(RequestIdFilter())  # a record logged while a request is answered carries its id
     logging.basicConfig(level=level, handlers=[handler])
 
 

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from server.api import request_id as request_ids
 from server.errors import (
     ConflictError,
     DigestMismatchError,
@@ -165,8 +166,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    # The traceback is logged by the server; the answer tells nothing about the code.
-    return answer(request, ProblemType.internal_error, "the server failed to answer; the failure is logged")
+    # The traceback is logged by the server; the answer tells nothing about the code, only the request's id
+    # (the 500 is built outside the request-id middleware, so the header is set here too).
+    request_id = request_ids.current.get()
+    if request_id is None:
+        return answer(request, ProblemType.internal_error, "the server failed to answer; the failure is logged")
+    return answer(request, ProblemType.internal_error, "the server failed to answer; the failure is logged",
+                  {request_ids.HEADER: request_id}, request_id=request_id)
 
 
 def install(app: FastAPI) -> None:
