@@ -10,7 +10,12 @@ with (`heartbeat_vs_bare`); the CPU time each server process spends per heartbea
 `heartbeat_cpu_vs_bare`) is steadier than the rates on a shared machine. Finally it times packages from upload to
 imported (worker, objects and MLflow run included) with one `tinysphere worker` process, then with two. Packages
 are what a device sends: about 30 s at 5 fps (150 predictions, 3 metric records, 3 drift events with their JPEG
-samples), built by the device's own packer. `--only heartbeat` or `--only ingest` runs one half.
+samples), built by the device's own packer. For each ingest run it also reports what a package cost: the CPU
+time of every process involved (worker, API, moto_server, MLflow server, PostgreSQL backends) and the object
+requests moto_server served, and from them the rate this machine's cores allow (`Usage`, `_ingest_half`).
+moto_server closes its connection after every answer, which MinIO does not: its requests cost more than
+MinIO's would. `--only heartbeat` or `--only ingest` runs one half; `--profile-worker FILE` samples the one
+worker with py-spy.
 
     python -m benchmarks.server --json
 """
@@ -79,6 +84,106 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process: pid -> (parent pid, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                found[int(entry.name)] = (parent, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+    return found
+
+
+def _tree(pid: int, table: dict[int, tuple[int, str]]) -> list[int]:
+    """`pid` and its descendants."""
+    pids, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, (parent, _) in table.items() if parent in frontier]
+        pids += frontier
+    return pids
+
+
+class Usage:
+    """CPU seconds of each process behind an ingest run, and the object-store requests made meanwhile.
+
+    Groups: the worker processes, the API, moto_server, the MLflow server (with its children), the
+    PostgreSQL backends of the bench database (`postgres`) and those of MLflow's (`postgres_mlflow`). CPU is
+    read from /proc (a backend that exits in between loses its share). Requests are the lines moto_server
+    logs for the bench's buckets (the tinysphere share) and for MLflow's artifact bucket (MLflow's share;
+    other users of the shared MLflow server would count there too)."""
+
+    def __init__(self, stack: Stack, workers: list[int]) -> None:
+        self.stack = stack
+        table = _processes()
+        self.groups: dict[str, list[int]] = {"worker": workers, "api": [stack.api_pid]}
+        for name in ("moto", "mlflow"):
+            info = services._running(name)  # noqa: SLF001 - the services' own record of their pids
+            if info is not None and f":{info['port']}" in stack.service_urls[name]:
+                self.groups[name] = _tree(info["pid"], table)
+        self.cpu = self._cpu()
+        self.end: dict[str, float] | None = None  # set by `settle`
+        self.log = services.STATE / "moto.log" if "moto" in self.groups else None
+        self.log_offset = self.log.stat().st_size if self.log else 0
+
+    def _cpu(self) -> dict[str, float]:
+        table = _processes()
+        for group, database in (("postgres", self.stack.db), ("postgres_mlflow", services.MLFLOW_DB)):
+            self.groups[group] = sorted(set(self.groups.get(group, [])) | {  # new backends count from zero
+                pid for pid, (_, cmd) in table.items() if cmd.startswith("postgres: ") and f" {database} " in cmd})
+        totals = {}
+        for name, pids in self.groups.items():
+            total = 0.0
+            for pid in pids:
+                try:
+                    total += _cpu_s(pid)
+                except OSError:
+                    continue
+            totals[name] = total
+        return totals
+
+    def settle(self, quiet_s: float = 6.0, timeout_s: float = 120.0) -> None:
+        """Wait until every group is idle (the MLflow flusher sends after the imports, every 5 s): less than 2 % of
+        a core each in `quiet_s`, at most `timeout_s`. The CPU counted ends where that quiet window began, so
+        the idle polling of the wait is left out."""
+        deadline = time.monotonic() + timeout_s
+        last = self._cpu()
+        while time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            now = self._cpu()
+            if sum(now.values()) - sum(last.values()) < 0.02 * quiet_s * len(now):
+                break
+            last = now
+        self.end = last
+
+    def per_package(self, count: int) -> dict[str, Any]:
+        """CPU milliseconds per package of each group and all of them, object requests per package by method."""
+        end = self.end or self._cpu()
+        cpu = {name: round(1000 * (end[name] - self.cpu.get(name, 0.0)) / count, 2) for name in end}
+        result: dict[str, Any] = {"cpu_ms": {**cpu, "total": round(sum(cpu.values()), 2)}}
+        if self.log is not None:
+            with self.log.open("rb") as log:
+                log.seek(self.log_offset)
+                lines = log.read().decode(errors="replace").splitlines()
+            prefix = self.stack.env["TINYSPHERE_BUCKET_PREFIX"]
+            mlflow_bucket = self.stack.service_urls["mlflow_bucket"]
+            requests: dict[str, float] = {}
+            for line in lines:
+                if '"' not in line:
+                    continue
+                method, _, path = line.split('"')[1].partition(" ")
+                owner = ("tinysphere" if path.startswith(f"/{prefix}") else
+                         "mlflow" if path.startswith(f"/{mlflow_bucket}") else None)
+                if owner is not None:
+                    kind = f"{owner}_{method}" + ("_tagging" if "tagging" in path.split(" ")[0] else "")
+                    requests[kind] = requests.get(kind, 0) + 1
+            result["object_requests"] = {k: round(v / count, 2) for k, v in sorted(requests.items())}
+            result["object_requests"]["total"] = round(sum(requests.values()) / count, 2)
+        return result
+
+
 class Stack:
     """A bench database plus the API and worker processes configured for it."""
 
@@ -97,8 +202,11 @@ class Stack:
                     "TINYSPHERE_BUCKET_PREFIX": f"b{uuid.uuid4().hex[:8]}-",
                     "TINYSPHERE_MLFLOW_TRACKING_URI": env["TINYMLOPS_TEST_MLFLOW_URI"],
                     "TINYSPHERE_WORKER_POLL_S": "0.2"}
+        self.service_urls = {"moto": env["TINYMLOPS_TEST_S3_ENDPOINT"], "mlflow": env["TINYMLOPS_TEST_MLFLOW_URI"],
+                             "mlflow_bucket": env.get("TINYMLOPS_TEST_MLFLOW_S3_BUCKET", services.MLFLOW_BUCKET)}
         self.processes: list[subprocess.Popen[bytes]] = []
         self.api_pid = 0
+        self.worker_pids: list[int] = []
 
     def start_api(self) -> str:
         argv = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--port", str(self.port),
@@ -131,6 +239,7 @@ class Stack:
         argv = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "worker"]
         quiet = subprocess.DEVNULL
         self.processes.append(subprocess.Popen(argv, env=self.env, stdout=quiet, stderr=quiet))
+        self.worker_pids.append(self.processes[-1].pid)
 
     def imported(self, package_ids: list[str]) -> int:
         with psycopg.connect(make_url(self.url).set(drivername="postgresql").render_as_string(False)) as conn:
@@ -274,17 +383,32 @@ async def _upload(http: aiohttp.ClientSession, base: str, device: tuple[str, str
 
 
 async def _ingest(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple[str, str]],
-                  count: int, first_seq: int) -> dict[str, float]:
-    """Packages per second from the first upload to the last one imported."""
+                  count: int, first_seq: int, profile: Path | None = None) -> dict[str, Any]:
+    """Packages per second from the first upload to the last one imported; then, once MLflow's flush is over too,
+    the CPU time and object requests each package cost (`Usage`). With `profile`, py-spy samples the workers
+    meanwhile (the threads holding the GIL: where its Python CPU goes) and writes their collapsed stacks there."""
     packages = [_device_package(devices[i][0], first_seq) for i in range(count)]
+    usage = Usage(stack, stack.worker_pids)
+    spy = None
+    if profile is not None:
+        argv = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking", "--gil", "-o", str(profile),
+                "--pid", str(stack.worker_pids[-1])]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached before the first upload
     began = time.perf_counter()
     ids = list(await asyncio.gather(*(_upload(http, stack.base, devices[i], packages[i]) for i in range(count))))
     uploaded = time.perf_counter() - began
     while stack.imported(ids) < count:
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - began
+    load = os.getloadavg()[0]
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+    await asyncio.to_thread(usage.settle)
     return {"ingest_packages_per_s": round(count / elapsed, 2), "upload_per_s": round(count / uploaded, 1),
-            "bytes_per_package": round(statistics.mean(len(p[1]) for p in packages))}
+            "bytes_per_package": round(statistics.mean(len(p[1]) for p in packages)),
+            "load_average_1m": round(load, 2), **usage.per_package(count)}
 
 
 def _bare_app() -> Any:
@@ -371,15 +495,37 @@ async def _heartbeat_half(stack: Stack, http: aiohttp.ClientSession, devices: li
 
 async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple[str, str]],
                        args: argparse.Namespace) -> dict[str, Any]:
-    """Packages from upload to imported with one worker process, then with two."""
+    """Packages from upload to imported with one worker process, then with two; what each package cost.
+
+    `ingest_cpu_ms_per_package_*` is the CPU time per package of each process involved (MLflow's flush, which
+    ends after the last import, included) and `ingest_object_requests_per_package_*` the requests moto_server
+    served per package. From them: `ingest_capacity_per_s_if_cpu_bound_*`, the rate this machine's cores
+    allow for that much CPU per package (`..._without_mlflow_server_*`: with the MLflow server and its database
+    elsewhere, as its flush is off the import path anyway), and per process the rate it could carry with a
+    core of its own (`ingest_capacity_per_s_one_core_*`; moto_server and one worker are each one Python
+    process, so one core is their ceiling)."""
     result: dict[str, Any] = {}
+    cores = os.cpu_count() or 1
     for workers in (1, 2):
         stack.start_worker()
-        ingest = await _ingest(stack, http, devices, args.packages, first_seq=1 + 1000 * workers)
-        result[f"ingest_packages_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = (
-            ingest["ingest_packages_per_s"])
-        result[f"ingest_upload_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = ingest["upload_per_s"]
+        suffix = f"{workers}_worker{'s' if workers > 1 else ''}"
+        profile = args.profile_worker if workers == 1 else None
+        ingest = await _ingest(stack, http, devices, args.packages, first_seq=1 + 1000 * workers, profile=profile)
+        result[f"ingest_packages_per_s_{suffix}"] = ingest["ingest_packages_per_s"]
+        result[f"ingest_upload_per_s_{suffix}"] = ingest["upload_per_s"]
+        result[f"ingest_load_average_1m_{suffix}"] = ingest["load_average_1m"]
         result["ingest_bytes_per_package"] = ingest["bytes_per_package"]
+        cpu = ingest["cpu_ms"]
+        result[f"ingest_cpu_ms_per_package_{suffix}"] = cpu
+        if "object_requests" in ingest:
+            result[f"ingest_object_requests_per_package_{suffix}"] = ingest["object_requests"]
+        result[f"ingest_capacity_per_s_if_cpu_bound_{suffix}"] = round(1000 * cores / cpu["total"], 1)
+        without_mlflow = cpu["total"] - cpu.get("mlflow", 0.0) - cpu.get("postgres_mlflow", 0.0)
+        result[f"ingest_capacity_per_s_if_cpu_bound_without_mlflow_server_{suffix}"] = round(
+            1000 * cores / without_mlflow, 1)
+        result[f"ingest_capacity_per_s_one_core_{suffix}"] = {
+            name: round(1000 * (workers if name == "worker" else 1) / ms, 1)
+            for name, ms in cpu.items() if name != "total" and ms > 0}
     result.update({"ingest_packages": args.packages,
                    "ingest_records_per_package": PREDICTIONS + METRICS + DRIFT_EVENTS})
     return result
@@ -394,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packages", type=int, default=200, help="packages per ingest run")
     parser.add_argument("--only", choices=("heartbeat", "ingest"),
                         help="run just the heartbeat half (API and bare route) or the ingest half (default: both)")
+    parser.add_argument("--profile-worker", type=Path, metavar="FILE",
+                        help="py-spy's collapsed stacks of the one-worker ingest run, written to FILE")
     parser.add_argument("--json", action="store_true", help="print JSON (default: one line per figure)")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the bare route's process
     args = parser.parse_args(argv)
