@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compose-project", help="compose project of the inference container (Docker hosts)")
     parser.add_argument("--stale-s", type=float,
                         help="watchdog: restart after this long unhealthy (default: updater.stale_s, 60)")
+    parser.add_argument("--reexec-after-download", action="store_true",
+                        help="once a download round that loaded the TUF client is over, re-execute this command "
+                        "(same process id) to give the client's memory back; the journal resumes the update. "
+                        "Ignored with a child-process watchdog (--inference-cmd), whose child would be orphaned")
     parser.add_argument("--once", action="store_true", help="recover, do one step, print the state and exit")
     parser.add_argument("--status", action="store_true", help="print the persisted state and exit")
 
@@ -127,12 +131,28 @@ def cmd_updater(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    reexec = args.reexec_after_download
+    if reexec and isinstance(restarter, ProcessRestarter):
+        log.warning("--reexec-after-download ignored: the inference service is this process's child")
+        reexec = False
     try:
-        updater.run(stop)
+        updater.run(stop, reexec_self if reexec else None)
     finally:
         if isinstance(restarter, ProcessRestarter):
             restarter.stop()
     return 0
+
+
+def reexec_self() -> None:
+    """Replace this process by a fresh run of its own command line (same pid, same open stdio): the memory of
+    what a download round imported (python-tuf, securesystemslib, cryptography) goes back to the system. The new
+    process recovers from the journal, as after any restart; SIGTERM/SIGINT handlers are reinstalled by it."""
+    log.info("updater: download round over; re-executing to give the TUF client's memory back")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - our own command line, no shell
 
 
 def main(argv: list[str] | None = None) -> int:

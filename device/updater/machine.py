@@ -64,6 +64,7 @@ class Updater:
         self._monotonic = monotonic
         self._last_probe: float | None = None
         self._failures = 0
+        self.client_loaded = False  # a download round imported the TUF client (it stays until the process ends)
         self.record = UpdateRecord()
 
     # -- start and loop ----------------------------------------------------------------------
@@ -85,11 +86,24 @@ class Updater:
         self.journal.save(record)
         return record
 
-    def run(self, stop: threading.Event) -> None:
-        """Recover, then step until `stop` is set; a failing step (disk full, broken slot) is logged and retried."""
+    def run(self, stop: threading.Event, on_round_over: Callable[[], None] | None = None) -> None:
+        """Recover, then step until `stop` is set; a failing step (disk full, broken slot) is logged and retried.
+
+        `on_round_over` is called after a step that ended a download round which loaded the TUF client (see
+        `round_over`), before the wait; the CLI re-executes the process there, which gives the client's memory
+        back, and the journal resumes the update where it stands."""
         self.recover()
         while not stop.is_set():
-            stop.wait(self.tick())
+            delay = self.tick()
+            if on_round_over is not None and self.round_over() and not stop.is_set():
+                on_round_over()
+            stop.wait(delay)
+
+    def round_over(self) -> bool:
+        """True when this process loaded the TUF client and the round that did is over: the state has left
+        DOWNLOADING (staged, refused or superseded) and no failed step waits for a retry. A round that failed
+        and will be retried (its backoff is this process's, not the journal's) keeps the client until it ends."""
+        return self.client_loaded and self.record.state is not State.DOWNLOADING and self._failures == 0
 
     def tick(self) -> float:
         """`step()`, with a failing step logged and retried after a backoff; how long to wait."""
@@ -246,7 +260,7 @@ class Updater:
     def _repository(self) -> BundleRepository:
         """The TUF client for one download round, imported here rather than at the top: python-tuf, securesystemslib
         and cryptography's Rust module are a third of an idle updater's memory, and an idle updater verifies
-        nothing. The first download loads them for good (the updater's peak is then what it always was)."""
+        nothing. Once loaded they stay for the life of the process (`round_over` tells when to end it)."""
         identity = load_identity(self.settings.identity_path)
         if identity is None:
             raise StateError("the device is not enrolled yet", self.settings.identity_path)
@@ -255,6 +269,7 @@ class Updater:
             raise StateError("no server URL: not provisioned", self.settings.provisioning_path)
         from device.updater.repository import BundleRepository
 
+        self.client_loaded = True
         return BundleRepository(str(server), identity.secret, self.settings.tuf_dir, self.settings.downloads_dir,
                                 self.clock, timeout_s=self.settings.http_timeout_s,
                                 attempts=self.settings.download_attempts)

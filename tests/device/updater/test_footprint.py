@@ -42,7 +42,7 @@ def _idle_modules(tmp_path, argv: list[str], desired: dict | None = None) -> lis
         "from device.cli import main\n"
         "from device.updater.machine import Updater\n"
         "ran = Updater.run\n"
-        "def run_until_idle(self, stop):\n"
+        "def run_until_idle(self, stop, on_round_over=None):\n"
         "    self.recover()\n"
         "    self.step()\n"
         f"    print(json.dumps(sorted(m for m in {IDLE!r} if m in sys.modules)))\n"
