@@ -169,6 +169,8 @@ def _fan_out(store: ObjectStore, package: Package, unpacked: UnpackedPackage, ty
     logs: list[dict[str, Any]] = []
     feed: list[mlflow_feed.FeedItem] = []
     uploads: list[tuple[str, PackageRecord, images.ImageType]] = []  # (bucket, record, checked image)
+    # A record without points, sample or log only opens its version's run: one of them per version is enough.
+    plain_versions: set[str | None] = set()
     for item in typed:
         kind = item.record.kind
         summary.by_kind[kind] = summary.by_kind.get(kind, 0) + 1
@@ -191,7 +193,11 @@ def _fan_out(store: ObjectStore, package: Package, unpacked: UnpackedPackage, ty
             logs.append({"seq": item.record.seq, "ts": _iso(item.record.ts), **item.record.data})
             feed.append(mlflow_feed.FeedItem(item.record, {}, log=logs[-1]))
         else:
-            feed.append(mlflow_feed.FeedItem(item.record, {}))  # opens the run of a version seen first here
+            version = item.record.data.get("model_version")
+            version = version if isinstance(version, str) and version else None  # as the feed reads it
+            if version not in plain_versions:
+                plain_versions.add(version)
+                feed.append(mlflow_feed.FeedItem(item.record, {}))  # opens the run of a version seen first here
             if image is not None:
                 uploads.append(("prediction-images", item.record, image))
     _store_blobs(store, package.device_id, unpacked, uploads, writes)
@@ -259,7 +265,8 @@ def _insert_ledger(session: Session, packages: list[tuple[Package, list[_Typed],
             for package, typed, checked in packages for t in typed]
     new: dict[str, set[int]] = {}
     if rows:
-        for device_id, seq in session.execute(_LEDGER_INSERT, {"rows": json.dumps(rows)}):
+        body = json.dumps(rows, separators=(",", ":"), check_circular=False)
+        for device_id, seq in session.execute(_LEDGER_INSERT, {"rows": body}):
             new.setdefault(device_id, set()).add(seq)
     return new
 

@@ -234,7 +234,8 @@ def _parse_records(path: Path, manifest: Manifest) -> list[PackageRecord]:
             if not line.strip():
                 continue
             try:
-                record = PackageRecord.model_validate(json.loads(line, parse_constant=_no_constant))
+                record = PackageRecord.model_validate(_DECODER.decode(line.decode(json.detect_encoding(line),
+                                                                                  "surrogatepass")))
             except (ValueError, ValidationError) as exc:
                 raise PackageError(f"records.jsonl line {number}: {_first_line(exc)}") from exc
             if not manifest.seq_first <= record.seq <= manifest.seq_last or record.seq in seen:
@@ -251,6 +252,10 @@ def _parse_records(path: Path, manifest: Manifest) -> list[PackageRecord]:
 def _no_constant(name: str) -> None:
     """NaN and ±Infinity (Python's json writes them) become null: JSON columns cannot hold them."""
     return None
+
+
+# What `json.loads(line, parse_constant=_no_constant)` does, without building a decoder for every line.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _first_line(exc: Exception) -> str:

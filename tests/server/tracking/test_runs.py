@@ -142,3 +142,20 @@ def test_a_backlog_is_bounded_per_run(backends: Backends) -> None:
     bridge.add([_batch(key, [Metric("fps", 9.0, 9, 9)])])
     assert bridge.pending() == 3
     assert not bridge.flush() and bridge.pending() == 3
+
+
+def test_predictions_open_the_run_of_each_version_they_name(client: TestClient, operator_token: str,
+                                                            backends: Backends, worker: Worker) -> None:
+    """Records without metrics only open runs: each version a package's predictions name gets its run (one
+    record per version is fed to MLflow), and a prediction naming none goes to the device's reported version."""
+    device = enroll(client, operator_token)
+    versions = ["1.0.0", "2.0.0", None, "1.0.0", "2.0.0", None, ""]
+    records = [{"seq": seq, "kind": "prediction", "ts": (START + timedelta(seconds=seq)).isoformat(),
+                "data": {"label": "cat", "confidence": 0.9, **({"model_version": v} if v is not None else {})}}
+               for seq, v in enumerate(versions, start=1)]
+    spec = PackageSpec(device.device_id, records)
+    assert upload(client, device, spec.package_id, build_package(spec)).status_code == 201
+    worker.drain()
+    assert backends.mlflow is not None
+    runs = backends.mlflow.runs_of_device(device.device_id)
+    assert sorted(r.data.tags["tinysphere.model_version"] for r in runs) == ["1.0.0", "2.0.0", "unknown"]
