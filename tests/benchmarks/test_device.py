@@ -2,7 +2,16 @@
 
 from pathlib import Path
 
-from benchmarks.device import ROOT, _group, _written_once, device_config, image_env, traced_writes
+from benchmarks.device import (
+    ROOT,
+    _group,
+    _written_once,
+    compose_flags,
+    device_config,
+    image_env,
+    traced_writes,
+    update_timeline,
+)
 
 DATA = "/tmp/bench/0"
 TRACE = f"""\
@@ -53,3 +62,33 @@ def test_the_devices_sync_only_with_a_server_url(tmp_path: Path) -> None:
     from device.config import parse_config  # both are configurations the device accepts
 
     assert parse_config(synced).sync.server_url == "http://127.0.0.1:9" and parse_config(config).sync.server_url == ""
+
+
+def test_the_services_run_with_the_flags_of_the_compose_file() -> None:
+    assert compose_flags(ROOT, "inference") == []
+    assert compose_flags(ROOT, "updater") == ["--reexec-after-download"]
+
+
+def test_the_update_scenario_runs_the_slot_and_the_updater_section(tmp_path: Path) -> None:
+    from device.config import parse_config
+
+    doc = device_config(tmp_path, 5.0, None, health_port=8400,
+                        updater={"server_url": "http://127.0.0.1:8", "probation_s": 20.0})
+    config = parse_config(doc)
+    assert config.feature_extractor.bundle == "models/current" and config.device.health_port == 8400
+    assert config.updater.server_url == "http://127.0.0.1:8" and config.updater.probation_s == 20.0
+
+
+def test_the_update_timeline_splits_at_the_desire_the_switch_and_the_commit() -> None:
+    mb = 1024
+    rows = [(0.0, 80 * mb, 25 * mb, 0, "IDLE"), (1.0, 80 * mb, 25 * mb, 0, "IDLE"),
+            (2.0, 80 * mb, 39 * mb, 0, "DOWNLOADING"), (3.0, 81 * mb, 39 * mb, 64 * mb, "STAGED"),
+            (4.0, 90 * mb, 25 * mb, 0, "SWITCHED"), (5.0, 85 * mb, 25 * mb, 0, "PROBATION"),
+            (6.0, 82 * mb, 25 * mb, 0, "COMMITTED"), (7.0, 82 * mb, 25 * mb, 0, "COMMITTED")]
+    out = update_timeline(rows, desired_at=1.5, interval_s=1.0)
+    assert out["before"]["max_sum_mb"] == 105.0 and out["before"]["seconds"] == 2.0
+    assert out["round"]["updater_peak_mb"] == 39.0 and out["round"]["max_sum_mb"] == 120.0
+    assert out["round"]["max_sum_with_children_mb"] == 184.0
+    assert out["round"]["seconds_sum_over_limit"] == 0.0 and out["round"]["seconds_with_children_over_limit"] == 1.0
+    assert out["probation"]["run_peak_mb"] == 90.0 and out["probation"]["seconds"] == 2.0
+    assert out["after"]["sum_at_end_mb"] == 107.0 and out["whole"]["max_sum_with_children_mb"] == 184.0
