@@ -33,8 +33,8 @@ its peak, not its RSS, as it lives about a second) and the updater's journal sta
 pair's result gives per phase (before the update is desired; the round, until the journal switches; probation,
 until COMMITTED; after) the peak of each service, the largest SUM of the two and of the two with their
 children, and the seconds either sum was above 120 MB. An updater that re-executes itself after the round
-starts a new process image: its VmHWM (`peak_rss_mb`) is then the new image's, and the round's peak is the
-sampled one. With `--baseline`, both pairs update from the same repository at the same time.
+starts a new process image: its VmHWM (`peak_rss_mb`) is then the new image's, the round's peak is the
+sampled one, and its `modules` count both images' imports. With `--baseline`, both pairs update from the same repository at the same time.
 
 Where the memory goes: at the end of the window, /proc/<pid>/smaps_rollup (anonymous vs file-backed)
 and /proc/<pid>/smaps grouped by what is mapped (a shared object by its file name, `[heap]`, and the

@@ -154,3 +154,27 @@ def test_a_round_is_over_once_staged_and_not_while_a_failed_round_waits_for_its_
     assert not updater.round_over()  # the retry's backoff is this process's: keep it (and the client)
     updater.tick()  # the retry downloads
     assert updater.record.state is State.STAGED and updater.round_over()
+
+
+def test_with_a_child_process_watchdog_the_flag_is_ignored(tmp_path: Path) -> None:
+    """The inference service is the updater's child there: a new process image would not know it, and start a
+    second one. The updater runs without re-executing (and says so)."""
+
+    config = tmp_path / "device.json"
+    config.write_text(json.dumps({"device": {"data_dir": str(tmp_path), "health_port": 9}}))
+    code = (
+        "import sys, json\n"
+        "from device.cli import main\n"
+        "from device.updater.machine import Updater\n"
+        "def run_once(self, stop, on_round_over=None):\n"
+        "    print(json.dumps({'reexec': on_round_over is not None}))\n"
+        "Updater.run = run_once\n"
+        f"main(['updater', '--config', {str(config)!r}, '--docker-socket', {str(tmp_path / 'none')!r},\n"
+        "      '--inference-cmd', 'sleep 60', '--reexec-after-download'])\n"
+        f"main(['updater', '--config', {str(config)!r}, '--docker-socket', {str(tmp_path / 'none')!r},\n"
+        "      '--reexec-after-download'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [{"reexec": False}, {"reexec": True}]
+    assert "--reexec-after-download ignored" in done.stderr
