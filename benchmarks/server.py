@@ -124,6 +124,7 @@ class Usage:
             if info is not None and f":{info['port']}" in stack.service_urls[name]:
                 self.groups[name] = _tree(info["pid"], table)
         self.cpu = self._cpu()
+        self.imported: dict[str, float] | None = None  # set by `mark_imported`
         self.end: dict[str, float] | None = None  # set by `settle`
         self.log = services.STATE / "moto.log" if "moto" in self.groups else None
         self.log_offset = self.log.stat().st_size if self.log else 0
@@ -144,6 +145,10 @@ class Usage:
             totals[name] = total
         return totals
 
+    def mark_imported(self) -> None:
+        """The last package is imported: what was spent so far is the import path's, the rest MLflow's flush."""
+        self.imported = self._cpu()
+
     def settle(self, quiet_s: float = 6.0, timeout_s: float = 120.0) -> None:
         """Wait until every group is idle (the MLflow flusher sends after the imports, every 5 s): less than 2 % of
         a core each in `quiet_s`, at most `timeout_s`. The CPU counted ends where that quiet window began, so
@@ -163,6 +168,10 @@ class Usage:
         end = self.end or self._cpu()
         cpu = {name: round(1000 * (end[name] - self.cpu.get(name, 0.0)) / count, 2) for name in end}
         result: dict[str, Any] = {"cpu_ms": {**cpu, "total": round(sum(cpu.values()), 2)}}
+        if self.imported is not None:
+            until = {name: round(1000 * (self.imported[name] - self.cpu.get(name, 0.0)) / count, 2)
+                     for name in self.imported}
+            result["cpu_ms_until_imported"] = {**until, "total": round(sum(until.values()), 2)}
         if self.log is not None:
             with self.log.open("rb") as log:
                 log.seek(self.log_offset)
@@ -402,10 +411,11 @@ async def _ingest(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - began
     load = os.getloadavg()[0]
-    if spy is not None:
+    usage.mark_imported()
+    await asyncio.to_thread(usage.settle)
+    if spy is not None:  # MLflow's flush included
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=60)
-    await asyncio.to_thread(usage.settle)
     return {"ingest_packages_per_s": round(count / elapsed, 2), "upload_per_s": round(count / uploaded, 1),
             "bytes_per_package": round(statistics.mean(len(p[1]) for p in packages)),
             "load_average_1m": round(load, 2), **usage.per_package(count)}
@@ -498,12 +508,13 @@ async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[
     """Packages from upload to imported with one worker process, then with two; what each package cost.
 
     `ingest_cpu_ms_per_package_*` is the CPU time per package of each process involved (MLflow's flush, which
-    ends after the last import, included) and `ingest_object_requests_per_package_*` the requests moto_server
-    served per package. From them: `ingest_capacity_per_s_if_cpu_bound_*`, the rate this machine's cores
-    allow for that much CPU per package (`..._without_mlflow_server_*`: with the MLflow server and its database
-    elsewhere, as its flush is off the import path anyway), and per process the rate it could carry with a
-    core of its own (`ingest_capacity_per_s_one_core_*`; moto_server and one worker are each one Python
-    process, so one core is their ceiling)."""
+    ends after the last import, included; `..._until_imported_*` stops at the last import) and
+    `ingest_object_requests_per_package_*` the requests moto_server served per package. From them:
+    `ingest_capacity_per_s_if_cpu_bound_*`, the rate this machine's cores allow for that much CPU per package
+    (`..._without_mlflow_server_*`: with the MLflow server and its database elsewhere, as its flush is off the
+    import path anyway), and per process the rate it could carry with a core of its own
+    (`ingest_capacity_per_s_one_core_*`; moto_server and one worker are each one Python process, so one core
+    is their ceiling)."""
     result: dict[str, Any] = {}
     cores = os.cpu_count() or 1
     for workers in (1, 2):
@@ -517,6 +528,7 @@ async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[
         result["ingest_bytes_per_package"] = ingest["bytes_per_package"]
         cpu = ingest["cpu_ms"]
         result[f"ingest_cpu_ms_per_package_{suffix}"] = cpu
+        result[f"ingest_cpu_ms_per_package_until_imported_{suffix}"] = ingest["cpu_ms_until_imported"]
         if "object_requests" in ingest:
             result[f"ingest_object_requests_per_package_{suffix}"] = ingest["object_requests"]
         result[f"ingest_capacity_per_s_if_cpu_bound_{suffix}"] = round(1000 * cores / cpu["total"], 1)

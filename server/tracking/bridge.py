@@ -27,6 +27,8 @@ from pathlib import Path
 
 from mlflow.entities import Metric, RunTag
 from mlflow.entities import Run as MlflowRun
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from server.errors import MlflowUnavailableError
@@ -82,10 +84,12 @@ class RunBatch:
 
 
 def configure_http(timeout_s: int, max_retries: int) -> None:
-    """Bound MLflow's HTTP calls; its client only reads these settings from the environment."""
+    """Bound MLflow's HTTP calls; its client only reads these settings from the environment. MLflow's client also
+    records usage telemetry for its vendor: off unless the operator set `MLFLOW_DISABLE_TELEMETRY` otherwise."""
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout_s)
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(max_retries)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 class MlflowBridge:
@@ -107,6 +111,7 @@ class MlflowBridge:
         self._thread: threading.Thread | None = None
         self._failures = 0  # consecutive failed flushes, for the backoff
         self._opened: list[tuple[RunKey, str]] = []  # runs resolved for the first time, until `take_opened`
+        self._artifact_repositories: dict[str, ArtifactRepository] = {}  # by run id; used under the flush lock
 
     def add(self, batches: Iterable[RunBatch]) -> None:
         """Queue committed data for MLflow; never blocks on MLflow."""
@@ -245,6 +250,20 @@ class MlflowBridge:
             path = root / "logs" / day / f"{lines[0].seq}-{lines[-1].seq}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(line.line + "\n" for line in lines))
+        repository = self._artifact_repository(run_id)
         for top in sorted(p.name for p in root.iterdir()):
             for day_dir in sorted((root / top).iterdir()):
-                self._client.log_artifacts(run_id, str(day_dir), f"{top}/{day_dir.name}")
+                if repository is None:
+                    self._client.log_artifacts(run_id, str(day_dir), f"{top}/{day_dir.name}")
+                else:
+                    repository.log_artifacts(str(day_dir), f"{top}/{day_dir.name}")
+
+    def _artifact_repository(self, run_id: str) -> ArtifactRepository | None:
+        """The artifact store of a run whose location the run's lookup gave, kept for as long as the bridge: the
+        client's own lookup asks MLflow for the run first, and keeps only the last 1024 runs it asked for."""
+        if run_id not in self._artifact_repositories:
+            uri = self.runs.artifact_uris.get(run_id)
+            if uri is None:
+                return None
+            self._artifact_repositories[run_id] = get_artifact_repository(uri, tracking_uri=self.tracking_uri)
+        return self._artifact_repositories[run_id]

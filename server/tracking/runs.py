@@ -59,6 +59,7 @@ class RunDirectory:
         self._experiments: dict[str, str] = {}  # model -> experiment id; ids never change
         self._runs: dict[RunKey, str] = {}  # run ids never change either
         self.tags: dict[str, dict[str, str]] = {}  # run id -> the tags it is known to carry
+        self.artifact_uris: dict[str, str] = {}  # run id -> where its artifacts go (never changes either)
 
     def experiment_id(self, model: str) -> str:
         """The experiment of one model, created on first use."""
@@ -96,6 +97,8 @@ class RunDirectory:
         run = found[0]
         self._runs[key] = str(run.info.run_id)
         self.tags[str(run.info.run_id)] = dict(run.data.tags)
+        if run.info.artifact_uri:
+            self.artifact_uris[str(run.info.run_id)] = str(run.info.artifact_uri)
         return self._runs[key]
 
     def _search(self, experiment_id: str, key: RunKey) -> list[Run]:
