@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from device.config import Config, UpdaterConfig
 
 log = logging.getLogger("tinylcm.updater")
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 # flag (its argparse dest) -> the field of the config's `updater` section it overrides
 FLAGS = {"server": "server_url", "health_url": "health_url", "device_type": "device_type",
@@ -129,24 +130,31 @@ def cmd_updater(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report(updater.record), indent=2) + "\n")
         return 0
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda *_: stop.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked across a re-exec (reexec_self): now ours
     reexec = args.reexec_after_download
     if reexec and isinstance(restarter, ProcessRestarter):
         log.warning("--reexec-after-download ignored: the inference service is this process's child")
         reexec = False
     try:
-        updater.run(stop, reexec_self if reexec else None)
+        updater.run(stop, (lambda: reexec_self(stop)) if reexec else None)
     finally:
         if isinstance(restarter, ProcessRestarter):
             restarter.stop()
     return 0
 
 
-def reexec_self() -> None:
+def reexec_self(stop: threading.Event) -> None:
     """Replace this process by a fresh run of its own command line (same pid, same open stdio): the memory of
     what a download round imported (python-tuf, securesystemslib, cryptography) goes back to the system. The new
-    process recovers from the journal, as after any restart; SIGTERM/SIGINT handlers are reinstalled by it."""
+    process recovers from the journal, as after any restart. SIGTERM/SIGINT are blocked from the last look at
+    `stop` on: one that comes later stays pending across the exec and reaches the new process once it has
+    installed its handlers; none is lost, and a stop asked before is honoured here (no exec)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if stop.is_set():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        return
     log.info("updater: download round over; re-executing to give the TUF client's memory back")
     for handler in logging.getLogger().handlers:
         handler.flush()

@@ -96,6 +96,7 @@ def _run_until_committed(data_dir: Path, proc: Any, log: Path) -> list[dict[str,
                 break
             time.sleep(0.2)
         maps = Path(f"/proc/{proc.pid}/maps").read_text() if proc.poll() is None else ""
+        status = Path(f"/proc/{proc.pid}/status").read_text() if proc.poll() is None else ""
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
@@ -103,7 +104,9 @@ def _run_until_committed(data_dir: Path, proc: Any, log: Path) -> list[dict[str,
     assert proc.returncode == 0, err[-3000:]
     assert journal.load().state is State.COMMITTED, err[-3000:]
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    return [*entries, {"event": "maps", "cryptography_rust": "_rust.abi3.so" in maps}]
+    blocked = next((line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), "")
+    return [*entries, {"event": "maps", "cryptography_rust": "_rust.abi3.so" in maps,
+                       "blocked": int(blocked or "1", 16)}]
 
 
 def test_the_updater_reexecs_after_the_round_and_finishes_the_update_without_the_tuf_client(
@@ -122,6 +125,7 @@ def test_the_updater_reexecs_after_the_round_and_finishes_the_update_without_the
     assert steps[0]["state"] == "SWITCHED" and {e["state"] for e in steps} >= {"PROBATION", "COMMITTED"}
     assert all(e["tuf"] == [] for e in steps)
     assert not maps["cryptography_rust"]  # cryptography's Rust extension is not mapped any more
+    assert maps["blocked"] == 0  # SIGTERM/SIGINT, blocked across the exec, are the new image's again (it stopped: rc 0)
     # the update completed: the new slot live, the journal's health watch passed, committed
     record = Journal(data_dir / "state" / "updater.json").load()
     assert record.live_version == "2.0.0" and live_version(data_dir) == "2.0.0"
