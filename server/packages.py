@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import IO
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -54,20 +53,17 @@ def receive(backends: Backends, device_id: str, package_id: str, body: IO[bytes]
     body.seek(0)
     backends.store.put_file("packages", key, body, size, "application/gzip")
     with backends.sessions() as session:
-        inserted = session.execute(
+        package = session.scalars(  # the whole row comes back, server defaults included: no second query
             insert(Package)
             .values(id=package_id, device_id=device_id, sha256=sha256, size=size, object_key=key)
             .on_conflict_do_nothing(index_elements=["device_id", "id"])
-            .returning(Package.id)
+            .returning(Package)
         ).first()
-        if inserted is None:  # a concurrent upload of the same id by the same device won
+        if package is None:  # a concurrent upload of the same id by the same device won
             session.rollback()
             return _settle_race(session, backends.store, device_id, package_id, sha256, key)
         enqueue_import(session, device_id, package_id)
         session.commit()
-        package = session.scalars(
-            select(Package).where(Package.device_id == device_id, Package.id == package_id)
-        ).one()
     logger.info("package %s from %s stored (%d bytes)", package_id, device_id, size)
     return package, True
 
