@@ -530,7 +530,13 @@ async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[
         result[f"ingest_cpu_ms_per_package_{suffix}"] = cpu
         result[f"ingest_cpu_ms_per_package_until_imported_{suffix}"] = ingest["cpu_ms_until_imported"]
         if "object_requests" in ingest:
-            result[f"ingest_object_requests_per_package_{suffix}"] = ingest["object_requests"]
+            requests = ingest["object_requests"]
+            result[f"ingest_object_requests_per_package_{suffix}"] = requests
+            if "moto" in cpu and requests["total"]:  # what one request costs the stand-in
+                result[f"ingest_moto_cpu_ms_per_request_{suffix}"] = round(cpu["moto"] / requests["total"], 2)
+            if "mlflow" in cpu and requests.get("mlflow_PUT"):  # its run calls and log_batch counted in
+                result[f"ingest_mlflow_server_cpu_ms_per_artifact_{suffix}"] = round(
+                    cpu["mlflow"] / requests["mlflow_PUT"], 2)
         result[f"ingest_capacity_per_s_if_cpu_bound_{suffix}"] = round(1000 * cores / cpu["total"], 1)
         without_mlflow = cpu["total"] - cpu.get("mlflow", 0.0) - cpu.get("postgres_mlflow", 0.0)
         result[f"ingest_capacity_per_s_if_cpu_bound_without_mlflow_server_{suffix}"] = round(
