@@ -23,6 +23,12 @@ Measured on the 300 post-shift frames, as predicted at the time (prequential):
                    after_labels / ceiling
   retention        exact accuracy on 300 fresh in-distribution frames (classes 0-5, adapter off)
                    with the kNN as the stream left it: does adapting hurt the known classes?
+  lost_*           post-shift frames missed under the mapping, by where: lost_ramp_up (predicted before the
+                   first pseudo-label was committed), lost_known_class (after it, voted to a wrong digit),
+                   lost_wrong_cluster (after it, voted to an "unknown-N" of another digit)
+  first_pseudo_label  post-shift frames predicted before the first pseudo-label was committed (None: never)
+  pseudo_purity    share of the samples that joined under an "unknown-N" whose digit is its majority digit
+  mapped_by_span   mapped accuracy over each 50 post-shift frames, in order (how fast it ramps up)
 
 A control stream per seed (`control`: PRE + POST frames of digits 0-5, no drift, the adapter on)
 counts the frames the detectors called drifting, the pseudo-labels committed, and whether the
@@ -93,6 +99,8 @@ def run(seed: int, mode: str, config: AdaptConfig) -> dict[str, Any]:
     operator = Operator(adapter) if adapter is not None and mode == "validated" else None
     truth: dict[int, str] = {}
     mapping: dict[str, str] = {}
+    joined: list[tuple[str, str]] = []  # (unknown-N, true digit) of every sample a new-class pseudo-label added
+    first: int | None = None  # seq at which the first pseudo-label was committed
     post: list[tuple[int, str, str]] = []
     vectors: dict[int, Any] = {}
     events: list[dict[str, Any]] = []
@@ -102,14 +110,20 @@ def run(seed: int, mode: str, config: AdaptConfig) -> dict[str, Any]:
         truth[seq] = str(frame.label)
         new_events = pipeline.events + (operator.see(seq, result, truth[seq]) if operator else [])
         for event in new_events:
+            if event["action"] == "pseudo_label" and first is None:
+                first = seq
             if event["action"] == "pseudo_label" and event["reason"] == "new_class":
                 mapping[event["label"]] = Counter(truth[s] for s in event["seqs"]).most_common(1)[0][0]
+                joined += [(event["label"], truth[s]) for s in event["seqs"]]
         events += new_events
         if seq >= PRE:
             post.append((seq, result.label, truth[seq]))
             vectors[seq] = result.vector.copy()
     source.close()
     metrics = score(post, mapping)
+    if adapter is not None:
+        metrics.update(losses(post, mapping, first))
+        metrics["pseudo_purity"] = round(sum(mapping[n] == t for n, t in joined) / len(joined), 4) if joined else None
     metrics["retention"] = retention(pipeline, seed)
     metrics["events"] = dict(Counter(e["action"] for e in events))
     if operator is not None:
@@ -166,6 +180,24 @@ def score(post: list[tuple[int, str, str]], mapping: dict[str, str]) -> dict[str
         "accuracy": round(sum(p == t for _, p, t in post) / n, 4),
         "mapped_accuracy": round(sum(mapping.get(p, p) == t for _, p, t in post) / n, 4),
         "novel_rate": round(sum(p.startswith(NEW_CLASS_PREFIX) for _, p, _ in post) / n, 4),
+    }
+
+
+def losses(post: list[tuple[int, str, str]], mapping: dict[str, str], first: int | None) -> dict[str, Any]:
+    """Where the post-shift frames missed under the mapping, and the mapped accuracy over each 50 of them."""
+    lost = dict.fromkeys(("lost_ramp_up", "lost_known_class", "lost_wrong_cluster"), 0)
+    for seq, predicted, true in post:
+        if mapping.get(predicted, predicted) == true:
+            continue
+        if first is None or seq <= first:
+            lost["lost_ramp_up"] += 1
+        else:
+            lost["lost_wrong_cluster" if predicted.startswith(NEW_CLASS_PREFIX) else "lost_known_class"] += 1
+    hits = [mapping.get(p, p) == t for _, p, t in post]
+    return {
+        **lost,
+        "first_pseudo_label": None if first is None else max(first - post[0][0] + 1, 0),
+        "mapped_by_span": [round(sum(hits[i : i + 50]) / len(hits[i : i + 50]), 4) for i in range(0, len(hits), 50)],
     }
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.adaptation import ceiling_classifier, evaluate, score, summarise
+from benchmarks.adaptation import ceiling_classifier, evaluate, losses, score, summarise
 from device.knn import KNNClassifier
 
 
@@ -14,6 +14,19 @@ def test_score_maps_pseudo_labels_to_the_class_that_joined_under_them():
         "mapped_accuracy": 0.5,
         "novel_rate": 0.5,
     }
+
+
+def test_losses_say_where_the_frames_missed_and_how_fast_accuracy_rose():
+    post = [(500, "3", "7"), (501, "5", "7"), (502, "3", "8"), (503, "unknown-1", "8"), (504, "unknown-2", "9")]
+    assert losses(post, {"unknown-1": "7", "unknown-2": "9"}, first=501) == {
+        "lost_ramp_up": 2,  # frames 500 and 501 were predicted before the pseudo-label of frame 501 existed
+        "lost_known_class": 1,
+        "lost_wrong_cluster": 1,
+        "first_pseudo_label": 2,
+        "mapped_by_span": [0.2],
+    }
+    assert losses(post, {}, first=None)["lost_ramp_up"] == 5
+    assert losses(post, {}, first=None)["first_pseudo_label"] is None
 
 
 def test_summarise_gives_mean_and_std_of_numbers_only():
