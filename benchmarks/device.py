@@ -34,7 +34,8 @@ pair's result gives per phase (before the update is desired; the round, until th
 until COMMITTED; after) the peak of each service, the largest SUM of the two and of the two with their
 children, and the seconds either sum was above 120 MB. An updater that re-executes itself after the round
 starts a new process image: its VmHWM (`peak_rss_mb`) is then the new image's, the round's peak is the
-sampled one, and its `modules` count both images' imports. With `--baseline`, both pairs update from the same repository at the same time.
+sampled one, and its `modules` count both images' imports. With `--baseline`, both pairs update from the
+same repository at the same time. `transitions` lists the updater's journal history (UTC time, state, reason).
 
 Where the memory goes: at the end of the window, /proc/<pid>/smaps_rollup (anonymous vs file-backed)
 and /proc/<pid>/smaps grouped by what is mapped (a shared object by its file name, `[heap]`, and the
@@ -539,6 +540,9 @@ def run(seconds: float, fps: float, bundle: Path, commit_s: float | None = None,
                     "flags": compose_flags(pair.tree, "updater"),
                     "state": journal.get("state"), "live_version": journal.get("live_version"),
                     "reexecs": log.count("re-executing to give the TUF client"),
+                    "transitions": [f"{h.get('at', '')[11:19]} {h.get('to')}: {str(h.get('reason'))[:80]}"
+                                    for h in journal.get("history", [])],
+                    "last_reason": str(journal.get("reason"))[:200],
                     **update_timeline(sampler.rows[label], desired_at, sampler.interval_s)}
         result = {
             "model": bundle.name,
