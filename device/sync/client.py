@@ -126,22 +126,28 @@ class SyncClient:
         try:
             async with self._session.request(method, url, json=json_body, data=data, headers=headers) as resp:
                 raw = await resp.read()
-                return _reply(method, path, resp.status, resp.headers.get("Retry-After"), raw)
+                return _reply(method, path, resp.status, resp.headers.get("Retry-After"), raw,
+                              resp.headers.get("X-Request-ID"))
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.info("%s %s failed: %s", method, path, exc.__class__.__name__)
             raise ServerUnavailableError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
 
 
-def _reply(method: str, path: str, status: int, retry_after: str | None, raw: bytes) -> Reply:
-    """Map an HTTP answer to a `Reply` or the device's error for it."""
+def _reply(method: str, path: str, status: int, retry_after: str | None, raw: bytes,
+           request_id: str | None = None) -> Reply:
+    """Map an HTTP answer to a `Reply` or the device's error for it.
+
+    An error names the server's id for the request (`X-Request-ID`), which finds the server's log lines of it."""
     if 200 <= status < 300:
         try:
             return Reply(status, json.loads(raw) if raw else None)
         except ValueError as exc:  # a truncated or mangled body: the request may have worked, ask again
             raise ServerUnavailableError(f"{method} {path}: unreadable answer", status) from exc
     detail = raw[:300].decode("utf-8", "replace")
+    if request_id:
+        detail += f" [request {request_id[:128]!r}]"
     if status in (408, 429) or status >= 500:
-        log.info("%s %s answered %d (Retry-After %s)", method, path, status, retry_after)
+        log.info("%s %s answered %d (Retry-After %s, request %r)", method, path, status, retry_after, request_id)
         after = parse_retry_after(retry_after)
         raise ServerUnavailableError(f"{method} {path}: HTTP {status}: {detail}", status, after)
     raise _REFUSED.get(status, ServerRefusedError)(f"{method} {path}: HTTP {status}: {detail}", status)

@@ -28,6 +28,7 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     drop: bool = False  # close the connection without an answer
+    request_id: str | None = None  # the X-Request-ID the answer names, as the real server's answers do
 
 
 @dataclass
@@ -89,6 +90,8 @@ def build_app(state: ContractState) -> web.Application:
                 request.transport.close()
                 raise ConnectionResetError("dropped by the test")
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            if fault.request_id:
+                headers["X-Request-ID"] = fault.request_id
             state.requests.append((request.method, request.path, fault.status))
             return web.json_response({"detail": "injected"}, status=fault.status, headers=headers)
         response = await handler(request)

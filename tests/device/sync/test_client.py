@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from device.errors import DeviceAuthError, PackageConflictError, PackageTooLargeError, ServerUnavailableError
+from device.errors import (
+    DeviceAuthError,
+    PackageConflictError,
+    PackageTooLargeError,
+    ServerRefusedError,
+    ServerUnavailableError,
+)
 from device.outbox.records import Record
 from device.sync import ClientSettings, ImagePolicy, RetryPolicy, SyncClient
 from device.sync.package import build
@@ -72,6 +78,15 @@ def test_refusals_are_not_retried(server_url: str, contract: ContractState, stat
     with pytest.raises(error):
         _put(server_url, _package())
     assert len(contract.requests) == 1
+
+
+def test_an_error_names_the_servers_request_id(server_url: str, contract: ContractState) -> None:
+    contract.faults = [Fault(403, request_id="4f1c0ffee")]
+    with pytest.raises(ServerRefusedError, match=r"HTTP 403: .*\[request '4f1c0ffee'\]"):
+        _put(server_url, _package())
+    contract.faults = [Fault(503, request_id="5e2")] * 10
+    with pytest.raises(ServerUnavailableError, match=r"HTTP 503: .*\[request '5e2'\]"):
+        _put(server_url, _package(), RetryPolicy(attempts=2, initial_s=0.01, max_wait_s=0.02))
 
 
 def test_a_read_timeout_is_a_retryable_failure(tmp_path: Path) -> None:
