@@ -149,19 +149,41 @@ class Usage:
         """The last package is imported: what was spent so far is the import path's, the rest MLflow's flush."""
         self.imported = self._cpu()
 
-    def settle(self, quiet_s: float = 6.0, timeout_s: float = 120.0) -> None:
-        """Wait until every group is idle (the MLflow flusher sends after the imports, every 5 s): less than 2 % of
-        a core each in `quiet_s`, at most `timeout_s`. The CPU counted ends where that quiet window began, so
-        the idle polling of the wait is left out."""
+    def settle(self, artifacts: int, quiet_s: float = 6.0, timeout_s: float = 90.0) -> None:
+        """Wait until MLflow's flush, which runs after the imports (every 5 s), is over: `artifacts` uploads reached
+        MLflow's bucket and every group was idle for `quiet_s` (under 5 % of a core each), at most `timeout_s`.
+        The CPU counted ends where that quiet window began, so the idle polling of the wait is left out."""
         deadline = time.monotonic() + timeout_s
         last = self._cpu()
         while time.monotonic() < deadline:
             time.sleep(quiet_s)
             now = self._cpu()
-            if sum(now.values()) - sum(last.values()) < 0.02 * quiet_s * len(now):
+            idle = all(now[name] - last.get(name, 0.0) < 0.05 * quiet_s for name in now)
+            if idle and (self.log is None or self._requests().get("mlflow_PUT", 0) >= artifacts):
                 break
             last = now
         self.end = last
+
+    def _requests(self) -> dict[str, int]:
+        """The requests moto_server logged since the start for the bench's buckets and MLflow's, by method."""
+        if self.log is None:
+            return {}
+        with self.log.open("rb") as log:
+            log.seek(self.log_offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        prefix = self.stack.env["TINYSPHERE_BUCKET_PREFIX"]
+        mlflow_bucket = self.stack.service_urls["mlflow_bucket"]
+        requests: dict[str, int] = {}
+        for line in lines:
+            if '"' not in line:
+                continue
+            method, _, path = line.split('"')[1].partition(" ")
+            owner = ("tinysphere" if path.startswith(f"/{prefix}") else
+                     "mlflow" if path.startswith(f"/{mlflow_bucket}") else None)
+            if owner is not None:
+                kind = f"{owner}_{method}" + ("_tagging" if "tagging" in path.split(" ")[0] else "")
+                requests[kind] = requests.get(kind, 0) + 1
+        return requests
 
     def per_package(self, count: int) -> dict[str, Any]:
         """CPU milliseconds per package of each group and all of them, object requests per package by method."""
@@ -173,21 +195,7 @@ class Usage:
                      for name in self.imported}
             result["cpu_ms_until_imported"] = {**until, "total": round(sum(until.values()), 2)}
         if self.log is not None:
-            with self.log.open("rb") as log:
-                log.seek(self.log_offset)
-                lines = log.read().decode(errors="replace").splitlines()
-            prefix = self.stack.env["TINYSPHERE_BUCKET_PREFIX"]
-            mlflow_bucket = self.stack.service_urls["mlflow_bucket"]
-            requests: dict[str, float] = {}
-            for line in lines:
-                if '"' not in line:
-                    continue
-                method, _, path = line.split('"')[1].partition(" ")
-                owner = ("tinysphere" if path.startswith(f"/{prefix}") else
-                         "mlflow" if path.startswith(f"/{mlflow_bucket}") else None)
-                if owner is not None:
-                    kind = f"{owner}_{method}" + ("_tagging" if "tagging" in path.split(" ")[0] else "")
-                    requests[kind] = requests.get(kind, 0) + 1
+            requests = self._requests()
             result["object_requests"] = {k: round(v / count, 2) for k, v in sorted(requests.items())}
             result["object_requests"]["total"] = round(sum(requests.values()) / count, 2)
         return result
@@ -412,7 +420,7 @@ async def _ingest(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple
     elapsed = time.perf_counter() - began
     load = os.getloadavg()[0]
     usage.mark_imported()
-    await asyncio.to_thread(usage.settle)
+    await asyncio.to_thread(usage.settle, DRIFT_EVENTS * count)  # each drift sample is an MLflow artifact
     if spy is not None:  # MLflow's flush included
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=60)
