@@ -5,11 +5,13 @@ frames (running sums, O(1) per frame). After an adaptation the same means are ta
 `length` frames; a collapse of either score, or an inflow that keeps growing, means roll back.
 
 Confidence and agreement are judged on the frames voted to a named class (a bundle's or an operator's,
-not a pseudo-label) when most frames of both spans were: before an adaptation the frames of a new class
-are often voted to a known one with confidence, and after it they split their votes with the new
-pseudo-label or go to it, which must not read as a collapse. When most frames of either span went to
-pseudo-labels, every frame is judged, as a too small remainder would judge on noise. Inflow counts every
-frame.
+not a pseudo-label) when more than a third of the frames of both spans were: before an adaptation the
+frames of a new class are often voted to a known one with confidence, and after it they split their votes
+with the new pseudo-label or go to it, which must not read as a collapse (when the new classes take more
+than half of the frames at once, as several clusters named in one search do, 13 named frames of 30 still
+judge well, where judging every frame rolled good clusters back). When at most a third of either span was
+voted to named classes, every frame is judged, as a too small remainder would judge on noise. Inflow counts
+every frame.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from device.knn import Snapshot
+
+NAMED_SHARE = 1 / 3  # judge on the named frames when both spans have more than this share of them
 
 Health = dict[str, float]
 # means over a span of frames: "confidence", "agreement" and "inflow" over its "frames"; "named_confidence" and
@@ -106,8 +110,8 @@ class Probation:
         """Why the watched adaptation must be rolled back, or None to keep it."""
         assert self.watch is not None
         before, after = self.watch.baseline, self.watch.health()
-        mostly_named = all(2 * span["named"] >= span["frames"] > 0 for span in (before, after))
-        prefix = "named_" if mostly_named else ""
+        enough_named = all(NAMED_SHARE * span["frames"] < span["named"] for span in (before, after))
+        prefix = "named_" if enough_named else ""
         if before[prefix + "confidence"] - after[prefix + "confidence"] > self.max_confidence_drop:
             return "confidence_collapse"
         if before[prefix + "agreement"] - after[prefix + "agreement"] > self.max_agreement_drop:

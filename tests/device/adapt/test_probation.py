@@ -66,6 +66,21 @@ def test_verdicts(frames, verdict):
     assert watched(frames) == verdict
 
 
+@pytest.mark.parametrize(("named_confidence", "verdict"), [(0.85, None), (0.6, "confidence_collapse")])
+def test_two_named_frames_of_five_are_judged_apart(named_confidence, verdict):
+    """More than a third of the frames voted to a named class: they are judged, not the three frames that went to
+    a new pseudo-label with split votes (over every frame the confidence fell from 0.9 to 0.52 or 0.42)."""
+    p = Probation(window=5, length=5, max_confidence_drop=0.2, max_agreement_drop=0.2, max_growth=1.5)
+    for _ in range(5):
+        p.record(0.9, 0.9, True, drifting=True)
+    p.start(SNAPSHOT, [{"label": "x"}])
+    for _ in range(2):
+        p.record(named_confidence, 0.9, True, drifting=True)
+    for _ in range(3):
+        p.record(0.3, 0.3, True, drifting=True, named=False)
+    assert p.done and p.verdict() == verdict
+
+
 def test_inflow_growth_is_relative_to_the_baseline():
     p = probation()
     for flagged in (True, False, False, False):
