@@ -149,10 +149,11 @@ class Usage:
         """The last package is imported: what was spent so far is the import path's, the rest MLflow's flush."""
         self.imported = self._cpu()
 
-    def settle(self, artifacts: int, quiet_s: float = 6.0, timeout_s: float = 90.0) -> None:
+    def settle(self, artifacts: int, quiet_s: float = 6.0, timeout_s: float = 90.0) -> bool:
         """Wait until MLflow's flush, which runs after the imports (every 5 s), is over: `artifacts` uploads reached
         MLflow's bucket and every group was idle for `quiet_s` (under 5 % of a core each), at most `timeout_s`.
-        The CPU counted ends where that quiet window began, so the idle polling of the wait is left out."""
+        The CPU counted ends where that quiet window began, so the idle polling of the wait is left out. False if
+        the wait ran out (a busy machine): the figures then miss part of MLflow's flush."""
         deadline = time.monotonic() + timeout_s
         last = self._cpu()
         while time.monotonic() < deadline:
@@ -160,9 +161,11 @@ class Usage:
             now = self._cpu()
             idle = all(now[name] - last.get(name, 0.0) < 0.05 * quiet_s for name in now)
             if idle and (self.log is None or self._requests().get("mlflow_PUT", 0) >= artifacts):
-                break
+                self.end = last
+                return True
             last = now
         self.end = last
+        return False
 
     def _requests(self) -> dict[str, int]:
         """The requests moto_server logged since the start for the bench's buckets and MLflow's, by method."""
@@ -420,13 +423,13 @@ async def _ingest(stack: Stack, http: aiohttp.ClientSession, devices: list[tuple
     elapsed = time.perf_counter() - began
     load = os.getloadavg()[0]
     usage.mark_imported()
-    await asyncio.to_thread(usage.settle, DRIFT_EVENTS * count)  # each drift sample is an MLflow artifact
+    settled = await asyncio.to_thread(usage.settle, DRIFT_EVENTS * count)  # each drift sample: an MLflow artifact
     if spy is not None:  # MLflow's flush included
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=60)
     return {"ingest_packages_per_s": round(count / elapsed, 2), "upload_per_s": round(count / uploaded, 1),
             "bytes_per_package": round(statistics.mean(len(p[1]) for p in packages)),
-            "load_average_1m": round(load, 2), **usage.per_package(count)}
+            "load_average_1m": round(load, 2), "mlflow_flush_complete": settled, **usage.per_package(count)}
 
 
 def _bare_app() -> Any:
@@ -533,6 +536,7 @@ async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[
         result[f"ingest_packages_per_s_{suffix}"] = ingest["ingest_packages_per_s"]
         result[f"ingest_upload_per_s_{suffix}"] = ingest["upload_per_s"]
         result[f"ingest_load_average_1m_{suffix}"] = ingest["load_average_1m"]
+        result[f"ingest_mlflow_flush_complete_{suffix}"] = ingest["mlflow_flush_complete"]
         result["ingest_bytes_per_package"] = ingest["bytes_per_package"]
         cpu = ingest["cpu_ms"]
         result[f"ingest_cpu_ms_per_package_{suffix}"] = cpu
