@@ -8,6 +8,7 @@ from pathlib import Path
 from device.bundle import factory_bundle
 from device.config import Config
 from device.errors import TinyLCMError
+from device.pipeline.memory import release_free_memory
 from device.pipeline.persist import load_state, save_state
 from device.pipeline.pipeline import Pipeline
 from device.runner import Runner
@@ -37,9 +38,13 @@ class BundleWatch:
         self.bundle_dir = bundle_dir  # the resolved bundle the runner's pipeline was loaded from
         self.state_root = state_root
         self.error = ""  # why the bundle models/current points to could not be loaded
+        self._release = False  # the pipeline switched from at the last check is gone: give its pages back
 
     def check(self, seq: int) -> None:
         """Load the bundle `models/current` points to if it changed; `seq` is the next frame's."""
+        if self._release:  # by now the frame loop holds no frame of the old pipeline (an overlapped one did)
+            self._release = False
+            release_free_memory()  # so a switch does not leave the service larger by what malloc kept of it
         target = bundle_path(self.config, announce=False).resolve()
         if target == self.bundle_dir:
             return
@@ -50,6 +55,7 @@ class BundleWatch:
             if self.error != str(exc):
                 log.error("cannot switch to %s, staying on %s: %s", target, old.bundle.version, exc)
             self.error = str(exc)
+            self._release = True  # what the failed load had built
             return
         save_state(self.state_root, old, seq)
         load_state(self.state_root, pipeline)
@@ -58,3 +64,4 @@ class BundleWatch:
         self.runner.pipeline = pipeline
         self.runner.stats.new_window()  # the gate figures in /healthz must be the new model's own
         self.bundle_dir, self.error = target, ""
+        self._release = True

@@ -22,6 +22,7 @@ from device.knn import KNNClassifier
 from device.monitor import build_monitor
 from device.pipeline.blas import limit_blas_threads
 from device.pipeline.extract import Extractor
+from device.pipeline.memory import release_free_memory
 from device.pipeline.transform import FeatureTransform
 from device.result import Result
 
@@ -110,7 +111,9 @@ class Pipeline:
             monitor = build_monitor(config.drift_detectors, bundle.drift_reference(), dim=transform.output_dim,
                                     k=config.adaptive_classifier.k)
             adapter = KNNAdapter(classifier, config.adaptation)
-        return cls(bundle, extractor, transform, classifier, monitor, adapter)
+        pipeline = cls(bundle, extractor, transform, classifier, monitor, adapter)
+        release_free_memory()  # the load's temporaries, back to the kernel
+        return pipeline
 
     def process(self, frame: Frame, seq: int) -> Result:
         """Run one frame through every stage; raises `FrameError` for a frame that cannot be used."""

@@ -1,6 +1,10 @@
 """Standardize + PCA from plain numpy arrays (`transform.npz`), fused into one affine map.
 
 z = (x - mean) / scale; y = (z - pca_mean) @ components.T  ==  x @ W + b, precomputed once.
+
+Both are computed in float64 and stored in float32. `components` is kept as stored (float32 in a bundle): the
+bias takes a float64 copy of it only while it is computed, and W is divided straight into its float32 home (the
+ufunc casts in small buffers), so loading holds about one more copy of the matrix than it keeps, not four.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import BundleError
-from device.pipeline.hugepages import huge_page_copy
+from device.pipeline.hugepages import huge_page_empty
 
 _KEYS = ("mean", "scale", "components", "pca_mean")
 
@@ -29,9 +33,12 @@ class FeatureTransform:
             raise ValueError("scale must be finite and non-zero")
         self.input_dim = d
         self.output_dim = components.shape[0]
-        weight = components.T / scale[:, None]
-        self._weight = huge_page_copy(np.ascontiguousarray(weight, dtype=np.float32))
-        self._bias = (-(mean / scale + pca_mean) @ components.T).astype(np.float32)
+        mean, scale, pca_mean = (np.asarray(a, dtype=np.float64) for a in (mean, scale, pca_mean))
+        centre = -(mean / scale + pca_mean)
+        self._bias = (centre @ components.astype(np.float64, copy=False).T).astype(np.float32)
+        # (components.T / scale) in float64, rounded once to float32: as astype(float32) of the float64 quotient
+        self._weight = huge_page_empty((d, self.output_dim), np.float32)
+        np.divide(components.T, scale[:, None], out=self._weight, dtype=np.float64, casting="same_kind")
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureTransform:
@@ -41,7 +48,10 @@ class FeatureTransform:
                 missing = [k for k in _KEYS if k not in npz]
                 if missing:
                     raise BundleError(f"missing arrays {missing}", path)
-                arrays = {k: npz[k].astype(np.float64) for k in _KEYS}
+                arrays = {k: npz[k] for k in _KEYS}
+            for key, array in arrays.items():  # components stay float32 (see the module's docstring)
+                if array.dtype.kind != "f" or (key != "components" and array.dtype != np.float64):
+                    arrays[key] = array.astype(np.float64)
         except BundleError:
             raise
         except (OSError, ValueError) as exc:
