@@ -525,7 +525,7 @@ async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[
     (`..._without_mlflow_server_*`: with the MLflow server and its database elsewhere, as its flush is off the
     import path anyway), and per process the rate it could carry with a core of its own
     (`ingest_capacity_per_s_one_core_*`; moto_server and one worker are each one Python process, so one core
-    is their ceiling)."""
+    is their ceiling; `ingest_first_cap_*` names the lowest)."""
     result: dict[str, Any] = {}
     cores = os.cpu_count() or 1
     for workers in (1, 2):
@@ -553,9 +553,12 @@ async def _ingest_half(stack: Stack, http: aiohttp.ClientSession, devices: list[
         without_mlflow = cpu["total"] - cpu.get("mlflow", 0.0) - cpu.get("postgres_mlflow", 0.0)
         result[f"ingest_capacity_per_s_if_cpu_bound_without_mlflow_server_{suffix}"] = round(
             1000 * cores / without_mlflow, 1)
-        result[f"ingest_capacity_per_s_one_core_{suffix}"] = {
-            name: round(1000 * (workers if name == "worker" else 1) / ms, 1)
-            for name, ms in cpu.items() if name != "total" and ms > 0}
+        one_core = {name: round(1000 * (workers if name == "worker" else 1) / ms, 1)
+                    for name, ms in cpu.items() if name != "total" and ms > 0}
+        result[f"ingest_capacity_per_s_one_core_{suffix}"] = one_core
+        if one_core:  # the process that caps the rate first, each given a core of its own
+            slowest = min(one_core, key=one_core.__getitem__)
+            result[f"ingest_first_cap_{suffix}"] = {"process": slowest, "packages_per_s": one_core[slowest]}
     result.update({"ingest_packages": args.packages,
                    "ingest_records_per_package": PREDICTIONS + METRICS + DRIFT_EVENTS})
     return result
