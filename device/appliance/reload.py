@@ -26,6 +26,15 @@ def bundle_path(config: Config, announce: bool = True) -> Path:
     return factory_bundle()
 
 
+def _identity(bundle: Path) -> tuple[Path, int, int]:
+    """A bundle directory and its bundle.json's inode and mtime: a bundle installed again at the same path differs."""
+    try:
+        st = (bundle / "bundle.json").stat()
+    except OSError:
+        return bundle, -1, -1
+    return bundle, st.st_ino, st.st_mtime_ns
+
+
 class BundleWatch:
     """Swaps the runner's pipeline when the configured bundle resolves elsewhere; keeps the old one if it fails.
 
@@ -39,6 +48,7 @@ class BundleWatch:
         self.state_root = state_root
         self.error = ""  # why the bundle models/current points to could not be loaded
         self._release = False  # the pipeline switched from at the last check is gone: give its pages back
+        self._failed: tuple[Path, int, int] | None = None  # the bundle the last switch failed to load
 
     def check(self, seq: int) -> None:
         """Load the bundle `models/current` points to if it changed; `seq` is the next frame's."""
@@ -49,12 +59,16 @@ class BundleWatch:
         if target == self.bundle_dir:
             return
         old = self.runner.pipeline
+        # the old interpreter is freed while the new one is built (rebuilt if that fails), except when trying
+        # again a bundle that failed: then both are loaded at once, as the old is not rebuilt at every look
+        attempt = _identity(target)
+        replacing = old if attempt != self._failed else None
         try:
-            pipeline = Pipeline.from_bundle(target, self.config)
+            pipeline = Pipeline.from_bundle(target, self.config, replacing=replacing)
         except TinyLCMError as exc:
             if self.error != str(exc):
                 log.error("cannot switch to %s, staying on %s: %s", target, old.bundle.version, exc)
-            self.error = str(exc)
+            self.error, self._failed = str(exc), attempt
             self._release = True  # what the failed load had built
             return
         save_state(self.state_root, old, seq)
@@ -63,5 +77,5 @@ class BundleWatch:
                  pipeline.bundle.name, pipeline.bundle.version)
         self.runner.pipeline = pipeline
         self.runner.stats.new_window()  # the gate figures in /healthz must be the new model's own
-        self.bundle_dir, self.error = target, ""
+        self.bundle_dir, self.error, self._failed = target, "", None
         self._release = True

@@ -6,6 +6,7 @@ output tensors are found by the names `bundle.json` gives their roles, never by 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from typing import Any
@@ -56,12 +57,10 @@ class Extractor:
     """Runs the bundle's model on one RGB uint8 frame: (probabilities, features), both float32."""
 
     def __init__(self, bundle: Bundle, num_threads: int = 1) -> None:
-        model = str(bundle.file("model.tflite"))
-        try:
-            self._interp = interpreter_class()(model_path=model, num_threads=num_threads)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise BundleError(f"the TFLite runtime cannot load the model: {exc}", model) from exc
+        model = self._model = str(bundle.file("model.tflite"))
+        self._num_threads = num_threads
+        self._digest = bundle.meta.get("files", {}).get("model.tflite")  # what `reopen` finds again
+        self._interp: Any = self._open()
         self._in = _find(self._interp.get_input_details(), bundle.input, "input", model)
         outs = self._interp.get_output_details()
         self._probs = _find(outs, bundle.outputs["probabilities"], "probabilities", model)
@@ -77,6 +76,26 @@ class Extractor:
         self.finite_features = bool(np.issubdtype(self._feats["dtype"], np.integer)) and math.isfinite(
             float(self._feats["quantization"][0])
         )
+
+    def close(self) -> None:
+        """Free the interpreter (its tensor arena and the model's packed weights) until `reopen`."""
+        self._interp = None
+
+    def reopen(self) -> None:
+        """Build the interpreter again after `close`, from the same model file if it still has its sha256."""
+        if self._digest is not None:
+            with open(self._model, "rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() != self._digest:
+                    raise BundleError("the model changed since it was loaded", self._model)
+        self._interp = self._open()
+
+    def _open(self) -> Any:
+        try:
+            interp = interpreter_class()(model_path=self._model, num_threads=self._num_threads)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BundleError(f"the TFLite runtime cannot load the model: {exc}", self._model) from exc
+        return interp
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """Frame (H, W, 3) uint8 -> the input tensor, quantized as the model expects."""

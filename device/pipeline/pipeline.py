@@ -96,24 +96,45 @@ class Pipeline:
         self._finite_features = extractor.finite_features  # quantized outputs cannot be NaN or infinite
 
     @classmethod
-    def from_bundle(cls, path: str | Path, config: Config | None = None, *, detect: bool = True) -> Pipeline:
-        """Load a bundle with the configured classifier, detectors and adapter."""
+    def from_bundle(cls, path: str | Path, config: Config | None = None, *, detect: bool = True,
+                    replacing: Pipeline | None = None) -> Pipeline:
+        """Load a bundle with the configured classifier, detectors and adapter.
+
+        `replacing`: the pipeline the new one is to take over from. Once the new bundle's files are verified, its
+        interpreter is freed before the new one is built, so the two (the largest part of a pipeline) are never in
+        memory together; if the new bundle then fails to load, the old interpreter is built again from its own
+        model file and the error is raised as without `replacing`. Should that fail too, a `RuntimeError` ends
+        the service rather than leave it running without a model."""
         config = config or Config()
         limit_blas_threads(1)  # numpy's per-frame products run on this thread, off the interpreter's cores
         bundle = load_bundle(path)
-        extractor = Extractor(bundle, num_threads=config.feature_extractor.num_threads)
-        transform = FeatureTransform.load(bundle.file("transform.npz"))
-        check_dimensions(bundle, extractor, transform)
-        classifier = load_classifier(bundle, transform.output_dim, config.adaptive_classifier)
-        monitor = adapter = None
-        if detect:
-            # the configured detectors over the bundle's own drift reference: a new model brings its baseline
-            monitor = build_monitor(config.drift_detectors, bundle.drift_reference(), dim=transform.output_dim,
-                                    k=config.adaptive_classifier.k)
-            adapter = KNNAdapter(classifier, config.adaptation)
+        if replacing is not None:
+            replacing.extractor.close()
+        try:
+            extractor = Extractor(bundle, num_threads=config.feature_extractor.num_threads)
+            transform = FeatureTransform.load(bundle.file("transform.npz"))
+            check_dimensions(bundle, extractor, transform)
+            classifier = load_classifier(bundle, transform.output_dim, config.adaptive_classifier)
+            monitor = adapter = None
+            if detect:
+                # the configured detectors over the bundle's own drift reference: a new model brings its baseline
+                monitor = build_monitor(config.drift_detectors, bundle.drift_reference(), dim=transform.output_dim,
+                                        k=config.adaptive_classifier.k)
+                adapter = KNNAdapter(classifier, config.adaptation)
+        except Exception:
+            if replacing is not None:
+                replacing.reopen()
+            raise
         pipeline = cls(bundle, extractor, transform, classifier, monitor, adapter)
         release_free_memory()  # the load's temporaries, back to the kernel
         return pipeline
+
+    def reopen(self) -> None:
+        """Build the interpreter `from_bundle(..., replacing=self)` freed again; a `RuntimeError` if it cannot."""
+        try:
+            self.extractor.reopen()
+        except BundleError as exc:
+            raise RuntimeError(f"the running model cannot be loaded again: {exc}") from exc
 
     def process(self, frame: Frame, seq: int) -> Result:
         """Run one frame through every stage; raises `FrameError` for a frame that cannot be used."""

@@ -5,6 +5,7 @@ import shutil
 
 from device.appliance.reload import BundleWatch, bundle_path
 from device.bundle import factory_bundle
+from device.capture import open_source
 from device.config import parse_config
 from device.pipeline.pipeline import Pipeline
 from device.runner import Runner
@@ -63,3 +64,34 @@ def test_no_switch_while_the_configured_bundle_is_still_missing(tmp_path) -> Non
     first = runner.pipeline
     BundleWatch(config, runner, start, tmp_path / "state").check(25)
     assert runner.pipeline is first
+
+
+def test_a_switch_frees_the_old_interpreter_and_a_bundle_that_failed_is_tried_again_beside_it(tmp_path) -> None:
+    from tests.utils.bundles import reseal
+
+    models = tmp_path / "models"
+    shutil.copytree(FACTORY, models / "slot-a")
+    shutil.copytree(FACTORY, models / "slot-b")
+    (models / "slot-b" / "model.tflite").write_bytes(b"\x00" * 1024)  # sealed: only the runtime refuses it
+    reseal(models / "slot-b")
+    (models / "current").symlink_to(models / "slot-a")
+    config = parse_config({"device": {"data_dir": str(tmp_path)}, "feature_extractor": {"bundle": "models/current"}})
+    start = bundle_path(config).resolve()
+    runner = Runner(Pipeline.from_bundle(start, config))
+    watch = BundleWatch(config, runner, start, tmp_path / "state")
+    first = runner.pipeline
+
+    _flip(models / "current", models / "slot-b")
+    watch.check(25)  # freed for the attempt, built again when it failed
+    rebuilt = first.extractor._interp
+    assert runner.pipeline is first and rebuilt is not None and "cannot load the model" in watch.error
+    watch.check(50)  # the same bundle again: loaded beside the running interpreter, which is left alone
+    assert runner.pipeline is first and first.extractor._interp is rebuilt
+
+    _flip(models / "current", models / "slot-a")
+    shutil.rmtree(models / "slot-b")
+    shutil.copytree(FACTORY, models / "slot-b")
+    _flip(models / "current", models / "slot-b")
+    watch.check(75)
+    assert runner.pipeline is not first and first.extractor._interp is None and watch.error == ""
+    assert runner.step(next(iter(open_source("digits", size=(32, 32), realtime=False))), 75) is not None
