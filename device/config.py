@@ -158,7 +158,7 @@ class AdaptConfig:
     """The `adaptation` section (see `device.adapt`). Distances are in units of the reference scale (a quantile
     of the reference set's nearest-neighbour distances), so one configuration fits any PCA space. Ages and
     windows count frames, not seconds: the device has no real-time clock, while frame sequence numbers survive
-    reboots. The defaults were tuned on the digits bundle with `python -m benchmarks.adaptation` seeds 0-9."""
+    reboots. The defaults were tuned on the digits bundle with `python -m benchmarks.adaptation` seeds 0-9 and 40-99."""
 
     # quarantine
     quarantine_size: int = 256  # samples held at most; the oldest leaves first
@@ -180,6 +180,10 @@ class AdaptConfig:
     learned_share: float = 0.35  # share of the reference set learned samples may fill; beyond it the most redundant
     # learned sample leaves (a pseudo-labelled one first; an operator's label always joins): the bundle keeps the rest
     max_clusters: int = 32  # pseudo-labelled clusters remembered for relabelling by the operator
+    novel_vote: bool = True  # a frame quarantined during a drift is predicted by a vote among the new classes'
+    # samples (pseudo-labels and operator labels of classes the bundle lacks), when any is within novel_radius
+    novel_radius: float = 2.0  # ... of the frame (scale units); otherwise, and when off, the plain kNN vote stands.
+    # Wider gains little on new classes and costs known ones in a mixed drift: see benchmarks.adaptation (mixed)
     # validated labels
     max_pending: int = 512  # validated labels waiting to be applied, at most
     # the vote of a learned sample, as a share of a bundle sample's: guards the known classes where new ones overlap
@@ -190,7 +194,8 @@ class AdaptConfig:
     window: int = 30  # drifting frames before an adaptation that form its baseline
     probation: int = 30  # frames watched after a pseudo-label (and any joining it meanwhile) before they are kept
     max_confidence_drop: float = 0.2  # roll back when mean confidence falls by more (absolute; over the frames voted
-    # to a named class when most frames before and after were, else over every frame: see device.adapt.probation)
+    # to a named class when more than a third of the frames before and after were, else over every frame: see
+    # device.adapt.probation)
     max_agreement_drop: float = 0.2  # roll back when mean neighbour agreement falls by more (absolute; the same frames)
     max_growth: float = 2.0  # roll back when quarantine inflow stays at or above this multiple of the baseline's
     cooldown: int = 100  # frames without pseudo-labelling after a rollback
@@ -210,7 +215,9 @@ class AdaptConfig:
         ):
             _check(name, getattr(self, name), "an integer >= 1", lambda v: isinstance(v, int) and v >= 1)
         _check("cooldown", self.cooldown, "an integer >= 0", lambda v: isinstance(v, int) and v >= 0)
-        for name in ("novelty_distance", "cluster_radius", "new_class_distance", "max_growth"):
+        if not isinstance(self.novel_vote, bool):
+            raise ValueError(f"adaptation.novel_vote must be true or false, got {self.novel_vote!r}")
+        for name in ("novelty_distance", "cluster_radius", "new_class_distance", "max_growth", "novel_radius"):
             _check(name, getattr(self, name), "a number > 0", lambda v: _number(v) and v > 0)
         _check("join_distance", self.join_distance, "a number >= 0", lambda v: _number(v) and v >= 0)
         for name in ("min_confidence", "agreement", "max_confidence_drop", "max_agreement_drop"):
@@ -222,7 +229,7 @@ class AdaptConfig:
         if self.min_cluster > self.quarantine_size:
             raise ValueError(f"min_cluster must be <= quarantine_size ({self.quarantine_size}), got {self.min_cluster}")
 
-    def to_dict(self) -> dict[str, int | float]:
+    def to_dict(self) -> dict[str, int | float | bool]:
         """The settings as a JSON object (round-trips through `AdaptConfig(**d)`)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

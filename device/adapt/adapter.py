@@ -3,6 +3,11 @@
 `observe` runs once per frame and is O(1) unless a cluster search or an adaptation runs (every
 `check_every` quarantined samples). Every adaptation and rollback is returned as a plain JSON event
 for the outbox. The reference set stays bounded: `KNNClassifier.add` evicts by its own policy.
+A frame the adapter quarantines is, by its own test, unlike the known classes, whose samples still fill the
+reference set and take its vote: once a new class exists (a pseudo-label, or a class the operator named that
+the bundle lacks), such a frame's label and confidence become the vote among that class's samples when one is
+within `novel_radius` (`Adapter.novel_vote`). Only the reported prediction changes: the quarantine, the
+probation and the reference set see the kNN's own vote, so what the adapter learns is the same either way.
 Each learned sample carries the seq of its frame, so a frame contributes at most one sample: a later
 label for the same frame corrects that sample in place, and repeating a label changes nothing.
 """
@@ -26,6 +31,7 @@ from device.adapt.pseudolabel import (
     Cluster,
     PseudoLabeler,
     bundle_distances,
+    pairwise_distances,
     redundant,
     reference_scale,
 )
@@ -64,6 +70,7 @@ class Adapter:
         self.cooldown_until = -1  # no pseudo-labelling before this sequence number
         self.since_check = 0  # quarantined samples since the last cluster search
         self.guesses: set[int] = set()  # seqs of reference samples a pseudo-label put there, no operator confirmed
+        self.named = self._bundle_classes()  # the classes the bundle shipped; any other is a new class
         self._clock = clock
 
     # -- per frame ------------------------------------------------------------------------
@@ -92,6 +99,10 @@ class Adapter:
             sample = QuarantinedSample(result.seq, vector, result.label, result.confidence, nearest, self._clock())
             self.quarantine.add(sample)
             self.since_check += 1
+            if self.config.novel_vote:
+                vote = self.novel_vote(vector)
+                if vote is not None:
+                    result.label, result.confidence = vote
         if self.probation.done:
             return self._judge()
         if len(self.pending) and not self.probation.active:
@@ -100,6 +111,33 @@ class Adapter:
             self.since_check = 0
             return self._pseudo_label()
         return []
+
+    def novel_vote(self, vector: np.ndarray) -> tuple[str, float] | None:
+        """The kNN's vote for `vector` among the samples of new classes only (classes the bundle lacks: pseudo-labels
+        and the operator's new names); None when there are none, or none within `novel_radius`.
+
+        For a frame the adapter quarantined: its own test says it is unlike the known classes, yet their
+        samples fill the reference set and take the plain vote. Only those frames are asked, so it costs
+        nothing on a frame that was not, nor on any frame until a new class exists."""
+        knn = self.classifier
+        labels = knn.labels
+        rows = np.flatnonzero(~np.isin(labels, self.named))
+        if not len(rows):
+            return None
+        distances = pairwise_distances(vector[None, :], knn.vectors[rows], knn.metric)[0]
+        nearest = np.argsort(distances, kind="stable")[: knn.k]
+        if distances[nearest[0]] > self.config.novel_radius * self.scale:
+            return None
+        scores: dict[str, float] = {}
+        for i in nearest.tolist():
+            label = str(labels[rows[i]])
+            scores[label] = scores.get(label, 0.0) + float(knn.weights[rows[i]]) / (float(distances[i]) + 1e-6)
+        best = max(scores, key=scores.__getitem__)
+        return best, scores[best] / sum(scores.values())
+
+    def _bundle_classes(self) -> np.ndarray:
+        knn = self.classifier
+        return np.unique(knn.labels[knn.origins == BUNDLE]) if len(knn) else np.zeros(0, dtype=str)
 
     def _checked(self, vector: np.ndarray) -> np.ndarray | None:
         """`vector` as float32 (d,); None when not finite; ValueError on a wrong dimension."""
@@ -376,6 +414,7 @@ class Adapter:
         knn, weight = self.classifier, self.config.label_weight
         shipped = {row.tobytes() for row in knn.vectors[knn.origins == BUNDLE]}
         knn.restore(saved_snapshot(arrays, "knn", shipped, weight))
+        self.named = self._bundle_classes()
         self.quarantine.load_arrays(arrays)
         self.pending.load_arrays(arrays)
         self.quarantine.dropped = int(meta["dropped"]["quarantine"])

@@ -53,5 +53,7 @@ def test_one_seed_through_the_real_pipeline():
     assert validated["accuracy"] > report["none"]["per_seed"][0]["accuracy"]
     assert validated["ceiling_ratio"] == round(validated["after_labels"] / validated["ceiling"], 4)
     assert report["heuristic"]["per_seed"][0]["retention"] > 0.9
+    mixed = report["mixed"]["per_seed"][0]
+    assert set(mixed) == {"known_accuracy", "new_mapped"} and mixed["known_accuracy"] > 0.9
     control = report["control"]["total"]
     assert control["pseudo_labels"] == 0 and control["reference_changed"] == 0

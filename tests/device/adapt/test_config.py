@@ -26,6 +26,8 @@ def test_defaults_are_valid_and_round_trip():
         ("pseudo_weight", 1.5, "within (0, 1]"),
         ("learned_share", 0, "within (0, 1]"),
         ("join_distance", -0.5, "a number >= 0"),
+        ("novel_vote", 1, "true or false"),
+        ("novel_radius", 0.0, "a number > 0"),
     ],
 )
 def test_bad_values_name_the_field_and_what_is_allowed(field, value, allowed):
