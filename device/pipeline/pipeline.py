@@ -101,15 +101,16 @@ class Pipeline:
         """Load a bundle with the configured classifier, detectors and adapter.
 
         `replacing`: the pipeline the new one is to take over from. Once the new bundle's files are verified, its
-        interpreter is freed before the new one is built, so the two (the largest part of a pipeline) are never in
-        memory together; if the new bundle then fails to load, the old interpreter is built again from its own
-        model file and the error is raised as without `replacing`. Should that fail too, a `RuntimeError` ends
-        the service rather than leave it running without a model."""
+        interpreter and transform are freed before the new ones are built, so the two of each (the largest parts
+        of a pipeline) are never in memory together; if the new bundle then fails to load, the old ones are built
+        again from their own files (checked against their sha256) and the error is raised as without `replacing`.
+        Should that fail too, a `RuntimeError` ends the service rather than leave it running without a model."""
         config = config or Config()
         limit_blas_threads(1)  # numpy's per-frame products run on this thread, off the interpreter's cores
         bundle = load_bundle(path)
         if replacing is not None:
             replacing.extractor.close()
+            replacing.transform.close()
         try:
             extractor = Extractor(bundle, num_threads=config.feature_extractor.num_threads)
             transform = FeatureTransform.load(bundle.file("transform.npz"))
@@ -130,9 +131,12 @@ class Pipeline:
         return pipeline
 
     def reopen(self) -> None:
-        """Build the interpreter `from_bundle(..., replacing=self)` freed again; a `RuntimeError` if it cannot."""
+        """Build the interpreter and the transform `from_bundle(..., replacing=self)` freed again, from this
+        bundle's files as they were loaded; a `RuntimeError` if it cannot."""
         try:
             self.extractor.reopen()
+            self.transform.reopen(self.bundle.file("transform.npz"), self.bundle.meta.get("files", {}).get(
+                "transform.npz"))
         except BundleError as exc:
             raise RuntimeError(f"the running model cannot be loaded again: {exc}") from exc
 

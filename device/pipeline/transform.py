@@ -9,6 +9,7 @@ ufunc casts in small buffers), so loading holds about one more copy of the matri
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,21 @@ class FeatureTransform:
         # (components.T / scale) in float64, rounded once to float32: as astype(float32) of the float64 quotient
         self._weight = huge_page_empty((d, self.output_dim), np.float32)
         np.divide(components.T, scale[:, None], out=self._weight, dtype=np.float64, casting="same_kind")
+
+    def close(self) -> None:
+        """Free W and b until `reopen` (a closed transform maps nothing)."""
+        self._weight = self._bias = np.empty(0, dtype=np.float32)
+
+    def reopen(self, path: str | Path, sha256: str | None) -> None:
+        """Read W and b again from `path` after `close`, if it still has `sha256` (when given)."""
+        if sha256 is not None:
+            with open(path, "rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() != sha256:
+                    raise BundleError("the transform changed since it was loaded", path)
+        loaded = FeatureTransform.load(path)
+        if (loaded.input_dim, loaded.output_dim) != (self.input_dim, self.output_dim):
+            raise BundleError("the transform changed since it was loaded", path)
+        self._weight, self._bias = loaded._weight, loaded._bias
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureTransform:

@@ -1,5 +1,5 @@
-"""A pipeline loaded to replace another frees the old interpreter while it builds its own, and builds the old one
-again when the new bundle cannot be loaded: the old pipeline then classifies as before."""
+"""A pipeline loaded to replace another frees the old interpreter and transform while it builds its own, and builds
+the old ones again when the new bundle cannot be loaded: the old pipeline then classifies as before."""
 
 import numpy as np
 import pytest
@@ -20,14 +20,15 @@ def _frames(n: int) -> list:
 
 
 def _outputs(pipeline: Pipeline, frames: list) -> list[np.ndarray]:
-    """What the interpreter gives for each frame: probabilities and features."""
-    return [np.concatenate(pipeline.extract(f)) for f in frames]
+    """What the interpreter gives for each frame (probabilities and features) and the transform makes of it."""
+    return [np.concatenate([probs, features, pipeline.transform(features)])
+            for probs, features in (pipeline.extract(f) for f in frames)]
 
 
-def test_the_old_interpreter_is_freed_once_the_new_bundle_is_verified() -> None:
+def test_the_old_interpreter_and_transform_are_freed_once_the_new_bundle_is_verified() -> None:
     old = Pipeline.from_bundle(FACTORY)
     new = Pipeline.from_bundle(V2, replacing=old)
-    assert old.extractor._interp is None and new.bundle.version == "2.0.0"
+    assert old.extractor._interp is None and old.transform._weight.size == 0 and new.bundle.version == "2.0.0"
     assert len(_outputs(new, _frames(3))) == 3
 
 
@@ -60,12 +61,13 @@ def test_a_bundle_that_fails_to_load_leaves_the_old_pipeline_working_as_before(t
     assert len({old.process(f, i).label for i, f in enumerate(frames)}) >= 1  # and the whole pipeline runs
 
 
-def test_an_old_model_that_changed_on_disk_is_not_loaded_again(tmp_path) -> None:
+@pytest.mark.parametrize("name", ["model.tflite", "transform.npz"])
+def test_an_old_file_that_changed_on_disk_is_not_loaded_again(tmp_path, name) -> None:
     bundle = copy_factory(tmp_path / "a")
     old = Pipeline.from_bundle(bundle)
     broken = copy_factory(tmp_path / "b")
     (broken / "model.tflite").write_bytes(b"\x00" * 1024)
     reseal(broken)
-    (bundle / "model.tflite").write_bytes((V2 / "model.tflite").read_bytes())
+    (bundle / name).write_bytes((V2 / name).read_bytes())
     with pytest.raises(RuntimeError, match="the running model cannot be loaded again: .*changed since it was loaded"):
         Pipeline.from_bundle(broken, replacing=old)
