@@ -137,30 +137,44 @@ def cmd_updater(args: argparse.Namespace) -> int:
     if reexec and isinstance(restarter, ProcessRestarter):
         log.warning("--reexec-after-download ignored: the inference service is this process's child")
         reexec = False
+    def on_round_over() -> None:
+        nonlocal reexec
+        if reexec and not reexec_self(stop):
+            reexec = False  # the exec failed (said so): this process keeps the TUF client, and runs on
+
     try:
-        updater.run(stop, (lambda: reexec_self(stop)) if reexec else None)
+        updater.run(stop, on_round_over if reexec else None)
     finally:
         if isinstance(restarter, ProcessRestarter):
             restarter.stop()
     return 0
 
 
-def reexec_self(stop: threading.Event) -> None:
+def reexec_self(stop: threading.Event) -> bool:
     """Replace this process by a fresh run of its own command line (same pid, same open stdio): the memory of
     what a download round imported (python-tuf, securesystemslib, cryptography) goes back to the system. The new
     process recovers from the journal, as after any restart. SIGTERM/SIGINT are blocked from the last look at
     `stop` on: one that comes later stays pending across the exec and reaches the new process once it has
-    installed its handlers; none is lost, and a stop asked before is honoured here (no exec)."""
+    installed its handlers; none is lost, and a stop asked before is honoured here (no exec, True).
+
+    Returns False if the exec failed (the interpreter replaced by a package upgrade, no memory for the new
+    image, a closed stdout): logged, the signals unblocked, and this process goes on as it was."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     if stop.is_set():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        return
+        return True
     log.info("updater: download round over; re-executing to give the TUF client's memory back")
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - our own command line, no shell
+    try:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - our own command line, no shell
+    except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        log.error("updater: could not re-execute (%s); going on with the TUF client loaded", exc)
+        return False
+    raise AssertionError("unreachable: os.execv returns only by raising")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,3 +182,22 @@ def test_with_a_child_process_watchdog_the_flag_is_ignored(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in done.stdout.splitlines()] == [{"reexec": False}, {"reexec": True}]
     assert "--reexec-after-download ignored" in done.stderr
+
+
+def test_a_failed_exec_is_said_and_the_updater_goes_on_as_it_was(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    from device.updater.cli import STOP_SIGNALS, reexec_self
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python-removed-by-an-upgrade"))
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with caplog.at_level("ERROR", logger="tinylcm.updater"):
+        assert reexec_self(threading.Event()) is False
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # SIGTERM/SIGINT not left blocked
+    assert not set(STOP_SIGNALS) & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert any("could not re-execute" in record.getMessage() for record in caplog.records)
+    stop = threading.Event()
+    stop.set()
+    assert reexec_self(stop) is True  # a stop asked before: no exec, nothing to fall back from
