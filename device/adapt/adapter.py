@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class Adapter:
         classifier: KNNClassifier,
         config: AdaptConfig | None = None,
         clock: Callable[[], float] = time.time,
+        known_labels: Sequence[str] = (),
     ) -> None:
         self.classifier = classifier
         self.config = cfg = config or AdaptConfig()
@@ -70,7 +71,9 @@ class Adapter:
         self.cooldown_until = -1  # no pseudo-labelling before this sequence number
         self.since_check = 0  # quarantined samples since the last cluster search
         self.guesses: set[int] = set()  # seqs of reference samples a pseudo-label put there, no operator confirmed
-        self.named = self._bundle_classes()  # the classes the bundle shipped; any other is a new class
+        # the classes the bundle shipped (its labels and its reference set as given, before any state is
+        # restored: a restored set may have lost every sample of one); any other is a new class
+        self.named = np.union1d(self._bundle_classes(), np.asarray(known_labels, dtype=str))
         self._clock = clock
 
     # -- per frame ------------------------------------------------------------------------
@@ -414,7 +417,6 @@ class Adapter:
         knn, weight = self.classifier, self.config.label_weight
         shipped = {row.tobytes() for row in knn.vectors[knn.origins == BUNDLE]}
         knn.restore(saved_snapshot(arrays, "knn", shipped, weight))
-        self.named = self._bundle_classes()
         self.quarantine.load_arrays(arrays)
         self.pending.load_arrays(arrays)
         self.quarantine.dropped = int(meta["dropped"]["quarantine"])

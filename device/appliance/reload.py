@@ -60,7 +60,9 @@ class BundleWatch:
             return
         old = self.runner.pipeline
         # the old interpreter is freed while the new one is built (rebuilt if that fails), except when trying
-        # again a bundle that failed: then both are loaded at once, as the old is not rebuilt at every look
+        # again a bundle that failed: then both are loaded at once, as the old is not rebuilt at every look.
+        # The price: a bundle that failed only for want of memory beside the old one keeps failing until the
+        # service restarts (with the new bundle current, it then loads alone) or the updater rolls it back.
         attempt = _identity(target)
         replacing = old if attempt != self._failed else None
         try:

@@ -121,7 +121,7 @@ class Pipeline:
                 # the configured detectors over the bundle's own drift reference: a new model brings its baseline
                 monitor = build_monitor(config.drift_detectors, bundle.drift_reference(), dim=transform.output_dim,
                                         k=config.adaptive_classifier.k)
-                adapter = KNNAdapter(classifier, config.adaptation)
+                adapter = KNNAdapter(classifier, config.adaptation, known_labels=bundle.labels)
         except Exception:
             if replacing is not None:
                 replacing.reopen()
@@ -137,7 +137,7 @@ class Pipeline:
             self.extractor.reopen()
             self.transform.reopen(self.bundle.file("transform.npz"), self.bundle.meta.get("files", {}).get(
                 "transform.npz"))
-        except BundleError as exc:
+        except (BundleError, OSError) as exc:  # a file changed, or gone
             raise RuntimeError(f"the running model cannot be loaded again: {exc}") from exc
 
     def process(self, frame: Frame, seq: int) -> Result:

@@ -108,3 +108,25 @@ def test_a_restored_adapter_votes_alike(tmp_path):
     assert fresh.load(tmp_path)
     vector = between(world, 0.45)
     assert fresh.novel_vote(vector) == adapter.novel_vote(vector) == ("unknown-1", pytest.approx(0.9287, abs=1e-4))
+
+
+def test_a_known_class_stays_known_after_a_restart_whatever_the_restored_reference_set_holds(tmp_path):
+    """The bundle's classes are the bundle's, not what the restored reference set still holds: a set that lost
+    every sample of class "3" (evicted under a fifo policy, say) must not turn the operator's "3" into a new class."""
+    world, adapter = adapted()
+    world.knn.remove(np.flatnonzero(world.knn.labels == "3"))
+    adapter.save(tmp_path)
+    fresh = Adapter(World(seed=0).knn, WIDE)
+    assert fresh.load(tmp_path)
+    assert "3" not in fresh.classifier.labels.tolist() and "3" in fresh.named.tolist()
+    rng = np.random.default_rng(1)
+    vector = (between(world, 0.5) + rng.normal(0, 0.05, world.centres.shape[1])).astype(np.float32)
+    fresh.apply_label(1001, "3", vector=vector)
+    assert fresh.novel_vote(between(world, 0.5))[0] != "3"  # a known class's label never votes as a new class
+
+
+def test_a_bundle_label_without_reference_samples_is_known():
+    world = World(seed=0)
+    assert "9" not in world.knn.labels.tolist()
+    assert "9" not in Adapter(world.knn, WIDE).named.tolist()
+    assert "9" in Adapter(world.knn, WIDE, known_labels=tuple("0123459")).named.tolist()

@@ -71,3 +71,15 @@ def test_an_old_file_that_changed_on_disk_is_not_loaded_again(tmp_path, name) ->
     (bundle / name).write_bytes((V2 / name).read_bytes())
     with pytest.raises(RuntimeError, match="the running model cannot be loaded again: .*changed since it was loaded"):
         Pipeline.from_bundle(broken, replacing=old)
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "transform.npz"])
+def test_an_old_file_that_is_gone_ends_the_service_with_the_documented_error(tmp_path, name) -> None:
+    bundle = copy_factory(tmp_path / "a")
+    old = Pipeline.from_bundle(bundle)
+    broken = copy_factory(tmp_path / "b")
+    (broken / "model.tflite").write_bytes(b"\x00" * 1024)
+    reseal(broken)
+    (bundle / name).unlink()
+    with pytest.raises(RuntimeError, match="the running model cannot be loaded again"):
+        Pipeline.from_bundle(broken, replacing=old)
