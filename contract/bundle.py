@@ -81,10 +81,15 @@ def _verify_files(root: Path, meta: dict[str, Any]) -> None:
         want = digests.get(name)
         if want is None:
             raise BundleError(f"bundle.json lists no sha256 for {name}", root / "bundle.json")
-        with path.open("rb") as f:
-            got = hashlib.file_digest(f, "sha256").hexdigest()
-        if got != want:
-            raise BundleError(f"sha256 {got[:12]}… does not match bundle.json ({str(want)[:12]}…): corrupt file", path)
+        verify_file(path, str(want))
+
+
+def verify_file(path: Path, want: str) -> None:
+    """Raise `BundleError` unless the file at `path` has the sha256 `want` (OSError if it cannot be read)."""
+    with path.open("rb") as f:
+        got = hashlib.file_digest(f, "sha256").hexdigest()
+    if got != want:
+        raise BundleError(f"sha256 {got[:12]}… does not match bundle.json ({want[:12]}…): corrupt file", path)
 
 
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:

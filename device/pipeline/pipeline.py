@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from contract.bundle import Bundle, load_bundle
+from contract.bundle import Bundle, load_bundle, verify_file
 from device.adapt import Adapter as KNNAdapter
 from device.capture.base import Frame
 from device.config import AdaptiveClassifierConfig, Config
@@ -133,12 +133,16 @@ class Pipeline:
     def reopen(self) -> None:
         """Build the interpreter and the transform `from_bundle(..., replacing=self)` freed again, from this
         bundle's files as they were loaded; a `RuntimeError` if it cannot."""
+        digests = self.bundle.meta.get("files", {})
         try:
+            for name in ("model.tflite", "transform.npz"):
+                if name in digests:  # the same sha256 check `load_bundle` made
+                    verify_file(self.bundle.file(name), str(digests[name]))
             self.extractor.reopen()
-            self.transform.reopen(self.bundle.file("transform.npz"), self.bundle.meta.get("files", {}).get(
-                "transform.npz"))
-        except (BundleError, OSError) as exc:  # a file changed, or gone
-            raise RuntimeError(f"the running model cannot be loaded again: {exc}") from exc
+            self.transform.reopen(self.bundle.file("transform.npz"))
+        except (BundleError, OSError) as exc:
+            raise RuntimeError(f"the running model cannot be loaded again: a file changed since it was loaded, "
+                               f"or went ({exc})") from exc
 
     def process(self, frame: Frame, seq: int) -> Result:
         """Run one frame through every stage; raises `FrameError` for a frame that cannot be used."""
