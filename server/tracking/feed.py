@@ -68,11 +68,15 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _version(data: dict[str, Any], device: Device | None) -> str:
+def reported_version(data: dict[str, Any]) -> str | None:
+    """The model version a record's data names, or None if it names none (its device's version is taken then)."""
     reported = data.get("model_version")
-    if isinstance(reported, str) and reported:
-        return safe_name(reported)
-    return safe_name(device.model_version if device else None)
+    return reported if isinstance(reported, str) and reported else None
+
+
+def _version(data: dict[str, Any], device: Device | None) -> str:
+    reported = reported_version(data)
+    return safe_name(reported if reported is not None else device.model_version if device else None)
 
 
 def _step(record: PackageRecord) -> int:

@@ -193,8 +193,7 @@ def _fan_out(store: ObjectStore, package: Package, unpacked: UnpackedPackage, ty
             logs.append({"seq": item.record.seq, "ts": _iso(item.record.ts), **item.record.data})
             feed.append(mlflow_feed.FeedItem(item.record, {}, log=logs[-1]))
         else:
-            version = item.record.data.get("model_version")
-            version = version if isinstance(version, str) and version else None  # as the feed reads it
+            version = mlflow_feed.reported_version(item.record.data)
             if version not in plain_versions:
                 plain_versions.add(version)
                 feed.append(mlflow_feed.FeedItem(item.record, {}))  # opens the run of a version seen first here
